@@ -1,0 +1,115 @@
+/// One entry of the append-only log, as plain values. The log stores records
+/// inside blocks (see `StarlingLog.BlockCodec`); this is the record's own layout:
+///
+/// ```
+/// u32  length      bytes that follow this field (crc + body)
+/// u32  crc32c      CRC32C of body
+/// body:
+///   u8   kind      1 = event, 2 = identity link
+///   u8   flags     bit 0: counts as error (component stats)
+///   u16  reserved  0
+///   i64  ts        event time, epoch ms (link: linked_at)
+///   i64  received  server receive time, epoch ms
+///   7 × (u16 length + UTF-8 bytes): session_id, event_id, key, component, via, user_id, terminal_id
+///   u32  json length + JSON bytes   the stored event as returned to clients (empty for links)
+/// ```
+/// All integers little-endian. Absent strings are stored empty.
+public struct Record: Sendable, Equatable {
+    public enum Kind: UInt8, Sendable { case event = 1, link = 2 }
+
+    public var kind: Kind
+    public var isError: Bool
+    public var ts: Int64
+    public var receivedAt: Int64
+    public var sessionID: String
+    public var eventID: String
+    public var key: String
+    public var component: String
+    public var via: String
+    public var userID: String
+    public var terminalID: String
+    public var json: [UInt8]
+
+    public init(kind: Kind, isError: Bool = false, ts: Int64, receivedAt: Int64, sessionID: String, eventID: String = "",
+                key: String = "", component: String = "", via: String = "", userID: String = "", terminalID: String = "",
+                json: [UInt8] = []) {
+        self.kind = kind
+        self.isError = isError
+        self.ts = ts
+        self.receivedAt = receivedAt
+        self.sessionID = sessionID
+        self.eventID = eventID
+        self.key = key
+        self.component = component
+        self.via = via
+        self.userID = userID
+        self.terminalID = terminalID
+        self.json = json
+    }
+
+    public enum DecodeError: Error, Equatable, Sendable {
+        case truncated(offset: Int)
+        case badChecksum(offset: Int)
+        case badKind(UInt8, offset: Int)
+        case badLength(offset: Int)
+    }
+
+    /// Fixed part of the body: kind, flags, reserved, ts, received.
+    static let fixedBodyBytes = 1 + 1 + 2 + 8 + 8
+
+    public func encode(into out: inout [UInt8]) {
+        let start = out.count
+        out.appendLE(UInt32(0))  // length, patched below
+        out.appendLE(UInt32(0))  // crc, patched below
+        out.append(kind.rawValue)
+        out.append(isError ? 1 : 0)
+        out.appendLE(UInt16(0))
+        out.appendLE(ts)
+        out.appendLE(receivedAt)
+        for s in [sessionID, eventID, key, component, via, userID, terminalID] {
+            let u = s.utf8
+            // Validation bounds every string far below 64 KiB; clip defensively rather than corrupt.
+            let n = min(u.count, Int(UInt16.max))
+            out.appendLE(UInt16(n))
+            out.append(contentsOf: u.prefix(n))
+        }
+        out.appendLE(UInt32(json.count))
+        out.append(contentsOf: json)
+        let bodyStart = start + 8
+        let crc = out.withUnsafeBytes { CRC32C.checksum(UnsafeRawBufferPointer(rebasing: $0[bodyStart...])) }
+        out.overwriteLE(UInt32(out.count - start - 4), at: start)
+        out.overwriteLE(crc, at: start + 4)
+    }
+
+    public var encoded: [UInt8] {
+        var out: [UInt8] = []
+        encode(into: &out)
+        return out
+    }
+
+    /// Decodes the record at the reader's offset and advances past it. Verifies the CRC.
+    public static func decode(_ reader: inout ByteReader) throws(DecodeError) -> Record {
+        let at = reader.offset
+        guard let length = reader.u32(), let crc = reader.u32() else { throw .truncated(offset: at) }
+        guard let len = Int(exactly: length), len >= 4 + fixedBodyBytes else { throw .badLength(offset: at) }
+        guard let body = reader.slice(len - 4) else { throw .truncated(offset: at) }
+        guard CRC32C.checksum(body) == crc else { throw .badChecksum(offset: at) }
+        var r = ByteReader(body)
+        guard let kindByte = r.u8(), let flags = r.u8(), r.u16() != nil, let ts = r.i64(), let rcv = r.i64() else {
+            throw .truncated(offset: at)
+        }
+        guard let kind = Kind(rawValue: kindByte) else { throw .badKind(kindByte, offset: at) }
+        var strings: [String] = []
+        strings.reserveCapacity(7)
+        for _ in 0..<7 {
+            guard let n = r.u16(), let s = r.string(Int(n)) else { throw .truncated(offset: at) }
+            strings.append(s)
+        }
+        guard let jn = r.u32(), let jlen = Int(exactly: jn), let json = r.slice(jlen), r.remaining == 0 else {
+            throw .badLength(offset: at)
+        }
+        return Record(kind: kind, isError: flags & 1 != 0, ts: ts, receivedAt: rcv, sessionID: strings[0],
+                      eventID: strings[1], key: strings[2], component: strings[3], via: strings[4],
+                      userID: strings[5], terminalID: strings[6], json: Array(json))
+    }
+}

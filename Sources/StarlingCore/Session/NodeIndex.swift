@@ -1,0 +1,183 @@
+/// Where a record lives in the log: segment number, byte offset of its block, index in the block.
+public struct RecordLocation: Sendable, Hashable {
+    public var segment: UInt32
+    public var blockOffset: UInt64
+    public var index: UInt32
+    public init(segment: UInt32, blockOffset: UInt64, index: UInt32) {
+        self.segment = segment
+        self.blockOffset = blockOffset
+        self.index = index
+    }
+}
+
+/// An indexed event: enough to order and time-filter without reading the log.
+public struct EventRef: Sendable, Equatable {
+    public var location: RecordLocation
+    public var ts: Int64
+    public var receivedAt: Int64
+    /// Log sequence number: the final tie-break, so equal times keep log order.
+    public var seq: UInt64
+    public init(location: RecordLocation, ts: Int64, receivedAt: Int64, seq: UInt64) {
+        self.location = location
+        self.ts = ts
+        self.receivedAt = receivedAt
+        self.seq = seq
+    }
+
+    public static func inOrder(_ a: EventRef, _ b: EventRef) -> Bool {
+        if a.ts != b.ts { return a.ts < b.ts }
+        if a.receivedAt != b.receivedAt { return a.receivedAt < b.receivedAt }
+        return a.seq < b.seq
+    }
+}
+
+/// Per-component counters for `/v1/stats/components`.
+public struct ComponentStats: Sendable, Equatable {
+    public var events: Int = 0
+    public var errors: Int = 0
+    public var lastSeen: Int64 = 0
+}
+
+/// Everything a node knows about the records it stores, rebuilt by folding the log
+/// in order (`apply`). Pure: no I/O, no clock; time comes from the records.
+///
+/// - sessions: state, event refs and the event-id set used for dedupe;
+/// - users / terminals: links made by `/v1/identify`, and every event naming the identity;
+/// - components: counters.
+public struct NodeIndex: Sendable {
+    public struct SessionEntry: Sendable {
+        public var state: SessionState?
+        public var events: [EventRef] = []
+        var ids: Set<UInt64> = []
+        public var userID: String?
+        public var terminalID: String?
+    }
+
+    public struct Link: Sendable, Equatable {
+        public var sessionID: String
+        public var linkedAt: Int64
+    }
+
+    public struct IdentityEntry: Sendable {
+        public var links: [Link] = []
+        public var events: [EventRef] = []
+        /// Event ids of events that had no session (their dedupe scope is the identity).
+        var ids: Set<UInt64> = []
+    }
+
+    public enum Scope: Sendable, Hashable {
+        case session(String), user(String), terminal(String)
+    }
+
+    public private(set) var sessions: [String: SessionEntry] = [:]
+    public private(set) var users: [String: IdentityEntry] = [:]
+    public private(set) var terminals: [String: IdentityEntry] = [:]
+    public private(set) var components: [String: ComponentStats] = [:]
+    public private(set) var eventCount = 0
+    public private(set) var lastSeq: UInt64 = 0
+    public let ttl: TTLSettings
+
+    public init(ttl: TTLSettings) { self.ttl = ttl }
+
+    /// The session an identity-only event is attached to: the latest link of its user, else of its terminal.
+    public func resolveSession(userID: String?, terminalID: String?) -> String? {
+        if let u = userID, let l = users[u]?.links.last { return l.sessionID }
+        if let t = terminalID, let l = terminals[t]?.links.last { return l.sessionID }
+        return nil
+    }
+
+    /// Dedupe scope of an event: its session, else its user, else its terminal.
+    public static func scope(sessionID: String?, userID: String?, terminalID: String?) -> Scope {
+        if let s = sessionID, !s.isEmpty { return .session(s) }
+        if let u = userID, !u.isEmpty { return .user(u) }
+        return .terminal(terminalID ?? "")
+    }
+
+    public static func idHash(_ eventID: String) -> UInt64 { StableHash.fnv1a64(eventID) }
+
+    /// Whether an event with this id is already stored in this scope. Ids are compared
+    /// by 64-bit FNV-1a hash (see ARCHITECTURE.md, "dedupe").
+    public func contains(eventID: String, in scope: Scope) -> Bool {
+        let h = Self.idHash(eventID)
+        switch scope {
+        case .session(let s): return sessions[s]?.ids.contains(h) ?? false
+        case .user(let u): return users[u]?.ids.contains(h) ?? false
+        case .terminal(let t): return terminals[t]?.ids.contains(h) ?? false
+        }
+    }
+
+    /// Folds one record, stored at `location` with sequence number `seq`, into the index.
+    public mutating func apply(_ r: Record, at location: RecordLocation, seq: UInt64) {
+        lastSeq = max(lastSeq, seq)
+        switch r.kind {
+        case .link:
+            let link = Link(sessionID: r.sessionID, linkedAt: r.receivedAt)
+            if !r.userID.isEmpty {
+                if !(users[r.userID]?.links.contains { $0.sessionID == r.sessionID } ?? false) {
+                    users[r.userID, default: IdentityEntry()].links.append(link)
+                }
+                sessions[r.sessionID, default: SessionEntry()].userID = r.userID
+                sessions[r.sessionID]?.state?.userID = r.userID
+            }
+            if !r.terminalID.isEmpty {
+                if !(terminals[r.terminalID]?.links.contains { $0.sessionID == r.sessionID } ?? false) {
+                    terminals[r.terminalID, default: IdentityEntry()].links.append(link)
+                }
+                sessions[r.sessionID, default: SessionEntry()].terminalID = r.terminalID
+                sessions[r.sessionID]?.state?.terminalID = r.terminalID
+            }
+        case .event:
+            eventCount += 1
+            let ref = EventRef(location: location, ts: r.ts, receivedAt: r.receivedAt, seq: seq)
+            let h = Self.idHash(r.eventID)
+            let via: String? = r.via.isEmpty ? nil : r.via
+            if !r.sessionID.isEmpty {
+                var e = sessions.removeValue(forKey: r.sessionID) ?? SessionEntry()
+                e.events.append(ref)
+                e.ids.insert(h)
+                if !r.userID.isEmpty { e.userID = r.userID }
+                if !r.terminalID.isEmpty { e.terminalID = r.terminalID }
+                if e.state == nil {
+                    e.state = SessionState(firstEventAt: r.receivedAt, via: via, ttl: ttl)
+                } else {
+                    e.state!.observe(at: r.receivedAt, via: via, ttl: ttl)
+                }
+                e.state!.userID = e.userID
+                e.state!.terminalID = e.terminalID
+                sessions[r.sessionID] = e
+            }
+            if !r.userID.isEmpty {
+                users[r.userID, default: IdentityEntry()].events.append(ref)
+                if r.sessionID.isEmpty { users[r.userID]!.ids.insert(h) }
+            }
+            if !r.terminalID.isEmpty {
+                terminals[r.terminalID, default: IdentityEntry()].events.append(ref)
+                if r.sessionID.isEmpty && r.userID.isEmpty { terminals[r.terminalID]!.ids.insert(h) }
+            }
+            if !r.component.isEmpty {
+                var c = components[r.component] ?? ComponentStats()
+                c.events += 1
+                if r.isError { c.errors += 1 }
+                c.lastSeen = max(c.lastSeen, r.receivedAt)
+                components[r.component] = c
+            }
+        }
+    }
+
+    /// Drops every reference into the given segments (after retention deleted them).
+    /// Session state, links and counters stay: they describe the past, not the files.
+    public mutating func forget(segments: Set<UInt32>) {
+        guard !segments.isEmpty else { return }
+        func keep(_ r: EventRef) -> Bool { !segments.contains(r.location.segment) }
+        for k in Array(sessions.keys) {
+            sessions[k]!.events.removeAll { !keep($0) }
+        }
+        for k in Array(users.keys) { users[k]!.events.removeAll { !keep($0) } }
+        for k in Array(terminals.keys) { terminals[k]!.events.removeAll { !keep($0) } }
+    }
+
+    public func state(ofSession id: String, now: Int64) -> SessionState? {
+        guard let s = sessions[id]?.state, !s.isExpired(now: now) else { return nil }
+        return s
+    }
+}

@@ -1,0 +1,367 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+import StarlingCore
+import Synchronization
+
+/// When the log calls fdatasync (see ARCHITECTURE.md, "fsync policy").
+public enum FsyncPolicy: String, Sendable, CaseIterable {
+    /// Before every acknowledgement (group commit amortises it).
+    case always
+    /// On a timer (`--fsync-interval-ms`); acknowledgements wait only for write(2).
+    case interval
+    /// Never explicitly; the OS writes back.
+    case never
+}
+
+/// What recovery found, for logs and metrics.
+public struct RecoveryReport: Sendable {
+    public var segments = 0
+    public var blocks = 0
+    public var records = 0
+    public var bytes = 0
+    /// Bytes cut from the tail of the last segment (a torn write).
+    public var truncatedBytes = 0
+    /// Corrupt regions skipped in the middle of the log (bit rot), and their size.
+    public var corruptBlocks = 0
+    public var corruptBytes = 0
+    public var messages: [String] = []
+}
+
+/// The append-only, segmented log in `DIR/log/<UTC day>/<segment>.seg`.
+///
+/// Segment file: a 16-byte header (`"STLSEG"`, u16 format version, u32 segment number,
+/// u32 CRC32C of the previous 12 bytes) followed by blocks (`BlockCodec`).
+/// Segment numbers grow across days; a block never spans two days or two segments.
+///
+/// Threading: `recover`, `append`, `sync` and `applyRetention` are called by one writer
+/// thread; `readBlock` may be called concurrently from any thread.
+public final class SegmentedLog: @unchecked Sendable {
+    public static let segmentMagic: [UInt8] = Array("STLSEG".utf8)
+    public static let segmentVersion: UInt16 = 1
+    public static let segmentHeaderBytes = 16
+
+    public let directory: String
+    public let limits: Limits
+    var maxStoredBytes: Int { limits.blockBytesMax * 2 + 64 * 1024 }
+
+    struct Segment {
+        var number: UInt32
+        var day: String
+        var path: String
+    }
+
+    struct Shared {
+        var segments: [UInt32: Segment] = [:]
+        var readFDs: [UInt32: Int32] = [:]
+    }
+    let shared = Mutex(Shared())
+
+    // Writer-thread state.
+    var active: Segment?
+    var activeFD: Int32 = -1
+    var activeSize = 0
+    var nextSeq: UInt64 = 1
+    var nextSegment: UInt32 = 1
+    public private(set) var dirty = false
+    /// Total bytes of all segments.
+    public private(set) var totalBytes = 0
+
+    public init(directory: String, limits: Limits = Limits()) {
+        self.directory = directory
+        self.limits = limits
+    }
+
+    deinit {
+        if activeFD >= 0 { close(activeFD) }
+        shared.withLock { s in for fd in s.readFDs.values { close(fd) } }
+    }
+
+    var logDir: String { directory + "/log" }
+
+    func segmentPath(day: String, number: UInt32) -> String {
+        let n = String(number)
+        return "\(logDir)/\(day)/\(String(repeating: "0", count: max(0, 10 - n.count)))\(n).seg"
+    }
+
+    public var lastSeq: UInt64 { nextSeq - 1 }
+
+    // MARK: Recovery
+
+    /// Opens the log, scanning every segment in order and passing each valid record to `visit`
+    /// with its location and sequence number. A torn or corrupt tail of the last segment is cut
+    /// off; corrupt regions in the middle are skipped and reported.
+    public func recover(_ visit: (Record, RecordLocation, UInt64) -> Void) throws(LogIOError) -> RecoveryReport {
+        try FileIO.mkdirs(logDir)
+        var report = RecoveryReport()
+        var found: [Segment] = []
+        for day in FileIO.list(logDir).sorted() where Timestamps.parseUTCDay(day) != nil {
+            for name in FileIO.list("\(logDir)/\(day)") where name.hasSuffix(".seg") {
+                guard let n = UInt32(name.dropLast(4)) else { continue }
+                found.append(Segment(number: n, day: day, path: "\(logDir)/\(day)/\(name)"))
+            }
+        }
+        found.sort { $0.number < $1.number }
+        for (i, seg) in found.enumerated() {
+            let isLast = i == found.count - 1
+            let (validEnd, fileSize) = try scan(seg, isLast: isLast, report: &report, visit: visit)
+            if validEnd < fileSize && isLast {
+                let fd = try FileIO.openFile(seg.path, flags: O_RDWR)
+                defer { close(fd) }
+                try FileIO.truncate(fd, to: validEnd, path: seg.path)
+                try FileIO.sync(fd, path: seg.path)
+                report.truncatedBytes += fileSize - validEnd
+                report.messages.append("cut \(fileSize - validEnd) bytes of torn tail from \(seg.path) at offset \(validEnd)")
+            }
+            shared.withLock { $0.segments[seg.number] = seg }
+            report.segments += 1
+            totalBytes += min(validEnd, fileSize)
+            nextSegment = max(nextSegment, seg.number + 1)
+        }
+        if let last = found.last {
+            active = last
+            activeFD = try FileIO.openFile(last.path, flags: O_RDWR)
+            activeSize = try FileIO.size(activeFD, path: last.path)
+            if activeSize < Self.segmentHeaderBytes {
+                // A segment whose header itself was torn: rewrite the header.
+                try writeSegmentHeader(fd: activeFD, number: last.number, path: last.path)
+                activeSize = Self.segmentHeaderBytes
+            }
+        }
+        return report
+    }
+
+    /// Scans one segment. Returns the offset after its last valid block and the file size.
+    func scan(_ seg: Segment, isLast: Bool, report: inout RecoveryReport,
+              visit: (Record, RecordLocation, UInt64) -> Void) throws(LogIOError) -> (Int, Int) {
+        let fd = try FileIO.openFile(seg.path, flags: O_RDONLY)
+        defer { close(fd) }
+        let size = try FileIO.size(fd, path: seg.path)
+        let bytes = try FileIO.readAll(fd, count: size, at: 0, path: seg.path)
+        return bytes.withUnsafeBytes { buf -> (Int, Int) in
+            guard checkSegmentHeader(buf, number: seg.number) else {
+                report.messages.append("segment \(seg.path) has no valid header (\(size) bytes); treated as empty")
+                return (min(size, 0), size)
+            }
+            var offset = Self.segmentHeaderBytes
+            var validEnd = offset
+            while offset < buf.count {
+                if let (h, recs) = try? BlockCodec.decode(UnsafeRawBufferPointer(rebasing: buf[offset...]), maxStoredBytes: maxStoredBytes) {
+                    for (i, r) in recs.enumerated() {
+                        let seq = h.firstSeq + UInt64(i)
+                        visit(r, RecordLocation(segment: seg.number, blockOffset: UInt64(offset), index: UInt32(i)), seq)
+                        nextSeq = max(nextSeq, seq + 1)
+                    }
+                    report.blocks += 1
+                    report.records += recs.count
+                    report.bytes += h.totalBytes
+                    offset += h.totalBytes
+                    validEnd = offset
+                    continue
+                }
+                // Invalid block: is there a valid block further on (corruption in the middle)?
+                if let next = nextValidBlock(buf, after: offset) {
+                    report.corruptBlocks += 1
+                    report.corruptBytes += next - offset
+                    report.messages.append("skipped \(next - offset) corrupt bytes in \(seg.path) at offset \(offset)")
+                    offset = next
+                    continue
+                }
+                if !isLast {
+                    report.corruptBlocks += 1
+                    report.corruptBytes += buf.count - offset
+                    report.messages.append("ignored \(buf.count - offset) invalid bytes at the end of \(seg.path) from offset \(offset)")
+                }
+                break
+            }
+            return (validEnd, size)
+        }
+    }
+
+    func nextValidBlock(_ buf: UnsafeRawBufferPointer, after offset: Int) -> Int? {
+        let m = BlockCodec.magic
+        var i = offset + 1
+        while i + BlockCodec.headerBytes <= buf.count {
+            if buf[i] == m[0] && buf[i + 1] == m[1] && buf[i + 2] == m[2] && buf[i + 3] == m[3],
+               (try? BlockCodec.decode(UnsafeRawBufferPointer(rebasing: buf[i...]), maxStoredBytes: maxStoredBytes)) != nil {
+                return i
+            }
+            i += 1
+        }
+        return nil
+    }
+
+    func checkSegmentHeader(_ buf: UnsafeRawBufferPointer, number: UInt32) -> Bool {
+        guard buf.count >= Self.segmentHeaderBytes else { return false }
+        for i in 0..<6 where buf[i] != Self.segmentMagic[i] { return false }
+        var r = ByteReader(buf, offset: 6)
+        guard let v = r.u16(), let n = r.u32(), let crc = r.u32() else { return false }
+        return v == Self.segmentVersion && n == number
+            && CRC32C.checksum(UnsafeRawBufferPointer(rebasing: buf[0..<12])) == crc
+    }
+
+    func writeSegmentHeader(fd: Int32, number: UInt32, path: String) throws(LogIOError) {
+        var h = Self.segmentMagic
+        h.appendLE(Self.segmentVersion)
+        h.appendLE(number)
+        let crc = CRC32C.checksum(h)
+        h.appendLE(crc)
+        try h.withUnsafeBytes { (b) throws(LogIOError) in try FileIO.writeAll(fd, b, at: 0, path: path) }
+        try FileIO.truncate(fd, to: Self.segmentHeaderBytes, path: path)
+    }
+
+    // MARK: Appending
+
+    func roll(day: String) throws(LogIOError) {
+        if activeFD >= 0 {
+            try FileIO.sync(activeFD, path: active?.path ?? "")
+            close(activeFD)
+            activeFD = -1
+        }
+        let number = nextSegment
+        let dayDir = "\(logDir)/\(day)"
+        try FileIO.mkdirs(dayDir)
+        let path = segmentPath(day: day, number: number)
+        let fd = try FileIO.openFile(path, flags: O_RDWR | O_CREAT | O_TRUNC)
+        do {
+            try writeSegmentHeader(fd: fd, number: number, path: path)
+            try FileIO.sync(fd, path: path)
+        } catch {
+            close(fd)
+            throw error
+        }
+        FileIO.syncDirectory(dayDir)
+        FileIO.syncDirectory(logDir)
+        nextSegment += 1
+        let seg = Segment(number: number, day: day, path: path)
+        active = seg
+        activeFD = fd
+        activeSize = Self.segmentHeaderBytes
+        totalBytes += Self.segmentHeaderBytes
+        shared.withLock { $0.segments[number] = seg }
+    }
+
+    /// Appends records as one or more blocks with a single write, returning each record's
+    /// location and sequence number. On failure nothing is appended (the file is cut back).
+    public func append(_ records: [Record], nowMs: Int64) throws(LogIOError) -> [(location: RecordLocation, seq: UInt64)] {
+        guard !records.isEmpty else { return [] }
+        let day = Timestamps.utcDay(nowMs)
+        if active == nil || active!.day != day || activeSize >= limits.segmentBytesMax {
+            try roll(day: day)
+        }
+        guard let seg = active else { return [] }
+        var out: [(location: RecordLocation, seq: UInt64)] = []
+        out.reserveCapacity(records.count)
+        var bytes: [UInt8] = []
+        var payload: [UInt8] = []
+        var payloadCount = 0
+        var blockFirstSeq = nextSeq
+        var seq = nextSeq
+        let start = activeSize
+        func flushBlock() {
+            guard payloadCount > 0 else { return }
+            bytes.append(contentsOf: BlockCodec.encode(records: payload, count: payloadCount, firstSeq: blockFirstSeq))
+            payload.removeAll(keepingCapacity: true)
+            payloadCount = 0
+        }
+        for r in records {
+            if payloadCount > 0 && (payloadCount >= limits.blockRecordsMax || payload.count >= limits.blockBytesMax) {
+                flushBlock()
+            }
+            if payloadCount == 0 { blockFirstSeq = seq }
+            r.encode(into: &payload)
+            out.append((RecordLocation(segment: seg.number, blockOffset: UInt64(start + bytes.count), index: UInt32(payloadCount)), seq))
+            payloadCount += 1
+            seq += 1
+        }
+        flushBlock()
+        do {
+            try bytes.withUnsafeBytes { (b) throws(LogIOError) in try FileIO.writeAll(activeFD, b, at: start, path: seg.path) }
+        } catch {
+            // Leave no partial block behind: a later successful append must follow valid bytes.
+            try? FileIO.truncate(activeFD, to: start, path: seg.path)
+            throw error
+        }
+        activeSize += bytes.count
+        totalBytes += bytes.count
+        nextSeq = seq
+        dirty = true
+        return out
+    }
+
+    /// fdatasync of the active segment, if anything was written since the last one.
+    public func sync() throws(LogIOError) {
+        guard dirty, activeFD >= 0 else { return }
+        try FileIO.sync(activeFD, path: active?.path ?? "")
+        dirty = false
+    }
+
+    // MARK: Reading
+
+    /// Reads and verifies one block. Safe to call from any thread.
+    public func readBlock(segment: UInt32, offset: UInt64) throws -> [Record] {
+        let (fd, path): (Int32, String) = try shared.withLock { s in
+            guard let seg = s.segments[segment] else { throw LogIOError(operation: "read", path: "segment \(segment)", errno: ENOENT) }
+            if let fd = s.readFDs[segment] { return (fd, seg.path) }
+            let fd = try FileIO.openFile(seg.path, flags: O_RDONLY)
+            s.readFDs[segment] = fd
+            return (fd, seg.path)
+        }
+        guard let off = Int(exactly: offset) else { throw BlockCodec.DecodeError.badLength }
+        let head = try FileIO.readAll(fd, count: BlockCodec.headerBytes, at: off, path: path)
+        let h = try head.withUnsafeBytes { (b) throws(BlockCodec.DecodeError) in try BlockCodec.header(b, maxStoredBytes: maxStoredBytes) }
+        let payload = try FileIO.readAll(fd, count: h.storedBytes, at: off + BlockCodec.headerBytes, path: path)
+        return try payload.withUnsafeBytes { (b) throws(BlockCodec.DecodeError) in try BlockCodec.records(header: h, payload: b) }
+    }
+
+    // MARK: Retention
+
+    /// Deletes (or first moves to `archive`) every day directory older than `keepDays` days,
+    /// never the day being written. Returns the removed days and their segment numbers.
+    public func applyRetention(keepDays: Int, nowMs: Int64, archive: String?) throws(LogIOError) -> (days: [String], segments: Set<UInt32>) {
+        let dayMs: Int64 = 86_400_000
+        let cutoff = nowMs - Int64(keepDays) * dayMs
+        var days: [String] = []
+        var removed = Set<UInt32>()
+        for day in FileIO.list(logDir).sorted() {
+            guard let start = Timestamps.parseUTCDay(day), start + dayMs <= cutoff, day != active?.day else { continue }
+            let victims: [UInt32] = shared.withLock { s in
+                let v = s.segments.values.filter { $0.day == day }.map(\.number)
+                for n in v {
+                    if let fd = s.readFDs.removeValue(forKey: n) { close(fd) }
+                    s.segments.removeValue(forKey: n)
+                }
+                return v
+            }
+            let path = "\(logDir)/\(day)"
+            let size = FileIO.list(path).reduce(0) { acc, name in
+                var st = stat()
+                return acc + (stat(path + "/" + name, &st) == 0 ? Int(st.st_size) : 0)
+            }
+            if let archive {
+                try FileIO.mkdirs(archive)
+                let dest = "\(archive)/\(day)"
+                try? FileIO.removeTree(dest)
+                try FileIO.move(path, to: dest)
+            } else {
+                try FileIO.removeTree(path)
+            }
+            totalBytes = max(0, totalBytes - size)
+            days.append(day)
+            removed.formUnion(victims)
+        }
+        if !days.isEmpty { FileIO.syncDirectory(logDir) }
+        return (days, removed)
+    }
+
+    /// Closes the files (the writer calls `sync` first).
+    public func close() {
+        if activeFD >= 0 {
+            _ = fdatasync(activeFD)
+            Glibc.close(activeFD)
+            activeFD = -1
+        }
+    }
+}

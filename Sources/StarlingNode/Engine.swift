@@ -1,0 +1,420 @@
+import Dispatch
+import Logging
+import StarlingCore
+import StarlingLog
+import Synchronization
+
+/// The node's storage engine: admits validated events, writes them to the log with group
+/// commit, folds them into the `NodeIndex`, and answers queries from the log.
+///
+/// One serial writer queue owns the log's write side: it dedupes, stamps, appends,
+/// fsyncs (per policy), applies to the index and only then completes the callers. Queries
+/// copy refs out of the index under its lock and read blocks without holding it.
+public final class Engine: @unchecked Sendable {
+    public typealias Completion = @Sendable (Result<Int, IngestError>) -> Void
+
+    public let config: NodeConfig
+    public let metrics: NodeMetrics
+    let log: SegmentedLog
+    let index: Mutex<NodeIndex>
+    let logger: Logger
+    let clock: @Sendable () -> Int64
+    let writer = DispatchQueue(label: "starling.log-writer")
+    let blockCache = BlockCache(capacity: 128)
+    public let recovery: RecoveryReport
+    public let recoveryMillis: Int64
+
+    enum Payload {
+        case events([IncomingEvent], ip: String, transport: Transport)
+        case link(sessionID: String, userID: String?, terminalID: String?)
+    }
+    struct Job {
+        var payload: Payload
+        var count: Int
+        var bytes: Int
+        var completion: Completion
+    }
+    struct Pending {
+        var jobs: [Job] = []
+        var events = 0
+        var bytes = 0
+        var draining = false
+        var stopped = false
+        /// The log failed to write; cleared by the next successful write.
+        var storageError: String?
+    }
+    let pending = Mutex(Pending())
+    let timers = Mutex<[DispatchSourceTimer]>([])
+    let rng = Mutex(SystemRandomNumberGenerator())
+
+    /// Opens (and recovers) the node's data directory.
+    public init(config: NodeConfig, metrics: NodeMetrics, logger: Logger,
+                clock: @escaping @Sendable () -> Int64) throws {
+        self.config = config
+        self.metrics = metrics
+        self.logger = logger
+        self.clock = clock
+        try DataDirectory.prepare(config.dataDir, nodeID: config.id)
+        log = SegmentedLog(directory: config.dataDir, limits: config.limits)
+        var idx = NodeIndex(ttl: config.ttl)
+        let started = clock()
+        let report = try log.recover { record, location, seq in idx.apply(record, at: location, seq: seq) }
+        recoveryMillis = clock() - started
+        recovery = report
+        for m in report.messages { logger.warning("log recovery: \(m)") }
+        metrics.logCorruptBlocks.increment(by: Int64(report.corruptBlocks))
+        metrics.logTruncatedBytes.increment(by: Int64(report.truncatedBytes))
+        metrics.logBytes.set(Double(log.totalBytes))
+        metrics.sessions.set(Double(idx.sessions.count))
+        index = Mutex(idx)
+        logger.info("log recovered", metadata: [
+            "segments": "\(report.segments)", "records": "\(report.records)", "bytes": "\(report.bytes)",
+            "millis": "\(recoveryMillis)", "truncated_bytes": "\(report.truncatedBytes)", "corrupt_blocks": "\(report.corruptBlocks)",
+        ])
+        startTimers()
+    }
+
+    func startTimers() {
+        var list: [DispatchSourceTimer] = []
+        if config.fsync == .interval {
+            let t = DispatchSource.makeTimerSource(queue: writer)
+            let ms = max(1, config.fsyncIntervalMs)
+            t.schedule(deadline: .now() + .milliseconds(ms), repeating: .milliseconds(ms))
+            t.setEventHandler { [weak self] in self?.syncNow() }
+            t.resume()
+            list.append(t)
+        }
+        let r = DispatchSource.makeTimerSource(queue: writer)
+        r.schedule(deadline: .now() + .seconds(5), repeating: .seconds(600))
+        r.setEventHandler { [weak self] in self?.runRetention() }
+        r.resume()
+        list.append(r)
+        timers.withLock { $0 = list }
+    }
+
+    // MARK: Ingest
+
+    /// Live members able to hold a copy (this node alone until clustering exists).
+    public var liveMembers: Int { 1 }
+
+    /// Why the node cannot take writes right now, if it cannot.
+    public func unavailableReason() -> IngestError? {
+        if config.rf > liveMembers {
+            return IngestError(status: 503, code: "not_enough_replicas",
+                               message: "the cluster has \(liveMembers) live member(s) but rf=\(config.rf) copies are required; start more nodes or use --rf \(liveMembers)")
+        }
+        return pending.withLock { p in
+            if p.stopped { return IngestError(status: 503, code: "shutting_down", message: "node is shutting down") }
+            if let e = p.storageError { return IngestError(status: 503, code: "storage_unavailable", message: e) }
+            return nil
+        }
+    }
+
+    /// Queues validated events; `completion` runs once they are in the log (or refused).
+    public func submit(_ events: [IncomingEvent], ip: String, transport: Transport, bytes: Int, completion: @escaping Completion) {
+        if let reason = unavailableReason() {
+            completion(.failure(reason))
+            return
+        }
+        enqueue(Job(payload: .events(events, ip: ip, transport: transport), count: events.count, bytes: bytes, completion: completion))
+    }
+
+    /// Links identities to a session (`/v1/identify`), durably, in log order with events.
+    public func identify(sessionID: String, userID: String?, terminalID: String?, completion: @escaping Completion) {
+        if let reason = unavailableReason() {
+            completion(.failure(reason))
+            return
+        }
+        enqueue(Job(payload: .link(sessionID: sessionID, userID: userID, terminalID: terminalID), count: 1, bytes: 64, completion: completion))
+    }
+
+    func enqueue(_ job: Job) {
+        let limits = config.limits
+        let decision: (accepted: Bool, startDrain: Bool, stopped: Bool) = pending.withLock { p in
+            if p.stopped { return (false, false, true) }
+            if p.events + job.count > limits.writeQueueEventsMax || p.bytes + job.bytes > limits.writeQueueBytesMax {
+                return (false, false, false)
+            }
+            p.jobs.append(job)
+            p.events += job.count
+            p.bytes += job.bytes
+            let start = !p.draining
+            p.draining = true
+            return (true, start, false)
+        }
+        if !decision.accepted {
+            job.completion(.failure(IngestError(status: 503, code: decision.stopped ? "shutting_down" : "overloaded",
+                                                message: decision.stopped ? "node is shutting down" : "the log writer queue is full; retry later")))
+            return
+        }
+        if decision.startDrain { writer.async { self.drain() } }
+    }
+
+    /// Runs on the writer queue: takes everything pending and commits it as one group.
+    func drain() {
+        while true {
+            let jobs: [Job] = pending.withLock { p in
+                if p.jobs.isEmpty {
+                    p.draining = false
+                    return []
+                }
+                var take = 0, events = 0, bytes = 0
+                while take < p.jobs.count && (take == 0 || events + p.jobs[take].count <= 20_000) {
+                    events += p.jobs[take].count
+                    bytes += p.jobs[take].bytes
+                    take += 1
+                }
+                let out = Array(p.jobs[0..<take])
+                p.jobs.removeFirst(take)
+                p.events -= events
+                p.bytes -= bytes
+                return out
+            }
+            if jobs.isEmpty { return }
+            metrics.writeQueueEvents.set(Double(pending.withLock { $0.events }))
+            commit(jobs)
+        }
+    }
+
+    /// Group commit of `jobs`: build records (dedupe, identity resolution), append, sync, apply.
+    func commit(_ jobs: [Job]) {
+        let now = clock()
+        var records: [Record] = []
+        var perJob: [(stored: Int, duplicates: Int)] = []
+        var newLinks: [String: String] = [:]         // "u:"/"t:" + id -> session, links made in this group
+        var seenIDs: [NodeIndex.Scope: Set<String>] = [:]   // ids admitted earlier in this group
+        index.withLock { idx in
+            for job in jobs {
+                switch job.payload {
+                case .link(let sid, let uid, let tid):
+                    records.append(Record(kind: .link, ts: now, receivedAt: now, sessionID: sid,
+                                          userID: uid ?? "", terminalID: tid ?? ""))
+                    if let uid { newLinks["u:" + uid] = sid }
+                    if let tid { newLinks["t:" + tid] = sid }
+                    perJob.append((1, 0))
+                case .events(let events, let ip, _):
+                    var stored = 0, dups = 0
+                    for var e in events {
+                        var sid = e.sessionID
+                        if sid == nil {
+                            sid = e.userID.flatMap { newLinks["u:" + $0] } ?? e.terminalID.flatMap { newLinks["t:" + $0] }
+                                ?? idx.resolveSession(userID: e.userID, terminalID: e.terminalID)
+                        }
+                        let scope = NodeIndex.scope(sessionID: sid, userID: e.userID, terminalID: e.terminalID)
+                        let eid: String
+                        if let given = e.eventID {
+                            if idx.contains(eventID: given, in: scope) || seenIDs[scope]?.contains(given) == true {
+                                dups += 1
+                                continue
+                            }
+                            eid = given
+                        } else {
+                            eid = rng.withLock { EventID.make(nowMs: now, using: &$0) }
+                        }
+                        seenIDs[scope, default: []].insert(eid)
+                        let ts = e.ts ?? now
+                        let json = StoredEvent.json(of: e, sessionID: sid, eventID: eid, ts: ts, receivedAt: now,
+                                                    node: config.id, ip: ip)
+                        e.eventID = eid
+                        records.append(Record(kind: .event, isError: e.isError, ts: ts, receivedAt: now,
+                                              sessionID: sid ?? "", eventID: eid, key: e.key, component: e.component ?? "",
+                                              via: e.via ?? "", userID: e.userID ?? "", terminalID: e.terminalID ?? "", json: json))
+                        stored += 1
+                    }
+                    perJob.append((stored, dups))
+                }
+            }
+        }
+        let bytesBefore = log.totalBytes
+        do {
+            let placed = try log.append(records, nowMs: now)
+            if config.fsync == .always { try timedSync() }
+            index.withLock { idx in
+                for (r, p) in zip(records, placed) { idx.apply(r, at: p.location, seq: p.seq) }
+                metrics.sessions.set(Double(idx.sessions.count))
+            }
+            pending.withLock { $0.storageError = nil }
+            metrics.logAppendedBytes.increment(by: Int64(max(0, log.totalBytes - bytesBefore)))
+            metrics.logBytes.set(Double(log.totalBytes))
+            metrics.groupCommitEvents.record(Double(records.count))
+        } catch let error as LogIOError {
+            metrics.logWriteErrors.increment()
+            let message = error.isDiskFull ? "disk full: the log cannot take more events (\(error))" : "log write failed: \(error)"
+            logger.error("\(message)")
+            pending.withLock { $0.storageError = message }
+            // Probe again soon: the condition clears on the next successful write.
+            writer.asyncAfter(deadline: .now() + .seconds(1)) { [weak self] in
+                self?.pending.withLock { $0.storageError = nil }
+            }
+            let code = error.isDiskFull ? "storage_full" : "storage_unavailable"
+            for job in jobs {
+                if case .events(let events, _, let t) = job.payload { metrics.rejected(t, reason: code, count: events.count) }
+                job.completion(.failure(IngestError(status: 503, code: code, message: message)))
+            }
+            return
+        } catch {
+            for job in jobs { job.completion(.failure(IngestError(status: 500, code: "internal", message: "\(error)"))) }
+            return
+        }
+        for (job, r) in zip(jobs, perJob) {
+            if case .events(_, _, let t) = job.payload {
+                metrics.ingested(t, r.stored)
+                if r.duplicates > 0 { metrics.duplicates.increment(by: Int64(r.duplicates)) }
+            }
+            job.completion(.success(job.count))
+        }
+    }
+
+    func timedSync() throws {
+        let start = ContinuousClock.now
+        do {
+            try log.sync()
+        } catch {
+            metrics.logWriteErrors.increment()
+            throw error
+        }
+        metrics.fsyncSeconds.record(ContinuousClock.now - start)
+    }
+
+    func syncNow() {
+        do { try timedSync() } catch { logger.error("fsync failed: \(error)") }
+    }
+
+    func runRetention() {
+        do {
+            let (days, segments) = try log.applyRetention(keepDays: config.retentionDays, nowMs: clock(), archive: config.archiveDir)
+            guard !days.isEmpty else { return }
+            index.withLock { $0.forget(segments: segments) }
+            blockCache.removeAll()
+            metrics.retentionDeletedDays.increment(by: Int64(days.count))
+            metrics.logBytes.set(Double(log.totalBytes))
+            logger.info("retention removed days", metadata: ["days": "\(days.joined(separator: ","))",
+                                                             "archive": "\(config.archiveDir ?? "-")"])
+        } catch {
+            logger.error("retention failed: \(error)")
+        }
+    }
+
+    /// Runs retention now (for tests and the admin path); waits for it.
+    public func applyRetentionNow() { writer.sync { runRetention() } }
+
+    /// Waits for queued writes, syncs and closes the log. Later submissions get 503.
+    public func shutdown() {
+        pending.withLock { $0.stopped = true }
+        for t in timers.withLock({ $0 }) { t.cancel() }
+        writer.sync {
+            // Anything queued before `stopped` was set is written by the drain already scheduled.
+        }
+        // Wait until the drain loop is idle.
+        while pending.withLock({ $0.draining }) { writer.sync {} }
+        writer.sync {
+            syncNow()
+            log.close()
+        }
+    }
+
+    // MARK: Queries
+
+    public struct Answer: Sendable {
+        public var records: [Record]
+        public var truncated: Bool
+        /// Some referenced blocks could not be read (removed by retention or corrupt).
+        public var partial: Bool
+    }
+
+    /// Reads the records behind `refs` that pass `query`, in answer order.
+    func read(_ refs: [EventRef], query: EventQuery) -> Answer {
+        let ordered = query.candidates(refs)
+        var out: [Record] = []
+        var seen = Set<String>()
+        var partial = false
+        var truncated = false
+        var local: [BlockKey: [Record]] = [:]
+        for ref in ordered {
+            let key = BlockKey(segment: ref.location.segment, offset: ref.location.blockOffset)
+            var block = local[key] ?? blockCache.get(key)
+            if block == nil {
+                do {
+                    let b = try log.readBlock(segment: key.segment, offset: key.offset)
+                    blockCache.put(key, b)
+                    block = b
+                } catch {
+                    logger.warning("query could not read block \(key.segment)@\(key.offset): \(error)")
+                    partial = true
+                    continue
+                }
+            }
+            local[key] = block
+            guard let b = block, Int(ref.location.index) < b.count else { partial = true; continue }
+            let r = b[Int(ref.location.index)]
+            guard query.matches(r), seen.insert(r.eventID).inserted else { continue }
+            if out.count == query.limit {
+                truncated = true
+                break
+            }
+            out.append(r)
+        }
+        return Answer(records: out, truncated: truncated, partial: partial)
+    }
+
+    public func session(_ id: String, query: EventQuery) -> (Answer, SessionState?) {
+        let now = clock()
+        let (refs, state) = index.withLock { idx in (idx.sessions[id]?.events ?? [], idx.state(ofSession: id, now: now)) }
+        return (read(refs, query: query), state)
+    }
+
+    public func state(ofSession id: String) -> SessionState? {
+        let now = clock()
+        return index.withLock { $0.state(ofSession: id, now: now) }
+    }
+
+    public func events(ofUser id: String, query: EventQuery) -> Answer {
+        read(index.withLock { $0.users[id]?.events ?? [] }, query: query)
+    }
+
+    public func events(ofTerminal id: String, query: EventQuery) -> Answer {
+        read(index.withLock { $0.terminals[id]?.events ?? [] }, query: query)
+    }
+
+    public func sessions(ofUser id: String) -> [NodeIndex.Link] {
+        index.withLock { $0.users[id]?.links ?? [] }
+    }
+
+    public func sessions(ofTerminal id: String) -> [NodeIndex.Link] {
+        index.withLock { $0.terminals[id]?.links ?? [] }
+    }
+
+    public func componentStats() -> [(String, ComponentStats)] {
+        index.withLock { $0.components.sorted { $0.key < $1.key } }
+    }
+
+    public var eventCount: Int { index.withLock { $0.eventCount } }
+    public var now: Int64 { clock() }
+}
+
+struct BlockKey: Hashable, Sendable {
+    var segment: UInt32
+    var offset: UInt64
+}
+
+/// A small shared cache of decoded blocks for queries (bounded; evicts in insertion order).
+final class BlockCache: Sendable {
+    struct State {
+        var map: [BlockKey: [Record]] = [:]
+        var order: [BlockKey] = []
+    }
+    let capacity: Int
+    let state = Mutex(State())
+    init(capacity: Int) { self.capacity = capacity }
+
+    func get(_ k: BlockKey) -> [Record]? { state.withLock { $0.map[k] } }
+    func put(_ k: BlockKey, _ v: [Record]) {
+        state.withLock { s in
+            if s.map.updateValue(v, forKey: k) == nil { s.order.append(k) }
+            while s.order.count > capacity {
+                s.map.removeValue(forKey: s.order.removeFirst())
+            }
+        }
+    }
+    func removeAll() { state.withLock { $0 = State() } }
+}

@@ -1,0 +1,136 @@
+import NIOCore
+import NIOHTTP1
+import StarlingCore
+
+/// One HTTP/1.1 connection: collects a request (refusing an oversized body as soon as its
+/// size is known), hands it to `NodeAPI`, writes the answer. Keep-alive and pipelining come
+/// from NIO's server pipeline; responses are written in request order.
+final class HTTPHandler: ChannelInboundHandler, RemovableChannelHandler {
+    typealias InboundIn = HTTPServerRequestPart
+    typealias OutboundOut = HTTPServerResponsePart
+
+    enum State {
+        case idle
+        case receiving(HTTPRequestHead, ByteBuffer?, ContinuousClock.Instant)
+        /// The body was refused (413); the rest of it is dropped and the connection closed after the answer.
+        case discarding
+    }
+
+    let api: NodeAPI
+    let inFlight: InFlightCounter
+    var state = State.idle
+
+    init(api: NodeAPI, inFlight: InFlightCounter) {
+        self.api = api
+        self.inFlight = inFlight
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        switch unwrapInboundIn(data) {
+        case .head(let head):
+            let limit = api.engine.config.limits.bodyBytesMax
+            if let len = head.headers.first(name: "Content-Length").flatMap({ Int($0) }), len > limit {
+                refuseBody(context: context, head: head)
+                return
+            }
+            state = .receiving(head, nil, .now)
+        case .body(var chunk):
+            switch state {
+            case .receiving(let head, var body, let started):
+                let limit = api.engine.config.limits.bodyBytesMax
+                if (body?.readableBytes ?? 0) + chunk.readableBytes > limit {
+                    refuseBody(context: context, head: head)
+                    return
+                }
+                if body == nil {
+                    body = chunk
+                } else {
+                    body!.writeBuffer(&chunk)
+                }
+                state = .receiving(head, body, started)
+            default:
+                break
+            }
+        case .end:
+            switch state {
+            case .receiving(let head, let body, let started):
+                state = .idle
+                dispatch(context: context, head: head, body: body, started: started)
+            case .discarding:
+                state = .idle
+            case .idle:
+                break
+            }
+        }
+    }
+
+    func refuseBody(context: ChannelHandlerContext, head: HTTPRequestHead) {
+        state = .discarding
+        let limit = api.engine.config.limits.bodyBytesMax
+        api.engine.metrics.rejected(.http, reason: "body_too_large")
+        write(context: context, head: head, response: .error(.bodyTooLarge(limit)), keepAlive: false, started: .now)
+    }
+
+    func dispatch(context: ChannelHandlerContext, head: HTTPRequestHead, body: ByteBuffer?, started: ContinuousClock.Instant) {
+        let remote = context.channel.remoteAddress?.ipAddress
+        let req = APIRequest(method: head.method, uri: head.uri, headers: head.headers, body: body, remoteIP: remote)
+        inFlight.add(1)
+        let future = api.handle(req, on: context.eventLoop)
+        let bound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
+        future.whenComplete { result in
+            let (handler, context) = bound.value
+            handler.inFlight.add(-1)
+            let response: APIResponse
+            switch result {
+            case .success(let r): response = r
+            case .failure(let e): response = .error(IngestError(status: 500, code: "internal", message: "\(e)"))
+            }
+            handler.write(context: context, head: head, response: response, keepAlive: head.isKeepAlive, started: started)
+        }
+    }
+
+    func write(context: ChannelHandlerContext, head: HTTPRequestHead, response: APIResponse, keepAlive: Bool, started: ContinuousClock.Instant) {
+        guard context.channel.isActive else { return }
+        var headers = HTTPHeaders()
+        headers.reserveCapacity(4 + response.extraHeaders.count)
+        headers.add(name: "Content-Type", value: response.contentType)
+        headers.add(name: "Content-Length", value: String(response.body.count))
+        for (n, v) in response.extraHeaders { headers.add(name: n, value: v) }
+        if !keepAlive { headers.add(name: "Connection", value: "close") }
+        let out = HTTPResponseHead(version: head.version, status: response.status, headers: headers)
+        context.write(wrapOutboundOut(.head(out)), promise: nil)
+        if head.method != .HEAD && !response.body.isEmpty {
+            var buf = context.channel.allocator.buffer(capacity: response.body.count)
+            buf.writeBytes(response.body)
+            context.write(wrapOutboundOut(.body(.byteBuffer(buf))), promise: nil)
+        }
+        let done = context.writeAndFlushPromise(wrapOutboundOut(.end(nil)))
+        api.engine.metrics.requestSeconds.record(ContinuousClock.now - started)
+        if !keepAlive {
+            let channel = context.channel
+            done.whenComplete { _ in channel.close(promise: nil) }
+        }
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: Error) {
+        api.engine.metrics.httpErrors.increment()
+        context.close(promise: nil)
+    }
+
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        if event is IdleStateHandler.IdleStateEvent {
+            // A client that sends nothing for the idle timeout (slow or stuck) is disconnected.
+            context.close(promise: nil)
+            return
+        }
+        context.fireUserInboundEventTriggered(event)
+    }
+}
+
+extension ChannelHandlerContext {
+    func writeAndFlushPromise(_ data: NIOAny) -> EventLoopFuture<Void> {
+        let p = eventLoop.makePromise(of: Void.self)
+        writeAndFlush(data, promise: p)
+        return p.futureResult
+    }
+}

@@ -1,0 +1,369 @@
+import NIOCore
+import NIOHTTP1
+import NIOPosix
+import StarlingCore
+import Synchronization
+
+/// A request as the API sees it, independent of the socket (tests call `NodeAPI.handle` directly).
+public struct APIRequest: Sendable {
+    public var method: HTTPMethod
+    public var uri: String
+    public var headers: HTTPHeaders
+    public var body: ByteBuffer?
+    /// The TCP peer's address (nil for in-memory tests, treated as a trusted local proxy).
+    public var remoteIP: String?
+
+    public init(method: HTTPMethod, uri: String, headers: HTTPHeaders = [:], body: ByteBuffer? = nil, remoteIP: String? = nil) {
+        self.method = method
+        self.uri = uri
+        self.headers = headers
+        self.body = body
+        self.remoteIP = remoteIP
+    }
+}
+
+public struct APIResponse: Sendable {
+    public var status: HTTPResponseStatus
+    public var contentType: String
+    public var extraHeaders: [(String, String)] = []
+    public var body: [UInt8]
+
+    public init(status: HTTPResponseStatus, contentType: String = "application/json", body: [UInt8], extraHeaders: [(String, String)] = []) {
+        self.status = status
+        self.contentType = contentType
+        self.body = body
+        self.extraHeaders = extraHeaders
+    }
+
+    public static func json(_ status: HTTPResponseStatus, _ value: JSONValue, headers: [(String, String)] = []) -> APIResponse {
+        var out: [UInt8] = []
+        JSONWriter.write(value, into: &out)
+        return APIResponse(status: status, body: out, extraHeaders: headers)
+    }
+
+    public static func error(_ e: IngestError, headers: [(String, String)] = []) -> APIResponse {
+        var fields: [(key: String, value: JSONValue)] = [("code", .string(e.code)), ("message", .string(e.message))]
+        if let i = e.index { fields.append(("index", .number(String(i)))) }
+        var h = headers
+        if e.status == 503 && !h.contains(where: { $0.0 == "Retry-After" }) { h.append(("Retry-After", "1")) }
+        return json(HTTPResponseStatus(statusCode: e.status), .object(JSONObject([("error", .object(JSONObject(fields)))])), headers: h)
+    }
+
+    public static func notFound(_ what: String) -> APIResponse {
+        error(IngestError(status: 404, code: "not_found", message: what))
+    }
+}
+
+/// The HTTP API of one node (SPEC "HTTP API"): routing, ingest, queries, operations.
+public final class NodeAPI: Sendable {
+    public let engine: Engine
+    let limiter: Mutex<RateLimiter>?
+    let threadPool: NIOThreadPool
+
+    /// The 1×1 transparent GIF answered by `/t.gif`.
+    public static let pixel: [UInt8] = [
+        0x47, 0x49, 0x46, 0x38, 0x39, 0x61, 0x01, 0x00, 0x01, 0x00, 0x80, 0x00, 0x00, 0x00, 0x00, 0x00,
+        0xFF, 0xFF, 0xFF, 0x21, 0xF9, 0x04, 0x01, 0x00, 0x00, 0x00, 0x00, 0x2C, 0x00, 0x00, 0x00, 0x00,
+        0x01, 0x00, 0x01, 0x00, 0x00, 0x02, 0x02, 0x44, 0x01, 0x00, 0x3B,
+    ]
+
+    public init(engine: Engine, threadPool: NIOThreadPool) {
+        self.engine = engine
+        self.threadPool = threadPool
+        limiter = engine.config.rateLimit.map { Mutex(RateLimiter(limit: $0)) }
+    }
+
+    var config: NodeConfig { engine.config }
+
+    // MARK: Client address
+
+    /// The client's address: the TCP peer, or the first `X-Forwarded-For` entry when the
+    /// peer is a trusted proxy.
+    public func clientIP(_ req: APIRequest) -> String {
+        let peer = req.remoteIP ?? "127.0.0.1"
+        guard let xff = req.headers.first(name: "X-Forwarded-For"),
+              let peerAddr = IPAddress(peer), config.trustedProxies.contains(where: { $0.contains(peerAddr) }) else {
+            return peer
+        }
+        let first = xff.split(separator: ",", maxSplits: 1).first.map { $0.trimmingSpaces } ?? ""
+        return IPAddress(first)?.description ?? peer
+    }
+
+    /// nil when allowed; otherwise the 429 answer.
+    func rateLimit(_ ip: String, transport: Transport) -> Int? {
+        guard let limiter else { return nil }
+        let now = engine.now
+        guard let wait = limiter.withLock({ $0.take(client: ip, nowMs: now) }) else { return nil }
+        engine.metrics.rateLimited.increment()
+        return wait
+    }
+
+    /// Per-IP check for UDP datagrams (no answer is possible; the datagram is dropped).
+    public func allowDatagram(from ip: String) -> Bool { rateLimit(ip, transport: .udp) == nil }
+
+    // MARK: Routing
+
+    public func handle(_ req: APIRequest, on loop: EventLoop) -> EventLoopFuture<APIResponse> {
+        guard let (segs, rawQuery) = URLQuery.splitTarget(req.uri) else {
+            return loop.makeSucceededFuture(.error(IngestError(code: "bad_request", message: "request target is not valid percent-encoded UTF-8")))
+        }
+        let q = URLQuery.parse(rawQuery)
+        let get = req.method == .GET || req.method == .HEAD
+        func only(_ ok: Bool, _ allowed: String, _ body: () -> EventLoopFuture<APIResponse>) -> EventLoopFuture<APIResponse> {
+            ok ? body() : loop.makeSucceededFuture(.error(IngestError(status: 405, code: "method_not_allowed",
+                                                                      message: "use \(allowed) for /\(segs.joined(separator: "/"))"),
+                                                          headers: [("Allow", allowed)]))
+        }
+        switch segs.count {
+        case 1 where segs[0] == "t.gif": return only(get, "GET", { pixel(req, q, loop) })
+        case 1 where segs[0] == "healthz": return only(get, "GET", { loop.makeSucceededFuture(.json(.ok, .object(JSONObject([("status", .string("ok"))])))) })
+        case 1 where segs[0] == "readyz": return only(get, "GET", { loop.makeSucceededFuture(readyz()) })
+        case 1 where segs[0] == "metrics": return only(get, "GET", { loop.makeSucceededFuture(APIResponse(status: .ok, contentType: "text/plain; version=0.0.4", body: engine.metrics.exposition())) })
+        case 2 where segs[0] == "v1" && segs[1] == "events": return only(req.method == .POST, "POST", { ingest(req, loop) })
+        case 2 where segs[0] == "v1" && segs[1] == "identify": return only(req.method == .POST, "POST", { identify(req, loop) })
+        case 2 where segs[0] == "v1" && segs[1] == "cluster": return only(get, "GET", { loop.makeSucceededFuture(cluster()) })
+        case 3 where segs[0] == "v1" && segs[1] == "stats" && segs[2] == "components": return only(get, "GET", { loop.makeSucceededFuture(components()) })
+        case 3 where segs[0] == "v1" && segs[1] == "stats" && segs[2] == "blocked": return only(get, "GET", { loop.makeSucceededFuture(blocked()) })
+        case 3 where segs[0] == "v1" && segs[1] == "sessions": return only(get, "GET", { sessionQuery(segs[2], req, q, loop) })
+        case 4 where segs[0] == "v1" && segs[1] == "sessions" && segs[3] == "state": return only(get, "GET", { loop.makeSucceededFuture(sessionState(segs[2])) })
+        case 4 where segs[0] == "v1" && (segs[1] == "users" || segs[1] == "terminals") && segs[3] == "sessions":
+            return only(get, "GET", { loop.makeSucceededFuture(linkedSessions(user: segs[1] == "users", segs[2])) })
+        case 4 where segs[0] == "v1" && (segs[1] == "users" || segs[1] == "terminals") && segs[3] == "events":
+            return only(get, "GET", { identityQuery(user: segs[1] == "users", segs[2], req, q, loop) })
+        default:
+            return loop.makeSucceededFuture(.notFound("no such endpoint: \(req.method) /\(segs.joined(separator: "/"))"))
+        }
+    }
+
+    // MARK: Ingest
+
+    func ingest(_ req: APIRequest, _ loop: EventLoop) -> EventLoopFuture<APIResponse> {
+        let ip = clientIP(req)
+        if let wait = rateLimit(ip, transport: .http) {
+            engine.metrics.rejected(.http, reason: "rate_limited")
+            return loop.makeSucceededFuture(.error(IngestError(status: 429, code: "rate_limited", message: "too many requests from \(ip); retry in \(wait) s"),
+                                                   headers: [("Retry-After", String(wait))]))
+        }
+        let body = req.body ?? ByteBuffer()
+        let format = EventValidator.format(contentType: req.headers.first(name: "Content-Type"))
+        let parsed = body.withUnsafeReadableBytes { EventValidator.events(fromBody: $0, format: format, limits: config.limits) }
+        switch parsed {
+        case .failure(let e):
+            engine.metrics.rejected(.http, reason: e.reason)
+            return loop.makeSucceededFuture(.error(e))
+        case .success(let events):
+            let promise = loop.makePromise(of: APIResponse.self)
+            let metrics = engine.metrics
+            engine.submit(events, ip: ip, transport: .http, bytes: body.readableBytes) { result in
+                switch result {
+                case .success(let n): promise.succeed(.json(.accepted, .object(JSONObject([("accepted", .number(String(n)))]))))
+                case .failure(let e):
+                    metrics.rejected(.http, reason: e.reason, count: events.count)
+                    promise.succeed(.error(e))
+                }
+            }
+            return promise.futureResult
+        }
+    }
+
+    func pixel(_ req: APIRequest, _ q: [String: String], _ loop: EventLoop) -> EventLoopFuture<APIResponse> {
+        func gif(_ status: HTTPResponseStatus, _ extra: [(String, String)] = []) -> APIResponse {
+            APIResponse(status: status, contentType: "image/gif", body: Self.pixel,
+                        extraHeaders: [("Cache-Control", "no-store")] + extra)
+        }
+        let ip = clientIP(req)
+        if let wait = rateLimit(ip, transport: .pixel) {
+            engine.metrics.rejected(.pixel, reason: "rate_limited")
+            return loop.makeSucceededFuture(gif(.tooManyRequests, [("Retry-After", String(wait))]))
+        }
+        switch EventValidator.event(fromPixel: q, limits: config.limits) {
+        case .failure(let e):
+            engine.metrics.rejected(.pixel, reason: e.reason)
+            return loop.makeSucceededFuture(gif(.badRequest, [("X-Starling-Error", e.code)]))
+        case .success(let event):
+            let promise = loop.makePromise(of: APIResponse.self)
+            let metrics = engine.metrics
+            engine.submit([event], ip: ip, transport: .pixel, bytes: req.uri.utf8.count) { result in
+                switch result {
+                case .success: promise.succeed(gif(.ok))
+                case .failure(let e):
+                    metrics.rejected(.pixel, reason: e.reason)
+                    promise.succeed(gif(HTTPResponseStatus(statusCode: e.status), [("Retry-After", "1"), ("X-Starling-Error", e.code)]))
+                }
+            }
+            return promise.futureResult
+        }
+    }
+
+    func identify(_ req: APIRequest, _ loop: EventLoop) -> EventLoopFuture<APIResponse> {
+        let ip = clientIP(req)
+        if let wait = rateLimit(ip, transport: .http) {
+            return loop.makeSucceededFuture(.error(IngestError(status: 429, code: "rate_limited", message: "too many requests from \(ip); retry in \(wait) s"),
+                                                   headers: [("Retry-After", String(wait))]))
+        }
+        let limits = config.limits
+        let body = req.body ?? ByteBuffer()
+        let parsed: Result<(String, String?, String?), IngestError> = body.withUnsafeReadableBytes { bytes in
+            guard bytes.count <= limits.eventBytesMax else { return .failure(.eventTooLarge(bytes.count, limits.eventBytesMax)) }
+            guard let v = try? JSONParser.parse(bytes, maxDepth: limits.jsonDepthMax) else {
+                return .failure(.invalidJSON("body is not valid JSON"))
+            }
+            guard case .object(let o) = v else { return .failure(.init(code: "invalid_event", message: "identify body must be a JSON object")) }
+            func str(_ name: String, _ max: Int) -> Result<String?, IngestError> {
+                guard let f = o[name] else { return .success(nil) }
+                guard case .string(let s) = f else { return .failure(.invalidField(name, "must be a string")) }
+                guard s.utf8.count <= max else { return .failure(.invalidField(name, "is longer than \(max) bytes")) }
+                return .success(s.isEmpty ? nil : s)
+            }
+            guard case .success(let sid?) = str("session_id", limits.sessionIDBytesMax) else {
+                if case .failure(let e) = str("session_id", limits.sessionIDBytesMax) { return .failure(e) }
+                return .failure(.missingField("session_id"))
+            }
+            let uid: String?, tid: String?
+            switch str("user_id", limits.identityBytesMax) { case .success(let v): uid = v; case .failure(let e): return .failure(e) }
+            switch str("terminal_id", limits.identityBytesMax) { case .success(let v): tid = v; case .failure(let e): return .failure(e) }
+            guard uid != nil || tid != nil else {
+                return .failure(.init(code: "missing_field", message: "identify needs 'user_id' or 'terminal_id'"))
+            }
+            return .success((sid, uid, tid))
+        }
+        switch parsed {
+        case .failure(let e): return loop.makeSucceededFuture(.error(e))
+        case .success(let (sid, uid, tid)):
+            let promise = loop.makePromise(of: APIResponse.self)
+            engine.identify(sessionID: sid, userID: uid, terminalID: tid) { result in
+                switch result {
+                case .success: promise.succeed(APIResponse(status: .noContent, body: []))
+                case .failure(let e): promise.succeed(.error(e))
+                }
+            }
+            return promise.futureResult
+        }
+    }
+
+    // MARK: Queries
+
+    enum Format { case json, ndjson, html }
+
+    func format(_ req: APIRequest, _ q: [String: String]) -> Format? {
+        switch q["format"] {
+        case "json": return .json
+        case "ndjson": return .ndjson
+        case "html": return .html
+        case nil:
+            if let accept = req.headers.first(name: "Accept")?.lowercased(), accept.contains("text/html") { return .html }
+            if let accept = req.headers.first(name: "Accept")?.lowercased(), accept.contains("ndjson") { return .ndjson }
+            return .json
+        default: return nil
+        }
+    }
+
+    func sessionQuery(_ id: String, _ req: APIRequest, _ q: [String: String], _ loop: EventLoop) -> EventLoopFuture<APIResponse> {
+        let query: EventQuery
+        switch EventQuery.parse(q, limits: config.limits) {
+        case .success(let v): query = v
+        case .failure(let e): return loop.makeSucceededFuture(.error(e))
+        }
+        guard let fmt = format(req, q) else {
+            return loop.makeSucceededFuture(.error(IngestError(code: "invalid_parameter", message: "'format' must be json, ndjson or html")))
+        }
+        let engine = self.engine
+        return threadPool.runIfActive(eventLoop: loop) { () -> APIResponse in
+            let (answer, state) = engine.session(id, query: query)
+            let now = engine.now
+            switch fmt {
+            case .json:
+                return APIResponse(status: .ok, body: QueryRender.json(
+                    subjectKey: "session_id", subject: id, records: answer.records,
+                    state: .some(state?.json(now: now)), partial: answer.partial, truncated: answer.truncated))
+            case .ndjson:
+                return APIResponse(status: .ok, contentType: "application/x-ndjson", body: QueryRender.ndjson(records: answer.records))
+            case .html:
+                return APIResponse(status: .ok, contentType: "text/html; charset=utf-8", body: QueryRender.html(
+                    title: "Session \(id)", records: answer.records, state: state, now: now,
+                    partial: answer.partial, truncated: answer.truncated))
+            }
+        }
+    }
+
+    func identityQuery(user: Bool, _ id: String, _ req: APIRequest, _ q: [String: String], _ loop: EventLoop) -> EventLoopFuture<APIResponse> {
+        let query: EventQuery
+        switch EventQuery.parse(q, limits: config.limits) {
+        case .success(let v): query = v
+        case .failure(let e): return loop.makeSucceededFuture(.error(e))
+        }
+        guard let fmt = format(req, q) else {
+            return loop.makeSucceededFuture(.error(IngestError(code: "invalid_parameter", message: "'format' must be json, ndjson or html")))
+        }
+        let engine = self.engine
+        return threadPool.runIfActive(eventLoop: loop) { () -> APIResponse in
+            let answer = user ? engine.events(ofUser: id, query: query) : engine.events(ofTerminal: id, query: query)
+            switch fmt {
+            case .json:
+                return APIResponse(status: .ok, body: QueryRender.json(
+                    subjectKey: user ? "user_id" : "terminal_id", subject: id, records: answer.records,
+                    state: nil, partial: answer.partial, truncated: answer.truncated))
+            case .ndjson:
+                return APIResponse(status: .ok, contentType: "application/x-ndjson", body: QueryRender.ndjson(records: answer.records))
+            case .html:
+                return APIResponse(status: .ok, contentType: "text/html; charset=utf-8", body: QueryRender.html(
+                    title: "\(user ? "User" : "Terminal") \(id)", records: answer.records, state: nil, now: engine.now,
+                    partial: answer.partial, truncated: answer.truncated))
+            }
+        }
+    }
+
+    func sessionState(_ id: String) -> APIResponse {
+        guard let s = engine.state(ofSession: id) else { return .notFound("session '\(id)' is unknown or expired") }
+        return .json(.ok, s.json(now: engine.now))
+    }
+
+    func linkedSessions(user: Bool, _ id: String) -> APIResponse {
+        let links = user ? engine.sessions(ofUser: id) : engine.sessions(ofTerminal: id)
+        return .json(.ok, .object(JSONObject([
+            ("sessions", .array(links.map { .object(JSONObject([("session_id", .string($0.sessionID)), ("linked_at", .number(String($0.linkedAt)))])) })),
+        ])))
+    }
+
+    // MARK: Operations
+
+    func readyz() -> APIResponse {
+        if let reason = engine.unavailableReason() { return .error(reason) }
+        return .json(.ok, .object(JSONObject([("status", .string("ready"))])))
+    }
+
+    func cluster() -> APIResponse {
+        let c = config
+        let me: JSONValue = .object(JSONObject([
+            ("id", .string(c.id)), ("peer", .string(c.peer.description)), ("http", .string(c.http.description)),
+            ("status", .string("up")),
+        ]))
+        return .json(.ok, .object(JSONObject([
+            ("self", .string(c.id)), ("epoch", .number("1")), ("rf", .number(String(c.rf))), ("members", .array([me])),
+        ])))
+    }
+
+    func components() -> APIResponse {
+        let list = engine.componentStats().map { (name, s) -> JSONValue in
+            .object(JSONObject([("component", .string(name)), ("events", .number(String(s.events))),
+                                ("errors", .number(String(s.errors))), ("last_seen", .number(String(s.lastSeen)))]))
+        }
+        return .json(.ok, .object(JSONObject([("components", .array(list))])))
+    }
+
+    func blocked() -> APIResponse {
+        let report = limiter?.withLock { $0.blockedReport() } ?? []
+        let list = report.map { b -> JSONValue in
+            .object(JSONObject([("ip", .string(b.client)), ("count", .number(String(b.count))),
+                                ("first_blocked_at", .number(String(b.firstBlockedAt))),
+                                ("last_blocked_at", .number(String(b.lastBlockedAt)))]))
+        }
+        return .json(.ok, .object(JSONObject([("rate_limit_enabled", .bool(limiter != nil)), ("blocked", .array(list))])))
+    }
+}
+
+extension Substring {
+    var trimmingSpaces: String {
+        String(drop { $0 == " " || $0 == "\t" }.reversed().drop { $0 == " " || $0 == "\t" }.reversed())
+    }
+}

@@ -1,0 +1,57 @@
+import StarlingCore
+import StarlingLog
+
+/// A host:port pair as given on the command line.
+public struct HostPort: Sendable, Equatable, CustomStringConvertible {
+    public var host: String
+    public var port: Int
+    public init(host: String, port: Int) {
+        self.host = host
+        self.port = port
+    }
+    /// Parses "HOST:PORT" or "[v6]:PORT"; port 0 asks for an ephemeral port.
+    public init?(_ text: String) {
+        guard let colon = text.lastIndex(of: ":") else { return nil }
+        var h = String(text[..<colon])
+        if h.hasPrefix("[") && h.hasSuffix("]") { h = String(h.dropFirst().dropLast()) }
+        guard !h.isEmpty, let p = Int(text[text.index(after: colon)...]), (0...65535).contains(p) else { return nil }
+        host = h
+        port = p
+    }
+    public var description: String { host.contains(":") ? "[\(host)]:\(port)" : "\(host):\(port)" }
+}
+
+/// Everything a node is started with (flags or TOML; see `starling node --help`).
+public struct NodeConfig: Sendable {
+    public var id: String
+    public var dataDir: String
+    public var http: HostPort
+    public var peer: HostPort
+    public var udp: HostPort?
+    public var join: [HostPort] = []
+    public var rf: Int = 2
+    public var trustedProxies: [CIDR] = CIDR.parseList("127.0.0.1/32,::1/128") ?? []
+    public var rateLimit: RateLimit?
+    public var ttl = TTLSettings()
+    public var retentionDays = 15
+    public var archiveDir: String?
+    public var fsync: FsyncPolicy = .interval
+    public var fsyncIntervalMs = 100
+    public var limits = Limits()
+    /// Event-loop threads for HTTP/UDP (default: one per core).
+    public var threads = System.coreCount
+
+    public init(id: String, dataDir: String, http: HostPort, peer: HostPort) {
+        self.id = id
+        self.dataDir = dataDir
+        self.http = http
+        self.peer = peer
+    }
+
+    public static func isValidID(_ s: String) -> Bool {
+        let u = s.utf8
+        return (1...32).contains(u.count) && u.allSatisfy { ($0 >= 0x61 && $0 <= 0x7A) || ($0 >= 0x30 && $0 <= 0x39) || $0 == 0x2D }
+    }
+}
+
+import NIOCore

@@ -1,0 +1,84 @@
+import Prometheus
+import StarlingCore
+import Synchronization
+
+/// Every metric a node exports at `/metrics`, on its own registry (so several nodes can
+/// live in one test process). Names are part of the external contract (SPEC).
+public final class NodeMetrics: Sendable {
+    public let registry = PrometheusCollectorRegistry()
+
+    let ingested: [Transport: Counter]
+    let rejectedCache = Mutex<[String: Counter]>([:])
+    public let duplicates: Counter
+    public let logBytes: Gauge
+    public let logAppendedBytes: Counter
+    public let logCorruptBlocks: Counter
+    public let logTruncatedBytes: Counter
+    public let logWriteErrors: Counter
+    public let writeQueueEvents: Gauge
+    public let fsyncSeconds: DurationHistogram
+    public let groupCommitEvents: ValueHistogram
+    public let requestSeconds: DurationHistogram
+    public let rateLimited: Counter
+    public let httpErrors: Counter
+    public let retentionDeletedDays: Counter
+    public let sessions: Gauge
+
+    static func d(_ name: String, _ unit: String, _ help: String) -> MetricNameDescriptor {
+        MetricNameDescriptor(namespace: "starling", metricName: name, unitName: unit, helpText: help)
+    }
+
+    public init() {
+        var ing: [Transport: Counter] = [:]
+        for t in Transport.allCases {
+            ing[t] = registry.makeCounter(descriptor: Self.d("events_ingested", "total", "Events stored, by transport"),
+                                          labels: [("transport", t.rawValue)])
+        }
+        ingested = ing
+        duplicates = registry.makeCounter(descriptor: Self.d("events_duplicate", "total", "Events acknowledged but not stored again (event_id already stored in the session)"))
+        logBytes = registry.makeGauge(descriptor: Self.d("log", "bytes", "Bytes of log segments on disk"))
+        logAppendedBytes = registry.makeCounter(descriptor: Self.d("log_appended", "bytes_total", "Bytes appended to the log"))
+        logCorruptBlocks = registry.makeCounter(descriptor: Self.d("log_corrupt_blocks", "total", "Corrupt log regions skipped at recovery"))
+        logTruncatedBytes = registry.makeCounter(descriptor: Self.d("log_truncated", "bytes_total", "Bytes of torn log tail cut at recovery"))
+        logWriteErrors = registry.makeCounter(descriptor: Self.d("log_write_errors", "total", "Failed log writes or fsyncs (disk full, I/O error)"))
+        writeQueueEvents = registry.makeGauge(descriptor: Self.d("write_queue", "events", "Events waiting for the log writer"))
+        fsyncSeconds = registry.makeDurationHistogram(
+            descriptor: Self.d("log_fsync", "seconds", "fdatasync latency"),
+            buckets: [.microseconds(100), .microseconds(500), .milliseconds(1), .milliseconds(5), .milliseconds(10),
+                      .milliseconds(50), .milliseconds(100), .milliseconds(500), .seconds(1)])
+        groupCommitEvents = registry.makeValueHistogram(
+            descriptor: Self.d("group_commit", "events", "Events written per group commit"),
+            buckets: [1, 2, 5, 10, 50, 100, 500, 1000, 5000, 10000])
+        requestSeconds = registry.makeDurationHistogram(
+            descriptor: Self.d("http_request_duration", "seconds", "HTTP request latency, from request head to response"),
+            buckets: [.microseconds(250), .microseconds(500), .milliseconds(1), .milliseconds(2), .milliseconds(5),
+                      .milliseconds(10), .milliseconds(25), .milliseconds(50), .milliseconds(100), .milliseconds(250),
+                      .milliseconds(500), .seconds(1), .seconds(5)])
+        rateLimited = registry.makeCounter(descriptor: Self.d("rate_limited_requests", "total", "Ingest requests refused by the per-IP rate limiter"))
+        httpErrors = registry.makeCounter(descriptor: Self.d("http_protocol_errors", "total", "Malformed HTTP requests"))
+        retentionDeletedDays = registry.makeCounter(descriptor: Self.d("retention_deleted_days", "total", "Day directories removed by retention"))
+        sessions = registry.makeGauge(descriptor: Self.d("sessions", "count", "Sessions known to this node"))
+    }
+
+    public func ingested(_ t: Transport, _ n: Int) {
+        ingested[t]?.increment(by: Int64(n))
+    }
+
+    public func rejected(_ t: Transport, reason: String, count: Int = 1) {
+        let key = t.rawValue + "|" + reason
+        let c = rejectedCache.withLock { cache in
+            if let c = cache[key] { return c }
+            let c = registry.makeCounter(descriptor: Self.d("events_rejected", "total", "Events refused, by transport and reason"),
+                                         labels: [("transport", t.rawValue), ("reason", reason)])
+            cache[key] = c
+            return c
+        }
+        c.increment(by: Int64(count))
+    }
+
+    public func exposition() -> [UInt8] {
+        var out: [UInt8] = []
+        registry.emit(into: &out)
+        return out
+    }
+}

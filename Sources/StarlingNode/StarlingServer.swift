@@ -1,0 +1,122 @@
+import Logging
+import NIOCore
+import NIOHTTP1
+import NIOPosix
+import StarlingCore
+import Synchronization
+
+/// Counts requests that have arrived but not been answered (for draining on SIGTERM).
+final class InFlightCounter: Sendable {
+    let value = Atomic<Int>(0)
+    func add(_ n: Int) { value.add(n, ordering: .relaxed) }
+    var current: Int { value.load(ordering: .relaxed) }
+}
+
+/// A running node: engine + HTTP + UDP + peer listener. `start` binds everything;
+/// `stop` drains and closes (the SIGTERM path).
+public final class StarlingServer: Sendable {
+    public let config: NodeConfig
+    public let engine: Engine
+    public let api: NodeAPI
+    let group: MultiThreadedEventLoopGroup
+    let threadPool: NIOThreadPool
+    let logger: Logger
+    let inFlight = InFlightCounter()
+    let channels = Mutex<[Channel]>([])
+    /// Bound addresses (useful when a port was 0).
+    public let httpAddress: Mutex<SocketAddress?> = Mutex(nil)
+    public let udpAddress: Mutex<SocketAddress?> = Mutex(nil)
+    public let peerAddress: Mutex<SocketAddress?> = Mutex(nil)
+
+    public init(config: NodeConfig, logger: Logger, clock: @escaping @Sendable () -> Int64 = StarlingServer.systemMillis) throws {
+        self.config = config
+        self.logger = logger
+        engine = try Engine(config: config, metrics: NodeMetrics(), logger: logger, clock: clock)
+        group = MultiThreadedEventLoopGroup(numberOfThreads: max(1, config.threads))
+        threadPool = NIOThreadPool(numberOfThreads: 2)
+        threadPool.start()
+        api = NodeAPI(engine: engine, threadPool: threadPool)
+    }
+
+    @Sendable public static func systemMillis() -> Int64 {
+        var ts = timespec()
+        clock_gettime(CLOCK_REALTIME, &ts)
+        return Int64(ts.tv_sec) * 1000 + Int64(ts.tv_nsec) / 1_000_000
+    }
+
+    public var httpPort: Int? { httpAddress.withLock { $0?.port } }
+    public var udpPort: Int? { udpAddress.withLock { $0?.port } }
+    public var peerPort: Int? { peerAddress.withLock { $0?.port } }
+
+    public func start() throws {
+        let api = self.api
+        let inFlight = self.inFlight
+        let headerLimit = config.limits.headerBytesMax
+        _ = headerLimit
+        let http = try ServerBootstrap(group: group)
+            .serverChannelOption(.backlog, value: 1024)
+            .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+            .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
+            .childChannelOption(.maxMessagesPerRead, value: 16)
+            .childChannelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    let sync = channel.pipeline.syncOperations
+                    try sync.addHandler(IdleStateHandler(readTimeout: .seconds(60)))
+                    try sync.configureHTTPServerPipeline(withErrorHandling: true)
+                    try sync.addHandler(HTTPHandler(api: api, inFlight: inFlight))
+                }
+            }
+            .bind(host: config.http.host, port: config.http.port).wait()
+        httpAddress.withLock { $0 = http.localAddress }
+        channels.withLock { $0.append(http) }
+
+        if let udp = config.udp {
+            let u = try DatagramBootstrap(group: group)
+                .channelOption(.socketOption(.so_reuseaddr), value: 1)
+                .channelOption(.socketOption(.so_rcvbuf), value: 8 * 1024 * 1024)
+                .channelOption(.maxMessagesPerRead, value: 64)
+                .channelOption(.recvAllocator, value: FixedSizeRecvByteBufferAllocator(capacity: config.limits.datagramBytesMax + 1))
+                .channelInitializer { channel in
+                    channel.eventLoop.makeCompletedFuture { try channel.pipeline.syncOperations.addHandler(UDPHandler(api: api)) }
+                }
+                .bind(host: udp.host, port: udp.port).wait()
+            udpAddress.withLock { $0 = u.localAddress }
+            channels.withLock { $0.append(u) }
+        }
+
+        // The peer port is reserved now; the binary protocol speaks on it once clustering lands.
+        let peer = try ServerBootstrap(group: group)
+            .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+            .childChannelInitializer { channel in channel.close() }
+            .bind(host: config.peer.host, port: config.peer.port).wait()
+        peerAddress.withLock { $0 = peer.localAddress }
+        channels.withLock { $0.append(peer) }
+        logger.info("node started", metadata: [
+            "id": "\(config.id)", "http": "\(httpAddress.withLock { $0 }.map { "\($0)" } ?? "-")",
+            "udp": "\(udpAddress.withLock { $0 }.map { "\($0)" } ?? "-")", "peer": "\(peerAddress.withLock { $0 }.map { "\($0)" } ?? "-")",
+            "rf": "\(config.rf)", "fsync": "\(config.fsync.rawValue)",
+        ])
+    }
+
+    /// Stops accepting, lets in-flight requests finish (up to `drainSeconds`), flushes the log, closes.
+    public func stop(drainSeconds: Double = 10) {
+        let listeners = channels.withLock { c -> [Channel] in
+            let l = c
+            c.removeAll()
+            return l
+        }
+        for ch in listeners { try? ch.close().wait() }
+        let deadline = ContinuousClock.now + .milliseconds(Int(drainSeconds * 1000))
+        while inFlight.current > 0 && ContinuousClock.now < deadline {
+            usleep(5_000)
+        }
+        engine.shutdown()
+        try? threadPool.syncShutdownGracefully()
+        try? group.syncShutdownGracefully()
+        logger.info("node stopped", metadata: ["id": "\(config.id)"])
+    }
+}
+
+#if canImport(Glibc)
+import Glibc
+#endif

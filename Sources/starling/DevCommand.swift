@@ -1,0 +1,75 @@
+import ArgumentParser
+import Dispatch
+import Foundation
+
+/// `starling dev`: a local cluster of N nodes on 127.0.0.1 as child processes.
+struct DevCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "dev",
+        abstract: "Start a local cluster of N nodes on 127.0.0.1 (node k: HTTP and UDP on 8080+k, peer on 7080+k).")
+
+    @Option(help: "Number of nodes (1...9).") var nodes: Int = 3
+    @Option(help: "Directory for the nodes' data (one subdirectory per node).") var data: String = ".starling-dev"
+    @Option(help: "Copies of every event. Until clustering lands each node stands alone, so this defaults to 1.") var rf: Int = 1
+    @Option(name: .customLong("base-port"), help: "HTTP/UDP port of node 1 minus one; peer ports are this minus 1000.") var basePort: Int = 8080
+
+    func validate() throws {
+        guard (1...9).contains(nodes) else { throw ValidationError("--nodes must be 1...9") }
+        guard basePort > 1000 && basePort + nodes < 65536 else { throw ValidationError("--base-port out of range") }
+    }
+
+    func run() throws {
+        let exe = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath().path
+        var children: [Process] = []
+        print("starling dev: starting \(nodes) node(s); data in \(data)")
+        print("note: clustering (membership, routing, replication) is not built yet: each node runs standalone with --rf \(rf).")
+        for k in 1...nodes {
+            let id = "n\(k)"
+            let http = "127.0.0.1:\(basePort + k)"
+            let peer = "127.0.0.1:\(basePort - 1000 + k)"
+            let p = Process()
+            p.executableURL = URL(fileURLWithPath: exe)
+            p.arguments = ["node", "--id", id, "--data", "\(data)/\(id)", "--http", http, "--udp", http, "--peer", peer, "--rf", String(rf)]
+            do {
+                try p.run()
+            } catch {
+                for c in children { c.terminate() }
+                throw CommandFailure(description: "error: could not start node \(id): \(error)")
+            }
+            children.append(p)
+            print("  \(id): http http://\(http)  udp \(http)  peer \(peer)  (pid \(p.processIdentifier))")
+        }
+        print("try:   curl -s -XPOST localhost:\(basePort + 1)/v1/events -d '{\"session_id\":\"s1\",\"key\":\"page_view\",\"value\":\"/home\"}'")
+        print("       curl -s localhost:\(basePort + 1)/v1/sessions/s1")
+        print("Ctrl-C stops all nodes.")
+        fflush(stdout)
+
+        signal(SIGINT, SIG_IGN)
+        signal(SIGTERM, SIG_IGN)
+        let stop = DispatchSemaphore(value: 0)
+        let q = DispatchQueue(label: "dev.signals")
+        var sources: [DispatchSourceSignal] = []
+        for sig in [SIGINT, SIGTERM] {
+            let s = DispatchSource.makeSignalSource(signal: sig, queue: q)
+            s.setEventHandler { stop.signal() }
+            s.resume()
+            sources.append(s)
+        }
+        // Report children that die on their own.
+        let watcher = DispatchQueue(label: "dev.watch")
+        for (i, c) in children.enumerated() {
+            watcher.async {
+                c.waitUntilExit()
+                FileHandle.standardError.write("node n\(i + 1) exited with status \(c.terminationStatus)\n".data(using: .utf8)!)
+            }
+        }
+        stop.wait()
+        print("\nstopping nodes...")
+        for c in children where c.isRunning { kill(c.processIdentifier, SIGTERM) }
+        let deadline = Date().addingTimeInterval(15)
+        while children.contains(where: { $0.isRunning }) && Date() < deadline { usleep(50_000) }
+        for c in children where c.isRunning { kill(c.processIdentifier, SIGKILL) }
+        _ = sources
+        print("all nodes stopped")
+    }
+}

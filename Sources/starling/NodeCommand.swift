@@ -1,0 +1,184 @@
+import ArgumentParser
+import Dispatch
+import Logging
+import StarlingCore
+import StarlingLog
+import StarlingNode
+import TOMLKit
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// A configuration problem: exit code 2, first line names it.
+struct ConfigError: Error, CustomStringConvertible {
+    var description: String
+}
+
+struct NodeCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "node", abstract: "Run one Starling node.")
+
+    @Option(help: "Unique, stable node name ([a-z0-9-]{1,32}).") var id: String?
+    @Option(help: "The node's data directory (log, identity links); survives kill -9.") var data: String?
+    @Option(help: "HTTP listen address HOST:PORT (ingest, query, admin).") var http: String?
+    @Option(help: "Peer (binary protocol) listen address HOST:PORT.") var peer: String?
+    @Option(help: "UDP ingest listen address HOST:PORT (optional).") var udp: String?
+    @Option(help: "Peer addresses of existing members, comma-separated.") var join: String?
+    @Option(help: "Copies of every event (default 2). A standalone node runs with --rf 1.") var rf: Int?
+    @Option(name: .customLong("trusted-proxy"), help: "CIDRs whose X-Forwarded-For is believed (default 127.0.0.1/32,::1/128).") var trustedProxy: String?
+    @Option(name: .customLong("rate-limit"), help: "Per-client-IP ingest limit RPS[:BURST] (default off).") var rateLimit: String?
+    @Option(name: .customLong("short-ttl"), help: "Session short TTL, e.g. 30m, 1800s (default 30m).") var shortTTL: String?
+    @Option(name: .customLong("long-ttl"), help: "Session long TTL, e.g. 30d (default 30d).") var longTTL: String?
+    @Option(name: .customLong("retention-days"), help: "Days of log kept (default 15).") var retentionDays: Int?
+    @Option(help: "Move expired days here instead of deleting them.") var archive: String?
+    @Option(help: "fsync policy: always | interval | never (default interval).") var fsync: String?
+    @Option(name: .customLong("fsync-interval-ms"), help: "fsync period for --fsync interval (default 100).") var fsyncIntervalMs: Int?
+    @Option(help: "Event-loop threads (default: cores).") var threads: Int?
+    @Option(name: .customLong("log-level"), help: "trace|debug|info|notice|warning|error|critical (default info).") var logLevel: String?
+    @Option(help: "TOML file with the same settings (keys as the flags without dashes); flags win.") var config: String?
+
+    func run() throws {
+        let cfg: NodeConfig
+        let level: Logger.Level
+        do {
+            (cfg, level) = try resolve()
+        } catch let e as ConfigError {
+            throw ValidationError(e.description)
+        }
+        LoggingSystem.bootstrap { label in
+            var h = StreamLogHandler.standardError(label: label)
+            h.logLevel = level
+            return h
+        }
+        var logger = Logger(label: "starling.\(cfg.id)")
+        logger.logLevel = level
+        let server: StarlingServer
+        do {
+            server = try StarlingServer(config: cfg, logger: logger)
+            try server.start()
+        } catch {
+            throw CommandFailure(description: "error: node \(cfg.id) could not start: \(error)", code: 1)
+        }
+        // SIGTERM / SIGINT: stop accepting, drain, flush, exit 0.
+        signal(SIGTERM, SIG_IGN)
+        signal(SIGINT, SIG_IGN)
+        let done = DispatchSemaphore(value: 0)
+        let q = DispatchQueue(label: "starling.signals")
+        var sources: [DispatchSourceSignal] = []
+        for sig in [SIGTERM, SIGINT] {
+            let s = DispatchSource.makeSignalSource(signal: sig, queue: q)
+            s.setEventHandler { done.signal() }
+            s.resume()
+            sources.append(s)
+        }
+        print("starling node \(cfg.id): http \(server.httpAddress.withLock { $0 }.map { "\($0)" } ?? "-")"
+              + (cfg.udp != nil ? ", udp \(server.udpAddress.withLock { $0 }.map { "\($0)" } ?? "-")" : "")
+              + ", peer \(server.peerAddress.withLock { $0 }.map { "\($0)" } ?? "-"), rf \(cfg.rf)")
+        fflush(stdout)
+        done.wait()
+        logger.info("signal received: draining")
+        server.stop()
+        _ = sources
+        exit(0)
+    }
+
+    /// Flags over TOML over defaults.
+    func resolve() throws -> (NodeConfig, Logger.Level) {
+        var file: [String: TOMLValueConvertible] = [:]
+        if let path = config {
+            guard let bytes = FileIO.readFile(path) else { throw ConfigError(description: "cannot read config file \(path)") }
+            do {
+                let table = try TOMLTable(string: String(decoding: bytes, as: UTF8.self))
+                for (k, v) in table { file[k.replacingDashes] = v }
+            } catch {
+                throw ConfigError(description: "config file \(path) is not valid TOML: \(error)")
+            }
+            let known: Set<String> = ["id", "data", "http", "peer", "udp", "join", "rf", "trusted_proxy", "rate_limit", "short_ttl",
+                                      "long_ttl", "retention_days", "archive", "fsync", "fsync_interval_ms", "threads", "log_level"]
+            if let bad = file.keys.sorted().first(where: { !known.contains($0) }) {
+                throw ConfigError(description: "config file \(path): unknown key '\(bad)'")
+            }
+        }
+        func str(_ flag: String?, _ key: String) throws -> String? {
+            if let flag { return flag }
+            guard let v = file[key] else { return nil }
+            if let s = v.string { return s }
+            if let a = v.array { return a.compactMap { $0.string }.joined(separator: ",") }
+            if let i = v.int { return String(i) }
+            throw ConfigError(description: "config key '\(key)' must be a string")
+        }
+        func int(_ flag: Int?, _ key: String) throws -> Int? {
+            if let flag { return flag }
+            guard let v = file[key] else { return nil }
+            if let i = v.int { return i }
+            throw ConfigError(description: "config key '\(key)' must be an integer")
+        }
+        guard let id = try str(id, "id") else { throw ConfigError(description: "missing --id (or 'id' in the config file)") }
+        guard NodeConfig.isValidID(id) else { throw ConfigError(description: "invalid --id '\(id)': use 1 to 32 of [a-z0-9-]") }
+        guard let data = try str(data, "data") else { throw ConfigError(description: "missing --data (or 'data' in the config file)") }
+        guard let httpText = try str(http, "http") else { throw ConfigError(description: "missing --http (or 'http' in the config file)") }
+        guard let httpAddr = HostPort(httpText) else { throw ConfigError(description: "invalid --http '\(httpText)': expected HOST:PORT") }
+        guard let peerText = try str(peer, "peer") else { throw ConfigError(description: "missing --peer (or 'peer' in the config file)") }
+        guard let peerAddr = HostPort(peerText) else { throw ConfigError(description: "invalid --peer '\(peerText)': expected HOST:PORT") }
+        var c = NodeConfig(id: id, dataDir: data, http: httpAddr, peer: peerAddr)
+        if let u = try str(udp, "udp") {
+            guard let a = HostPort(u) else { throw ConfigError(description: "invalid --udp '\(u)': expected HOST:PORT") }
+            c.udp = a
+        }
+        if let j = try str(join, "join") {
+            var list: [HostPort] = []
+            for part in j.split(separator: ",") where !part.isEmpty {
+                guard let a = HostPort(String(part)) else { throw ConfigError(description: "invalid --join entry '\(part)': expected HOST:PORT") }
+                list.append(a)
+            }
+            c.join = list
+        }
+        if let rf = try int(rf, "rf") {
+            guard (1...9).contains(rf) else { throw ConfigError(description: "invalid --rf \(rf): must be 1...9") }
+            c.rf = rf
+        }
+        if let t = try str(trustedProxy, "trusted_proxy") {
+            guard let list = CIDR.parseList(t) else { throw ConfigError(description: "invalid --trusted-proxy '\(t)': expected CIDR[,CIDR...]") }
+            c.trustedProxies = list
+        }
+        if let r = try str(rateLimit, "rate_limit") {
+            guard let l = RateLimit(parsing: r) else { throw ConfigError(description: "invalid --rate-limit '\(r)': expected RPS[:BURST]") }
+            c.rateLimit = l
+        }
+        if let s = try str(shortTTL, "short_ttl") {
+            guard let ms = Durations.parse(s) else { throw ConfigError(description: "invalid --short-ttl '\(s)': expected e.g. 30m, 1800s, 2h") }
+            c.ttl.shortMs = ms
+        }
+        if let s = try str(longTTL, "long_ttl") {
+            guard let ms = Durations.parse(s) else { throw ConfigError(description: "invalid --long-ttl '\(s)': expected e.g. 30d") }
+            c.ttl.longMs = ms
+        }
+        if c.ttl.longMs < c.ttl.shortMs { throw ConfigError(description: "--long-ttl must not be shorter than --short-ttl") }
+        if let d = try int(retentionDays, "retention_days") {
+            guard d >= 1 else { throw ConfigError(description: "invalid --retention-days \(d): must be at least 1") }
+            c.retentionDays = d
+        }
+        c.archiveDir = try str(archive, "archive")
+        if let f = try str(fsync, "fsync") {
+            guard let p = FsyncPolicy(rawValue: f) else { throw ConfigError(description: "invalid --fsync '\(f)': use always, interval or never") }
+            c.fsync = p
+        }
+        if let ms = try int(fsyncIntervalMs, "fsync_interval_ms") {
+            guard ms >= 1 else { throw ConfigError(description: "invalid --fsync-interval-ms \(ms): must be at least 1") }
+            c.fsyncIntervalMs = ms
+        }
+        if let t = try int(threads, "threads") {
+            guard (1...256).contains(t) else { throw ConfigError(description: "invalid --threads \(t)") }
+            c.threads = t
+        }
+        var level = Logger.Level.info
+        if let l = try str(logLevel, "log_level") {
+            guard let v = Logger.Level(rawValue: l) else { throw ConfigError(description: "invalid --log-level '\(l)'") }
+            level = v
+        }
+        return (c, level)
+    }
+}
+
+extension String {
+    var replacingDashes: String { String(map { $0 == "-" ? "_" : $0 }) }
+}
