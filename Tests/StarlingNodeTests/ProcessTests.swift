@@ -1,0 +1,192 @@
+import Foundation
+import Testing
+import StarlingNode
+
+/// The `starling` binary built next to the tests (`swift build --build-tests`).
+func starlingBinary() -> String? {
+    var url = URL(fileURLWithPath: #filePath)
+    for _ in 0..<3 { url.deleteLastPathComponent() }
+    for config in ["debug", "release"] {
+        let p = url.appendingPathComponent(".build/\(config)/starling").path
+        if FileManager.default.isExecutableFile(atPath: p) { return p }
+    }
+    return nil
+}
+
+/// A `starling node` child process on ephemeral ports; its HTTP port is read from its first stdout line.
+final class NodeProcess {
+    let process = Process()
+    let out = Pipe()
+    var port = 0
+    var stdoutText = ""
+
+    init(binary: String, id: String, data: String, extra: [String] = []) throws {
+        process.executableURL = URL(fileURLWithPath: binary)
+        process.arguments = ["node", "--id", id, "--data", data, "--http", "127.0.0.1:0", "--peer", "127.0.0.1:0", "--rf", "1",
+                             "--log-level", "warning"] + extra
+        process.standardOutput = out
+        try process.run()
+        // "starling node n1: http 127.0.0.1:PORT, peer ..."
+        var line = ""
+        let deadline = Date().addingTimeInterval(30)
+        while !line.contains("\n") && Date() < deadline && process.isRunning {
+            let d = out.fileHandleForReading.availableData
+            if d.isEmpty { break }
+            line += String(decoding: d, as: UTF8.self)
+        }
+        stdoutText = line
+        guard let r = line.range(of: "http 127.0.0.1:"),
+              let p = Int(line[r.upperBound...].prefix { $0.isNumber }) else {
+            throw SimpleHTTPClient.ClientError(description: "node did not report its port: \(line)")
+        }
+        port = p
+    }
+
+    func kill9() {
+        kill(process.processIdentifier, SIGKILL)
+        process.waitUntilExit()
+    }
+
+    func terminate() -> Int32 {
+        kill(process.processIdentifier, SIGTERM)
+        process.waitUntilExit()
+        return process.terminationStatus
+    }
+
+    func post(_ body: String) -> Int {
+        (try? SimpleHTTPClient.request(host: "127.0.0.1", port: port, method: "POST", path: "/v1/events", body: Array(body.utf8), timeoutSeconds: 5).status) ?? -1
+    }
+
+    func sessionEventIDs(_ sid: String) throws -> [String] {
+        let r = try SimpleHTTPClient.request(host: "127.0.0.1", port: port, method: "GET", path: "/v1/sessions/\(sid)?limit=100000")
+        let obj = try JSONSerialization.jsonObject(with: Data(r.body)) as? [String: Any]
+        return (obj?["events"] as? [[String: Any]] ?? []).compactMap { $0["event_id"] as? String }
+    }
+}
+
+final class AckLog: @unchecked Sendable {
+    let lock = NSLock()
+    var acked: [String: [String]] = [:]   // session -> event ids answered 202
+    var attempts = 0
+    func add(_ sid: String, _ ids: [String]) { lock.withLock { acked[sid, default: []].append(contentsOf: ids) } }
+    func tried() { lock.withLock { attempts += 1 } }
+}
+
+@Suite(.serialized) struct ProcessTests {
+    /// kill -9 while clients write; after a restart every 202-answered event is returned exactly once.
+    @Test func killNineUnderLoadLosesNoAcknowledgedEvent() throws {
+        guard let bin = starlingBinary() else {
+            Issue.record("starling binary not found: run `swift build --build-tests` first")
+            return
+        }
+        let data = NSTemporaryDirectory() + "starling-kill-" + UUID().uuidString
+        defer { try? FileManager.default.removeItem(atPath: data) }
+        let node = try NodeProcess(binary: bin, id: "k1", data: data)
+        let acks = AckLog()
+        let writers = 4
+        let group = DispatchGroup()
+        let stopAt = Date().addingTimeInterval(20)   // hard bound on the load loop
+        for w in 0..<writers {
+            group.enter()
+            DispatchQueue.global().async {
+                defer { group.leave() }
+                var n = 0
+                var failuresInARow = 0
+                while n < 3_000 && Date() < stopAt && failuresInARow < 20 {
+                    let sid = "w\(w)-s\(n % 7)"
+                    var ids: [String] = []
+                    var parts: [String] = []
+                    for b in 0..<5 {
+                        let id = "w\(w)-\(n)-\(b)"
+                        ids.append(id)
+                        parts.append(#"{"session_id":"\#(sid)","key":"k","value":\#(n),"event_id":"\#(id)"}"#)
+                    }
+                    acks.tried()
+                    let status = node.post("[" + parts.joined(separator: ",") + "]")
+                    if status == 202 {
+                        acks.add(sid, ids)
+                        failuresInARow = 0
+                    } else {
+                        failuresInARow += 1
+                    }
+                    n += 1
+                }
+            }
+        }
+        // Kill once a good number of events have been acknowledged.
+        _ = eventually(15) { acks.lock.withLock { acks.acked.values.reduce(0) { $0 + $1.count } } >= 2_000 }
+        node.kill9()
+        group.wait()
+        let ackedTotal = acks.acked.values.reduce(0) { $0 + $1.count }
+        #expect(ackedTotal >= 2_000, "the load did not get going (\(ackedTotal) acknowledged)")
+
+        let restarted = try NodeProcess(binary: bin, id: "k1", data: data)
+        var lost = 0, duplicated = 0
+        for (sid, ids) in acks.acked {
+            let stored = try restarted.sessionEventIDs(sid)
+            let counts = Dictionary(stored.map { ($0, 1) }, uniquingKeysWith: +)
+            for id in ids {
+                let c = counts[id] ?? 0
+                if c == 0 { lost += 1 }
+                if c > 1 { duplicated += 1 }
+            }
+            #expect(counts.values.allSatisfy { $0 == 1 }, "session \(sid) returned an event twice")
+        }
+        #expect(lost == 0, "\(lost) acknowledged events lost after kill -9")
+        #expect(duplicated == 0)
+        #expect(restarted.terminate() == 0, "SIGTERM must exit 0")
+    }
+
+    @Test func badFlagsExitWithCode2() throws {
+        guard let bin = starlingBinary() else {
+            Issue.record("starling binary not found")
+            return
+        }
+        for args in [["node"], ["node", "--id", "BAD ID", "--data", "/tmp/x", "--http", "127.0.0.1:1", "--peer", "127.0.0.1:2"],
+                     ["node", "--id", "a", "--data", "/tmp/x", "--http", "nope", "--peer", "127.0.0.1:2"],
+                     ["node", "--bogus"], ["node", "--config", "/nonexistent/starling.toml"]] {
+            let p = Process()
+            p.executableURL = URL(fileURLWithPath: bin)
+            p.arguments = args
+            let err = Pipe()
+            p.standardError = err
+            p.standardOutput = Pipe()
+            try p.run()
+            p.waitUntilExit()
+            let text = String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+            #expect(p.terminationStatus == 2, "args \(args) exited \(p.terminationStatus)")
+            #expect(text.split(separator: "\n").first?.lowercased().contains("error") == true, "first line: \(text)")
+        }
+    }
+
+    @Test func configFileAndFlagsWin() throws {
+        guard let bin = starlingBinary() else {
+            Issue.record("starling binary not found")
+            return
+        }
+        let dir = NSTemporaryDirectory() + "starling-cfg-" + UUID().uuidString
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let toml = """
+        id = "from-file"
+        data = "\(dir)/data"
+        http = "127.0.0.1:1"
+        peer = "127.0.0.1:0"
+        rf = 1
+        join = []
+        """
+        try toml.write(toFile: dir + "/node.toml", atomically: true, encoding: .utf8)
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: bin)
+        // --http overrides the file's unusable port 1.
+        p.arguments = ["node", "--config", dir + "/node.toml", "--http", "127.0.0.1:0", "--log-level", "error"]
+        let out = Pipe()
+        p.standardOutput = out
+        try p.run()
+        let line = String(decoding: out.fileHandleForReading.availableData, as: UTF8.self)
+        #expect(line.contains("starling node from-file"), "stdout: \(line)")
+        kill(p.processIdentifier, SIGTERM)
+        p.waitUntilExit()
+        #expect(p.terminationStatus == 0)
+    }
+}
