@@ -74,52 +74,52 @@ public enum BlockCodec {
     }
 
     /// Parses and checks a header. `maxStoredBytes` bounds the payload before anything is read.
-    public static func header(_ bytes: UnsafeRawBufferPointer, maxStoredBytes: Int) throws(DecodeError) -> Header {
-        guard bytes.count >= headerBytes else { throw .truncated }
-        guard bytes[0] == magic[0], bytes[1] == magic[1], bytes[2] == magic[2], bytes[3] == magic[3] else { throw .badMagic }
+    public static func header(_ bytes: UnsafeRawBufferPointer, maxStoredBytes: Int) throws -> Header {
+        guard bytes.count >= headerBytes else { throw DecodeError.truncated }
+        guard bytes[0] == magic[0], bytes[1] == magic[1], bytes[2] == magic[2], bytes[3] == magic[3] else { throw DecodeError.badMagic }
         var r = ByteReader(UnsafeRawBufferPointer(rebasing: bytes[0..<headerBytes]), offset: 4)
         guard let v = r.u8(), let flags = r.u8(), r.u16() != nil, let seq = r.u64(), let count = r.u32(),
-              let raw = r.u32(), let stored = r.u32(), let pcrc = r.u32(), let hcrc = r.u32() else { throw .truncated }
-        guard CRC32C.checksum(UnsafeRawBufferPointer(rebasing: bytes[0..<32])) == hcrc else { throw .badHeaderChecksum }
-        guard v == version else { throw .badVersion(v) }
+              let raw = r.u32(), let stored = r.u32(), let pcrc = r.u32(), let hcrc = r.u32() else { throw DecodeError.truncated }
+        guard CRC32C.checksum(UnsafeRawBufferPointer(rebasing: bytes[0..<32])) == hcrc else { throw DecodeError.badHeaderChecksum }
+        guard v == version else { throw DecodeError.badVersion(v) }
         guard let storedN = Int(exactly: stored), let rawN = Int(exactly: raw), let countN = Int(exactly: count),
-              storedN <= maxStoredBytes, rawN <= maxStoredBytes * 4, countN <= rawN else { throw .badLength }
+              storedN <= maxStoredBytes, rawN <= maxStoredBytes * 4, countN <= rawN else { throw DecodeError.badLength }
         return Header(compressed: flags & 1 != 0, firstSeq: seq, count: countN, rawBytes: rawN,
                       storedBytes: storedN, payloadCRC: pcrc)
     }
 
     /// Verifies and decompresses a payload, then decodes its records.
-    public static func records(header h: Header, payload: UnsafeRawBufferPointer) throws(DecodeError) -> [Record] {
-        guard payload.count == h.storedBytes else { throw .truncated }
-        guard CRC32C.checksum(payload) == h.payloadCRC else { throw .badPayloadChecksum }
+    public static func records(header h: Header, payload: UnsafeRawBufferPointer) throws -> [Record] {
+        guard payload.count == h.storedBytes else { throw DecodeError.truncated }
+        guard CRC32C.checksum(payload) == h.payloadCRC else { throw DecodeError.badPayloadChecksum }
         let raw: [UInt8]
         if h.compressed {
-            guard let d = LZ4.decompress(payload, originalCount: h.rawBytes) else { throw .badCompression }
+            guard let d = LZ4.decompress(payload, originalCount: h.rawBytes) else { throw DecodeError.badCompression }
             raw = d
         } else {
-            guard h.rawBytes == h.storedBytes else { throw .badLength }
+            guard h.rawBytes == h.storedBytes else { throw DecodeError.badLength }
             raw = Array(payload)
         }
-        return try raw.withUnsafeBytes { (buf) throws(DecodeError) -> [Record] in
+        return try raw.withUnsafeBytes { (buf) throws -> [Record] in
             var reader = ByteReader(buf)
             var out: [Record] = []
             out.reserveCapacity(h.count)
             while reader.remaining > 0 {
                 do {
                     out.append(try Record.decode(&reader))
-                } catch {
-                    throw .badRecord(error)
+                } catch let e as Record.DecodeError {
+                    throw DecodeError.badRecord(e)
                 }
             }
-            guard out.count == h.count else { throw .countMismatch }
+            guard out.count == h.count else { throw DecodeError.countMismatch }
             return out
         }
     }
 
     /// Decodes a complete block (header + payload) held in memory.
-    public static func decode(_ bytes: UnsafeRawBufferPointer, maxStoredBytes: Int) throws(DecodeError) -> (Header, [Record]) {
+    public static func decode(_ bytes: UnsafeRawBufferPointer, maxStoredBytes: Int) throws -> (Header, [Record]) {
         let h = try header(bytes, maxStoredBytes: maxStoredBytes)
-        guard bytes.count >= h.totalBytes else { throw .truncated }
+        guard bytes.count >= h.totalBytes else { throw DecodeError.truncated }
         let recs = try records(header: h, payload: UnsafeRawBufferPointer(rebasing: bytes[headerBytes..<h.totalBytes]))
         return (h, recs)
     }

@@ -19,13 +19,13 @@ public struct LogIOError: Error, CustomStringConvertible, Sendable {
 
 /// Minimal POSIX file helpers used by the log. Everything throws `LogIOError`.
 public enum FileIO {
-    static func openFile(_ path: String, flags: Int32, mode: mode_t = 0o644) throws(LogIOError) -> Int32 {
+    static func openFile(_ path: String, flags: Int32, mode: mode_t = 0o644) throws -> Int32 {
         let fd = open(path, flags | O_CLOEXEC, mode)
         if fd < 0 { throw LogIOError(operation: "open", path: path, errno: errno) }
         return fd
     }
 
-    static func writeAll(_ fd: Int32, _ bytes: UnsafeRawBufferPointer, at offset: Int, path: String) throws(LogIOError) {
+    static func writeAll(_ fd: Int32, _ bytes: UnsafeRawBufferPointer, at offset: Int, path: String) throws {
         var done = 0
         while done < bytes.count {
             let n = pwrite(fd, bytes.baseAddress! + done, bytes.count - done, off_t(offset + done))
@@ -38,7 +38,7 @@ public enum FileIO {
         }
     }
 
-    static func readAll(_ fd: Int32, count: Int, at offset: Int, path: String) throws(LogIOError) -> [UInt8] {
+    static func readAll(_ fd: Int32, count: Int, at offset: Int, path: String) throws -> [UInt8] {
         var out = [UInt8](repeating: 0, count: count)
         var done = 0
         let err: Int32? = out.withUnsafeMutableBytes { buf in
@@ -58,21 +58,21 @@ public enum FileIO {
         return out
     }
 
-    static func size(_ fd: Int32, path: String) throws(LogIOError) -> Int {
+    static func size(_ fd: Int32, path: String) throws -> Int {
         var st = stat()
         if fstat(fd, &st) != 0 { throw LogIOError(operation: "stat", path: path, errno: errno) }
         return Int(st.st_size)
     }
 
-    static func sync(_ fd: Int32, path: String) throws(LogIOError) {
+    static func sync(_ fd: Int32, path: String) throws {
         if fdatasync(fd) != 0 { throw LogIOError(operation: "fsync", path: path, errno: errno) }
     }
 
-    static func truncate(_ fd: Int32, to size: Int, path: String) throws(LogIOError) {
+    static func truncate(_ fd: Int32, to size: Int, path: String) throws {
         if ftruncate(fd, off_t(size)) != 0 { throw LogIOError(operation: "truncate", path: path, errno: errno) }
     }
 
-    public static func mkdirs(_ path: String) throws(LogIOError) {
+    public static func mkdirs(_ path: String) throws {
         var built = path.hasPrefix("/") ? "" : "."
         for part in path.split(separator: "/") {
             built += "/" + part
@@ -105,7 +105,7 @@ public enum FileIO {
 
     public static func exists(_ path: String) -> Bool { access(path, F_OK) == 0 }
 
-    public static func removeTree(_ path: String) throws(LogIOError) {
+    public static func removeTree(_ path: String) throws {
         var st = stat()
         if lstat(path, &st) != 0 { return }
         if (st.st_mode & S_IFMT) == S_IFDIR {
@@ -117,7 +117,7 @@ public enum FileIO {
     }
 
     /// Moves a directory; across file systems it copies file by file, then removes the source.
-    static func move(_ from: String, to: String) throws(LogIOError) {
+    static func move(_ from: String, to: String) throws {
         if rename(from, to) == 0 { return }
         guard errno == EXDEV else { throw LogIOError(operation: "rename", path: from, errno: errno) }
         try mkdirs(to)
@@ -128,17 +128,17 @@ public enum FileIO {
             let bytes = try readAll(src, count: n, at: 0, path: from + "/" + name)
             let dst = try openFile(to + "/" + name, flags: O_WRONLY | O_CREAT | O_TRUNC)
             defer { close(dst) }
-            try bytes.withUnsafeBytes { (b) throws(LogIOError) in try writeAll(dst, b, at: 0, path: to + "/" + name) }
+            try bytes.withUnsafeBytes { (b) throws in try writeAll(dst, b, at: 0, path: to + "/" + name) }
             try sync(dst, path: to + "/" + name)
         }
         try removeTree(from)
     }
 
-    public static func writeFileAtomically(_ path: String, _ bytes: [UInt8]) throws(LogIOError) {
+    public static func writeFileAtomically(_ path: String, _ bytes: [UInt8]) throws {
         let tmp = path + ".tmp"
         let fd = try openFile(tmp, flags: O_WRONLY | O_CREAT | O_TRUNC)
         do {
-            try bytes.withUnsafeBytes { (b) throws(LogIOError) in try writeAll(fd, b, at: 0, path: tmp) }
+            try bytes.withUnsafeBytes { (b) throws in try writeAll(fd, b, at: 0, path: tmp) }
             try sync(fd, path: tmp)
         } catch {
             close(fd)

@@ -93,7 +93,7 @@ public final class SegmentedLog: @unchecked Sendable {
     /// Opens the log, scanning every segment in order and passing each valid record to `visit`
     /// with its location and sequence number. A torn or corrupt tail of the last segment is cut
     /// off; corrupt regions in the middle are skipped and reported.
-    public func recover(_ visit: (Record, RecordLocation, UInt64) -> Void) throws(LogIOError) -> RecoveryReport {
+    public func recover(_ visit: (Record, RecordLocation, UInt64) -> Void) throws -> RecoveryReport {
         try FileIO.mkdirs(logDir)
         var report = RecoveryReport()
         var found: [Segment] = []
@@ -135,7 +135,7 @@ public final class SegmentedLog: @unchecked Sendable {
 
     /// Scans one segment. Returns the offset after its last valid block and the file size.
     func scan(_ seg: Segment, isLast: Bool, report: inout RecoveryReport,
-              visit: (Record, RecordLocation, UInt64) -> Void) throws(LogIOError) -> (Int, Int) {
+              visit: (Record, RecordLocation, UInt64) -> Void) throws -> (Int, Int) {
         let fd = try FileIO.openFile(seg.path, flags: O_RDONLY)
         defer { close(fd) }
         let size = try FileIO.size(fd, path: seg.path)
@@ -202,19 +202,19 @@ public final class SegmentedLog: @unchecked Sendable {
             && CRC32C.checksum(UnsafeRawBufferPointer(rebasing: buf[0..<12])) == crc
     }
 
-    func writeSegmentHeader(fd: Int32, number: UInt32, path: String) throws(LogIOError) {
+    func writeSegmentHeader(fd: Int32, number: UInt32, path: String) throws {
         var h = Self.segmentMagic
         h.appendLE(Self.segmentVersion)
         h.appendLE(number)
         let crc = CRC32C.checksum(h)
         h.appendLE(crc)
-        try h.withUnsafeBytes { (b) throws(LogIOError) in try FileIO.writeAll(fd, b, at: 0, path: path) }
+        try h.withUnsafeBytes { (b) throws in try FileIO.writeAll(fd, b, at: 0, path: path) }
         try FileIO.truncate(fd, to: Self.segmentHeaderBytes, path: path)
     }
 
     // MARK: Appending
 
-    func roll(day: String) throws(LogIOError) {
+    func roll(day: String) throws {
         if activeFD >= 0 {
             try FileIO.sync(activeFD, path: active?.path ?? "")
             close(activeFD)
@@ -245,7 +245,7 @@ public final class SegmentedLog: @unchecked Sendable {
 
     /// Appends records as one or more blocks with a single write, returning each record's
     /// location and sequence number. On failure nothing is appended (the file is cut back).
-    public func append(_ records: [Record], nowMs: Int64) throws(LogIOError) -> [(location: RecordLocation, seq: UInt64)] {
+    public func append(_ records: [Record], nowMs: Int64) throws -> [(location: RecordLocation, seq: UInt64)] {
         guard !records.isEmpty else { return [] }
         let day = Timestamps.utcDay(nowMs)
         if active == nil || active!.day != day || activeSize >= limits.segmentBytesMax {
@@ -278,7 +278,7 @@ public final class SegmentedLog: @unchecked Sendable {
         }
         flushBlock()
         do {
-            try bytes.withUnsafeBytes { (b) throws(LogIOError) in try FileIO.writeAll(activeFD, b, at: start, path: seg.path) }
+            try bytes.withUnsafeBytes { (b) throws in try FileIO.writeAll(activeFD, b, at: start, path: seg.path) }
         } catch {
             // Leave no partial block behind: a later successful append must follow valid bytes.
             try? FileIO.truncate(activeFD, to: start, path: seg.path)
@@ -292,7 +292,7 @@ public final class SegmentedLog: @unchecked Sendable {
     }
 
     /// fdatasync of the active segment, if anything was written since the last one.
-    public func sync() throws(LogIOError) {
+    public func sync() throws {
         guard dirty, activeFD >= 0 else { return }
         try FileIO.sync(activeFD, path: active?.path ?? "")
         dirty = false
@@ -311,16 +311,16 @@ public final class SegmentedLog: @unchecked Sendable {
         }
         guard let off = Int(exactly: offset) else { throw BlockCodec.DecodeError.badLength }
         let head = try FileIO.readAll(fd, count: BlockCodec.headerBytes, at: off, path: path)
-        let h = try head.withUnsafeBytes { (b) throws(BlockCodec.DecodeError) in try BlockCodec.header(b, maxStoredBytes: maxStoredBytes) }
+        let h = try head.withUnsafeBytes { (b) throws in try BlockCodec.header(b, maxStoredBytes: maxStoredBytes) }
         let payload = try FileIO.readAll(fd, count: h.storedBytes, at: off + BlockCodec.headerBytes, path: path)
-        return try payload.withUnsafeBytes { (b) throws(BlockCodec.DecodeError) in try BlockCodec.records(header: h, payload: b) }
+        return try payload.withUnsafeBytes { (b) throws in try BlockCodec.records(header: h, payload: b) }
     }
 
     // MARK: Retention
 
     /// Deletes (or first moves to `archive`) every day directory older than `keepDays` days,
     /// never the day being written. Returns the removed days and their segment numbers.
-    public func applyRetention(keepDays: Int, nowMs: Int64, archive: String?) throws(LogIOError) -> (days: [String], segments: Set<UInt32>) {
+    public func applyRetention(keepDays: Int, nowMs: Int64, archive: String?) throws -> (days: [String], segments: Set<UInt32>) {
         let dayMs: Int64 = 86_400_000
         let cutoff = nowMs - Int64(keepDays) * dayMs
         var days: [String] = []
@@ -357,10 +357,10 @@ public final class SegmentedLog: @unchecked Sendable {
     }
 
     /// Closes the files (the writer calls `sync` first).
-    public func close() {
+    public func closeFiles() {
         if activeFD >= 0 {
             _ = fdatasync(activeFD)
-            Glibc.close(activeFD)
+            close(activeFD)
             activeFD = -1
         }
     }

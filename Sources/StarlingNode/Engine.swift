@@ -44,7 +44,7 @@ public final class Engine: @unchecked Sendable {
         var storageError: String?
     }
     let pending = Mutex(Pending())
-    let timers = Mutex<[DispatchSourceTimer]>([])
+    var timers: [DispatchSourceTimer] = []  // set once in init, before the engine is shared
     let rng = Mutex(SystemRandomNumberGenerator())
 
     /// Opens (and recovers) the node's data directory.
@@ -89,7 +89,7 @@ public final class Engine: @unchecked Sendable {
         r.setEventHandler { [weak self] in self?.runRetention() }
         r.resume()
         list.append(r)
-        timers.withLock { $0 = list }
+        timers = list
     }
 
     // MARK: Ingest
@@ -301,7 +301,7 @@ public final class Engine: @unchecked Sendable {
     /// Waits for queued writes, syncs and closes the log. Later submissions get 503.
     public func shutdown() {
         pending.withLock { $0.stopped = true }
-        for t in timers.withLock({ $0 }) { t.cancel() }
+        for t in timers { t.cancel() }
         writer.sync {
             // Anything queued before `stopped` was set is written by the drain already scheduled.
         }
@@ -309,7 +309,7 @@ public final class Engine: @unchecked Sendable {
         while pending.withLock({ $0.draining }) { writer.sync {} }
         writer.sync {
             syncNow()
-            log.close()
+            log.closeFiles()
         }
     }
 

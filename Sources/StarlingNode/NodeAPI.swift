@@ -57,7 +57,8 @@ public struct APIResponse: Sendable {
 /// The HTTP API of one node (SPEC "HTTP API"): routing, ingest, queries, operations.
 public final class NodeAPI: Sendable {
     public let engine: Engine
-    let limiter: Mutex<RateLimiter>?
+    let limiter: Mutex<RateLimiter?>
+    let rateLimitEnabled: Bool
     let threadPool: NIOThreadPool
 
     /// The 1×1 transparent GIF answered by `/t.gif`.
@@ -70,7 +71,8 @@ public final class NodeAPI: Sendable {
     public init(engine: Engine, threadPool: NIOThreadPool) {
         self.engine = engine
         self.threadPool = threadPool
-        limiter = engine.config.rateLimit.map { Mutex(RateLimiter(limit: $0)) }
+        limiter = Mutex(engine.config.rateLimit.map { RateLimiter(limit: $0) })
+        rateLimitEnabled = engine.config.rateLimit != nil
     }
 
     var config: NodeConfig { engine.config }
@@ -91,9 +93,9 @@ public final class NodeAPI: Sendable {
 
     /// nil when allowed; otherwise the 429 answer.
     func rateLimit(_ ip: String, transport: Transport) -> Int? {
-        guard let limiter else { return nil }
+        guard rateLimitEnabled else { return nil }
         let now = engine.now
-        guard let wait = limiter.withLock({ $0.take(client: ip, nowMs: now) }) else { return nil }
+        guard let wait = limiter.withLock({ $0?.take(client: ip, nowMs: now) }) else { return nil }
         engine.metrics.rateLimited.increment()
         return wait
     }
@@ -167,7 +169,7 @@ public final class NodeAPI: Sendable {
     }
 
     func pixel(_ req: APIRequest, _ q: [String: String], _ loop: EventLoop) -> EventLoopFuture<APIResponse> {
-        func gif(_ status: HTTPResponseStatus, _ extra: [(String, String)] = []) -> APIResponse {
+        @Sendable func gif(_ status: HTTPResponseStatus, _ extra: [(String, String)] = []) -> APIResponse {
             APIResponse(status: status, contentType: "image/gif", body: Self.pixel,
                         extraHeaders: [("Cache-Control", "no-store")] + extra)
         }
@@ -352,13 +354,13 @@ public final class NodeAPI: Sendable {
     }
 
     func blocked() -> APIResponse {
-        let report = limiter?.withLock { $0.blockedReport() } ?? []
+        let report = limiter.withLock { $0?.blockedReport() } ?? []
         let list = report.map { b -> JSONValue in
             .object(JSONObject([("ip", .string(b.client)), ("count", .number(String(b.count))),
                                 ("first_blocked_at", .number(String(b.firstBlockedAt))),
                                 ("last_blocked_at", .number(String(b.lastBlockedAt)))]))
         }
-        return .json(.ok, .object(JSONObject([("rate_limit_enabled", .bool(limiter != nil)), ("blocked", .array(list))])))
+        return .json(.ok, .object(JSONObject([("rate_limit_enabled", .bool(rateLimitEnabled)), ("blocked", .array(list))])))
     }
 }
 

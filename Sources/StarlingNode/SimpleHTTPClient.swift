@@ -17,6 +17,7 @@ public enum SimpleHTTPClient {
 
     public struct ClientError: Error, CustomStringConvertible {
         public var description: String
+        public init(description: String) { self.description = description }
     }
 
     public static func request(host: String, port: Int, method: String, path: String, headers: [(String, String)] = [],

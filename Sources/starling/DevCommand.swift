@@ -42,7 +42,7 @@ struct DevCommand: ParsableCommand {
         print("try:   curl -s -XPOST localhost:\(basePort + 1)/v1/events -d '{\"session_id\":\"s1\",\"key\":\"page_view\",\"value\":\"/home\"}'")
         print("       curl -s localhost:\(basePort + 1)/v1/sessions/s1")
         print("Ctrl-C stops all nodes.")
-        fflush(stdout)
+        FileHandle.standardOutput.synchronizeFile()
 
         signal(SIGINT, SIG_IGN)
         signal(SIGTERM, SIG_IGN)

@@ -70,15 +70,14 @@ struct NodeCommand: ParsableCommand {
             s.resume()
             sources.append(s)
         }
-        print("starling node \(cfg.id): http \(server.httpAddress.withLock { $0 }.map { "\($0)" } ?? "-")"
-              + (cfg.udp != nil ? ", udp \(server.udpAddress.withLock { $0 }.map { "\($0)" } ?? "-")" : "")
-              + ", peer \(server.peerAddress.withLock { $0 }.map { "\($0)" } ?? "-"), rf \(cfg.rf)")
-        fflush(stdout)
+        FileHandleOut.stdout("starling node \(cfg.id): http \(cfg.http.host):\(server.httpPort ?? 0)"
+              + (cfg.udp.map { ", udp \($0.host):\(server.udpPort ?? 0)" } ?? "")
+              + ", peer \(cfg.peer.host):\(server.peerPort ?? 0), rf \(cfg.rf)\n")
         done.wait()
         logger.info("signal received: draining")
         server.stop()
         _ = sources
-        exit(0)
+        Glibc.exit(0)
     }
 
     /// Flags over TOML over defaults.

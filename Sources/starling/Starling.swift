@@ -21,12 +21,12 @@ struct Starling: ParsableCommand {
             let code = exitCode(for: error)
             if code == .success {
                 print(fullMessage(for: error))
-                exit(0)
+                Glibc.exit(0)
             }
             let message = fullMessage(for: error)
             FileHandleOut.stderr(message.hasSuffix("\n") ? message : message + "\n")
-            if error is CommandFailure { exit((error as! CommandFailure).code) }
-            exit(2)
+            if error is CommandFailure { Glibc.exit((error as! CommandFailure).code) }
+            Glibc.exit(2)
         }
     }
 }
@@ -38,6 +38,9 @@ struct CommandFailure: Error, CustomStringConvertible {
 }
 
 enum FileHandleOut {
+    static func stdout(_ s: String) {
+        _ = s.utf8CString.withUnsafeBufferPointer { write(1, $0.baseAddress, $0.count - 1) }
+    }
     static func stderr(_ s: String) {
         _ = s.utf8CString.withUnsafeBufferPointer { write(2, $0.baseAddress, $0.count - 1) }
     }

@@ -55,7 +55,7 @@ func segmentFiles(_ dir: String) -> [String] {
 
     @Test func incompressiblePayloadIsStoredRaw() throws {
         var rng = SplitMix64(seed: 3)
-        let noise = (0..<300).map { _ in UInt8(truncatingIfNeeded: rng.next()) }
+        let noise = (0..<4000).map { _ in UInt8(truncatingIfNeeded: rng.next()) }
         let r = Record(kind: .event, ts: 1, receivedAt: 1, sessionID: "s", json: noise)
         let block = BlockCodec.encode(records: r.encoded, count: 1, firstSeq: 1)
         #expect(block[5] == 0)
@@ -104,7 +104,7 @@ func segmentFiles(_ dir: String) -> [String] {
             #expect(placed.map(\.seq) == Array(1...25))
             let block = try log.readBlock(segment: placed[12].location.segment, offset: placed[12].location.blockOffset)
             #expect(block[Int(placed[12].location.index)] == rec(12))
-            log.close()
+            log.closeFiles()
         }
         let (log2, seen, report) = try recoverAll(dir.path)
         #expect(seen.map(\.0) == (0..<25).map { rec($0) })
@@ -129,14 +129,14 @@ func segmentFiles(_ dir: String) -> [String] {
     @Test func segmentsRollBySizeAndDay() throws {
         let dir = TempDir()
         var limits = Limits()
-        limits.segmentBytesMax = 600
+        limits.segmentBytesMax = 300
         let (log, _, _) = try recoverAll(dir.path, limits: limits)
         for i in 0..<6 { _ = try log.append([rec(i)], nowMs: day0) }
         _ = try log.append([rec(6)], nowMs: day0 + 86_400_000)
         let files = segmentFiles(dir.path)
         #expect(files.count >= 3)
         #expect(files.contains { $0.contains("2023-11-14") } && files.contains { $0.contains("2023-11-15") })
-        log.close()
+        log.closeFiles()
         let (_, seen, _) = try recoverAll(dir.path, limits: limits)
         #expect(seen.map(\.0) == (0..<7).map { rec($0) })
     }
@@ -148,7 +148,7 @@ func segmentFiles(_ dir: String) -> [String] {
         let (log, _, _) = try recoverAll(base.path)
         _ = try log.append((0..<5).map { rec($0) }, nowMs: day0)
         let last = try log.append((5..<9).map { rec($0) }, nowMs: day0)
-        log.close()
+        log.closeFiles()
         let file = segmentFiles(base.path)[0]
         let full = try Data(contentsOf: URL(fileURLWithPath: file))
         let lastStart = Int(last[0].location.blockOffset)
@@ -162,7 +162,7 @@ func segmentFiles(_ dir: String) -> [String] {
             #expect(report.truncatedBytes == cut - lastStart, "cut at \(cut)")
             let again = try log.append([rec(100)], nowMs: day0)
             #expect(again[0].seq == 6)
-            log.close()
+            log.closeFiles()
             let (_, seen2, report2) = try recoverAll(dir.path)
             #expect(seen2.map(\.0) == (0..<5).map { rec($0) } + [rec(100)])
             #expect(report2.truncatedBytes == 0)
@@ -175,7 +175,7 @@ func segmentFiles(_ dir: String) -> [String] {
         _ = try log.append((0..<5).map { rec($0) }, nowMs: day0)
         let mid = try log.append((5..<10).map { rec($0) }, nowMs: day0)
         _ = try log.append((10..<15).map { rec($0) }, nowMs: day0)
-        log.close()
+        log.closeFiles()
         let file = segmentFiles(dir.path)[0]
         var bytes = try Data(contentsOf: URL(fileURLWithPath: file))
         bytes[Int(mid[0].location.blockOffset) + 40] ^= 0xFF
@@ -194,7 +194,7 @@ func segmentFiles(_ dir: String) -> [String] {
         _ = try log.append((0..<3).map { rec($0) }, nowMs: day0)
         let mid = try log.append((3..<6).map { rec($0) }, nowMs: day0)
         _ = try log.append((6..<9).map { rec($0) }, nowMs: day0)
-        log.close()
+        log.closeFiles()
         let file = segmentFiles(dir.path)[0]
         var bytes = try Data(contentsOf: URL(fileURLWithPath: file))
         bytes[Int(mid[0].location.blockOffset) + 1] ^= 0xFF    // magic
@@ -209,7 +209,7 @@ func segmentFiles(_ dir: String) -> [String] {
         let dir = TempDir()
         let (log, _, _) = try recoverAll(dir.path)
         _ = try log.append((0..<3).map { rec($0) }, nowMs: day0)
-        log.close()
+        log.closeFiles()
         let file = segmentFiles(dir.path)[0]
         let h = try FileHandle(forWritingTo: URL(fileURLWithPath: file))
         h.seekToEndOfFile()

@@ -14,7 +14,7 @@ func starlingBinary() -> String? {
 }
 
 /// A `starling node` child process on ephemeral ports; its HTTP port is read from its first stdout line.
-final class NodeProcess {
+final class NodeProcess: @unchecked Sendable {
     let process = Process()
     let out = Pipe()
     var port = 0
@@ -26,7 +26,7 @@ final class NodeProcess {
                              "--log-level", "warning"] + extra
         process.standardOutput = out
         try process.run()
-        // "starling node n1: http 127.0.0.1:PORT, peer ..."
+        // The node prints "starling node ID: http 127.0.0.1:PORT, ..." once it listens. n1: http 127.0.0.1:PORT, peer ..."
         var line = ""
         let deadline = Date().addingTimeInterval(30)
         while !line.contains("\n") && Date() < deadline && process.isRunning {
@@ -37,6 +37,7 @@ final class NodeProcess {
         stdoutText = line
         guard let r = line.range(of: "http 127.0.0.1:"),
               let p = Int(line[r.upperBound...].prefix { $0.isNumber }) else {
+            if process.isRunning { kill(process.processIdentifier, SIGKILL) }
             throw SimpleHTTPClient.ClientError(description: "node did not report its port: \(line)")
         }
         port = p
@@ -82,6 +83,7 @@ final class AckLog: @unchecked Sendable {
         let data = NSTemporaryDirectory() + "starling-kill-" + UUID().uuidString
         defer { try? FileManager.default.removeItem(atPath: data) }
         let node = try NodeProcess(binary: bin, id: "k1", data: data)
+        defer { if node.process.isRunning { node.kill9() } }
         let acks = AckLog()
         let writers = 4
         let group = DispatchGroup()
@@ -121,6 +123,7 @@ final class AckLog: @unchecked Sendable {
         #expect(ackedTotal >= 2_000, "the load did not get going (\(ackedTotal) acknowledged)")
 
         let restarted = try NodeProcess(binary: bin, id: "k1", data: data)
+        defer { if restarted.process.isRunning { restarted.kill9() } }
         var lost = 0, duplicated = 0
         for (sid, ids) in acks.acked {
             let stored = try restarted.sessionEventIDs(sid)
