@@ -23,9 +23,11 @@ let package = Package(
         .systemLibrary(name: "CLZ4", pkgConfig: "liblz4", providers: [.apt(["liblz4-dev"])]),
         // The append-only log: block codec (pure) and segment files (I/O).
         .target(name: "StarlingLog", dependencies: ["StarlingCore", "CLZ4"]),
-        // The NIO shell: engine, HTTP, UDP, metrics.
+        // Pure cluster logic: hash ring, membership (SWIM), peer wire codec. No sockets, no clocks.
+        .target(name: "StarlingCluster", dependencies: ["StarlingCore", "StarlingLog"]),
+        // The NIO shell: engine, HTTP, UDP, peers, metrics.
         .target(name: "StarlingNode", dependencies: [
-            "StarlingCore", "StarlingLog",
+            "StarlingCore", "StarlingLog", "StarlingCluster",
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "NIOPosix", package: "swift-nio"),
             .product(name: "NIOHTTP1", package: "swift-nio"),
@@ -43,8 +45,11 @@ let package = Package(
         ]),
         .testTarget(name: "StarlingCoreTests", dependencies: ["StarlingCore"]),
         .testTarget(name: "StarlingLogTests", dependencies: ["StarlingLog", "StarlingCore"]),
+        .testTarget(name: "StarlingClusterTests", dependencies: ["StarlingCluster", "StarlingCore"]),
         .testTarget(name: "StarlingNodeTests", dependencies: [
-            "StarlingNode", "StarlingCore", "StarlingLog",
+            "StarlingNode", "StarlingCore", "StarlingLog", "StarlingCluster",
+            .product(name: "NIOTestUtils", package: "swift-nio"),
+            .product(name: "NIOEmbedded", package: "swift-nio"),
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "NIOPosix", package: "swift-nio"),
             .product(name: "NIOHTTP1", package: "swift-nio"),

@@ -253,8 +253,10 @@ public final class NodeAPI: Sendable {
         case "ndjson": return .ndjson
         case "html": return .html
         case nil:
-            if let accept = req.headers.first(name: "Accept")?.lowercased(), accept.contains("text/html") { return .html }
-            if let accept = req.headers.first(name: "Accept")?.lowercased(), accept.contains("ndjson") { return .ndjson }
+            if let accept = req.headers.first(name: "Accept") {
+                if ASCIISearch.contains(accept, "text/html") { return .html }
+                if ASCIISearch.contains(accept, "ndjson") { return .ndjson }
+            }
             return .json
         default: return nil
         }

@@ -37,6 +37,9 @@ struct NodeCommand: ParsableCommand {
     @Option(help: "TOML file with the same settings (keys as the flags without dashes); flags win.") var config: String?
 
     func run() throws {
+        // A file-size limit must fail the write (EFBIG, answered 503), not kill the process.
+        signal(SIGXFSZ, SIG_IGN)
+        signal(SIGPIPE, SIG_IGN)
         let cfg: NodeConfig
         let level: Logger.Level
         do {

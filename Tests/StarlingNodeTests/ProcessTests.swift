@@ -20,10 +20,17 @@ final class NodeProcess: @unchecked Sendable {
     var port = 0
     var stdoutText = ""
 
-    init(binary: String, id: String, data: String, extra: [String] = []) throws {
-        process.executableURL = URL(fileURLWithPath: binary)
-        process.arguments = ["node", "--id", id, "--data", data, "--http", "127.0.0.1:0", "--peer", "127.0.0.1:0", "--rf", "1",
-                             "--log-level", "warning"] + extra
+    init(binary: String, id: String, data: String, extra: [String] = [], fileSizeLimit: Int? = nil) throws {
+        let nodeArgs = ["node", "--id", id, "--data", data, "--http", "127.0.0.1:0", "--peer", "127.0.0.1:0", "--rf", "1",
+                             "--log-level", "error"] + extra
+        if let limit = fileSizeLimit {
+            // prlimit caps the size of any file the node writes: a stand-in for a full disk.
+            process.executableURL = URL(fileURLWithPath: "/usr/bin/prlimit")
+            process.arguments = ["--fsize=\(limit)", binary] + nodeArgs
+        } else {
+            process.executableURL = URL(fileURLWithPath: binary)
+            process.arguments = nodeArgs
+        }
         process.standardOutput = out
         try process.run()
         // The node prints "starling node ID: http 127.0.0.1:PORT, ..." once it listens. n1: http 127.0.0.1:PORT, peer ..."
@@ -138,6 +145,42 @@ final class AckLog: @unchecked Sendable {
         #expect(lost == 0, "\(lost) acknowledged events lost after kill -9")
         #expect(duplicated == 0)
         #expect(restarted.terminate() == 0, "SIGTERM must exit 0")
+    }
+
+    /// A full disk (here: a file-size limit) makes ingest answer 503 with a clear code; reads go on,
+    /// nothing acknowledged is lost, and after the limit is gone the node takes writes again.
+    @Test func diskFullAnswers503AndLosesNothing() throws {
+        guard let bin = starlingBinary() else {
+            Issue.record("starling binary not found")
+            return
+        }
+        let data = NSTemporaryDirectory() + "starling-full-" + UUID().uuidString
+        defer { try? FileManager.default.removeItem(atPath: data) }
+        let node = try NodeProcess(binary: bin, id: "f1", data: data, fileSizeLimit: 64 * 1024)
+        defer { if node.process.isRunning { node.kill9() } }
+        var acked: [String] = []
+        var refused: SimpleHTTPClient.Response?
+        let pad = String(repeating: "p", count: 2000)
+        for i in 0..<400 {
+            let body = #"{"session_id":"full","key":"k","value":"\#(pad)","event_id":"f\#(i)"}"#
+            let r = try SimpleHTTPClient.request(host: "127.0.0.1", port: node.port, method: "POST", path: "/v1/events", body: Array(body.utf8))
+            if r.status == 202 { acked.append("f\(i)") } else { refused = r; break }
+        }
+        #expect(acked.count > 5, "some events fit before the limit")
+        #expect(refused?.status == 503)
+        #expect(refused?.text.contains("storage_") == true, "answer: \(refused?.text ?? "none")")
+        #expect(refused?.header("Retry-After") != nil)
+        // Reads still work and return every acknowledged event.
+        #expect(try node.sessionEventIDs("full").sorted() == acked.sorted())
+        let metrics = try SimpleHTTPClient.request(host: "127.0.0.1", port: node.port, method: "GET", path: "/metrics").text
+        #expect(metrics.contains("starling_log_write_errors_total"))
+        #expect(node.terminate() == 0)
+        // Restarted without the limit: everything acknowledged is there once, and writes work.
+        let again = try NodeProcess(binary: bin, id: "f1", data: data)
+        defer { if again.process.isRunning { again.kill9() } }
+        #expect(try again.sessionEventIDs("full").sorted() == acked.sorted())
+        #expect(again.post(#"{"session_id":"full","key":"k","value":1,"event_id":"after"}"#) == 202)
+        #expect(again.terminate() == 0)
     }
 
     @Test func badFlagsExitWithCode2() throws {

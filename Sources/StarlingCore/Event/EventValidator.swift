@@ -8,8 +8,8 @@ public enum EventValidator {
     public static let tsMax: Int64 = 253_402_300_799_999
 
     public static func format(contentType: String?) -> BodyFormat {
-        guard let ct = contentType?.lowercased() else { return .json }
-        return ct.contains("ndjson") || ct.contains("jsonlines") || ct.contains("json-seq") ? .ndjson : .json
+        guard let ct = contentType else { return .json }
+        return ASCIISearch.contains(ct, "ndjson") || ASCIISearch.contains(ct, "jsonlines") ? .ndjson : .json
     }
 
     /// Parses and validates a whole request body.
@@ -141,10 +141,11 @@ public enum EventValidator {
     /// An event counts as an error for `/v1/stats/components` when its key names an
     /// error or exception, or its `attrs.level` is error/fatal/critical.
     public static func looksLikeError(key: String, level: String?) -> Bool {
-        let k = key.lowercased()
-        if k.contains("error") || k.contains("exception") || k.contains("fatal") { return true }
-        if let l = level?.lowercased(), l == "error" || l == "fatal" || l == "critical" { return true }
-        return false
+        if ASCIISearch.contains(key, "error") || ASCIISearch.contains(key, "exception") || ASCIISearch.contains(key, "fatal") {
+            return true
+        }
+        guard let l = level else { return false }
+        return ASCIISearch.equals(l, "error") || ASCIISearch.equals(l, "fatal") || ASCIISearch.equals(l, "critical")
     }
 
     static func string(_ obj: JSONObject, _ name: String, min: Int, max: Int) throws -> String? {
