@@ -1,0 +1,1 @@
+// The cluster module's files live in Ring/, Membership/ and Wire/.
