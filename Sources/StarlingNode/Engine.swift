@@ -96,16 +96,10 @@ public final class Engine: @unchecked Sendable {
 
     // MARK: Ingest
 
-    /// Live members able to hold a copy (this node alone until clustering exists).
-    public var liveMembers: Int { 1 }
-
-    /// Why the node cannot take writes right now, if it cannot.
+    /// Why this node's storage cannot take writes right now, if it cannot
+    /// (cluster-level conditions such as rf are checked by `ClusterRuntime`).
     public func unavailableReason() -> IngestError? {
-        if config.rf > liveMembers {
-            return IngestError(status: 503, code: "not_enough_replicas",
-                               message: "the cluster has \(liveMembers) live member(s) but rf=\(config.rf) copies are required; start more nodes or use --rf \(liveMembers)")
-        }
-        return pending.withLock { p in
+        pending.withLock { p in
             if p.stopped { return IngestError(status: 503, code: "shutting_down", message: "node is shutting down") }
             if let e = p.storageError { return IngestError(status: 503, code: "storage_unavailable", message: e) }
             return nil
@@ -376,6 +370,11 @@ public final class Engine: @unchecked Sendable {
 
     public func events(ofTerminal id: String, query: EventQuery) -> Answer {
         read(index.withLock { $0.terminals[id]?.events ?? [] }, query: query)
+    }
+
+    /// The session an identity-only event belongs to, from this node's links.
+    public func resolveSession(userID: String?, terminalID: String?) -> String? {
+        index.withLock { $0.resolveSession(userID: userID, terminalID: terminalID) }
     }
 
     public func sessions(ofUser id: String) -> [NodeIndex.Link] {

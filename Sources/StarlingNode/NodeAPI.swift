@@ -57,6 +57,9 @@ public struct APIResponse: Sendable {
 /// The HTTP API of one node (SPEC "HTTP API"): routing, ingest, queries, operations.
 public final class NodeAPI: Sendable {
     public let engine: Engine
+    let runtimeBox = Mutex<ClusterRuntime?>(nil)
+    /// The cluster runtime, set once the peer port is bound (requests before that get 503).
+    public var cluster: ClusterRuntime? { runtimeBox.withLock { $0 } }
     let limiter: Mutex<RateLimiter?>
     let rateLimitEnabled: Bool
     let threadPool: NIOThreadPool
@@ -123,13 +126,13 @@ public final class NodeAPI: Sendable {
         case 1 where segs[0] == "metrics": return only(get, "GET", { loop.makeSucceededFuture(APIResponse(status: .ok, contentType: "text/plain; version=0.0.4", body: engine.metrics.exposition())) })
         case 2 where segs[0] == "v1" && segs[1] == "events": return only(req.method == .POST, "POST", { ingest(req, loop) })
         case 2 where segs[0] == "v1" && segs[1] == "identify": return only(req.method == .POST, "POST", { identify(req, loop) })
-        case 2 where segs[0] == "v1" && segs[1] == "cluster": return only(get, "GET", { loop.makeSucceededFuture(cluster()) })
+        case 2 where segs[0] == "v1" && segs[1] == "cluster": return only(get, "GET", { loop.makeSucceededFuture(clusterView()) })
         case 3 where segs[0] == "v1" && segs[1] == "stats" && segs[2] == "components": return only(get, "GET", { loop.makeSucceededFuture(components()) })
         case 3 where segs[0] == "v1" && segs[1] == "stats" && segs[2] == "blocked": return only(get, "GET", { loop.makeSucceededFuture(blocked()) })
         case 3 where segs[0] == "v1" && segs[1] == "sessions": return only(get, "GET", { sessionQuery(segs[2], req, q, loop) })
-        case 4 where segs[0] == "v1" && segs[1] == "sessions" && segs[3] == "state": return only(get, "GET", { loop.makeSucceededFuture(sessionState(segs[2])) })
+        case 4 where segs[0] == "v1" && segs[1] == "sessions" && segs[3] == "state": return only(get, "GET", { sessionState(segs[2], loop) })
         case 4 where segs[0] == "v1" && (segs[1] == "users" || segs[1] == "terminals") && segs[3] == "sessions":
-            return only(get, "GET", { loop.makeSucceededFuture(linkedSessions(user: segs[1] == "users", segs[2])) })
+            return only(get, "GET", { linkedSessions(user: segs[1] == "users", segs[2], loop) })
         case 4 where segs[0] == "v1" && (segs[1] == "users" || segs[1] == "terminals") && segs[3] == "events":
             return only(get, "GET", { identityQuery(user: segs[1] == "users", segs[2], req, q, loop) })
         default:
@@ -154,18 +157,24 @@ public final class NodeAPI: Sendable {
             engine.metrics.rejected(.http, reason: e.reason)
             return loop.makeSucceededFuture(.error(e))
         case .success(let events):
-            let promise = loop.makePromise(of: APIResponse.self)
             let metrics = engine.metrics
-            engine.submit(events, ip: ip, transport: .http, bytes: body.readableBytes) { result in
+            return store(events, ip: ip, transport: .http, bytes: body.readableBytes, on: loop).map { result in
                 switch result {
-                case .success(let n): promise.succeed(.json(.accepted, .object(JSONObject([("accepted", .number(String(n)))]))))
+                case .success: return .json(.accepted, .object(JSONObject([("accepted", .number(String(events.count)))])))
                 case .failure(let e):
                     metrics.rejected(.http, reason: e.reason, count: events.count)
-                    promise.succeed(.error(e))
+                    return .error(e)
                 }
             }
-            return promise.futureResult
         }
+    }
+
+    /// Routes events through the cluster (or answers 503 while the runtime starts).
+    public func store(_ events: [IncomingEvent], ip: String, transport: Transport, bytes: Int, on loop: EventLoop) -> EventLoopFuture<Result<Int, IngestError>> {
+        guard let cluster else {
+            return loop.makeSucceededFuture(.failure(IngestError(status: 503, code: "starting", message: "node is starting")))
+        }
+        return cluster.ingest(events, ip: ip, transport: transport, bytes: bytes, on: loop)
     }
 
     func pixel(_ req: APIRequest, _ q: [String: String], _ loop: EventLoop) -> EventLoopFuture<APIResponse> {
@@ -183,17 +192,15 @@ public final class NodeAPI: Sendable {
             engine.metrics.rejected(.pixel, reason: e.reason)
             return loop.makeSucceededFuture(gif(.badRequest, [("X-Starling-Error", e.code)]))
         case .success(let event):
-            let promise = loop.makePromise(of: APIResponse.self)
             let metrics = engine.metrics
-            engine.submit([event], ip: ip, transport: .pixel, bytes: req.uri.utf8.count) { result in
+            return store([event], ip: ip, transport: .pixel, bytes: req.uri.utf8.count, on: loop).map { result in
                 switch result {
-                case .success: promise.succeed(gif(.ok))
+                case .success: return gif(.ok)
                 case .failure(let e):
                     metrics.rejected(.pixel, reason: e.reason)
-                    promise.succeed(gif(HTTPResponseStatus(statusCode: e.status), [("Retry-After", "1"), ("X-Starling-Error", e.code)]))
+                    return gif(HTTPResponseStatus(statusCode: e.status), [("Retry-After", "1"), ("X-Starling-Error", e.code)])
                 }
             }
-            return promise.futureResult
         }
     }
 
@@ -232,14 +239,13 @@ public final class NodeAPI: Sendable {
         switch parsed {
         case .failure(let e): return loop.makeSucceededFuture(.error(e))
         case .success(let (sid, uid, tid)):
-            let promise = loop.makePromise(of: APIResponse.self)
-            engine.identify(sessionID: sid, userID: uid, terminalID: tid) { result in
+            guard let cluster else { return loop.makeSucceededFuture(.error(IngestError(status: 503, code: "starting", message: "node is starting"))) }
+            return cluster.identify(sessionID: sid, userID: uid, terminalID: tid, on: loop).map { result in
                 switch result {
-                case .success: promise.succeed(APIResponse(status: .noContent, body: []))
-                case .failure(let e): promise.succeed(.error(e))
+                case .success: return APIResponse(status: .noContent, body: [])
+                case .failure(let e): return .error(e)
                 }
             }
-            return promise.futureResult
         }
     }
 
@@ -271,20 +277,20 @@ public final class NodeAPI: Sendable {
         guard let fmt = format(req, q) else {
             return loop.makeSucceededFuture(.error(IngestError(code: "invalid_parameter", message: "'format' must be json, ndjson or html")))
         }
-        let engine = self.engine
-        return threadPool.runIfActive(eventLoop: loop) { () -> APIResponse in
-            let (answer, state) = engine.session(id, query: query)
-            let now = engine.now
+        guard let cluster else { return loop.makeSucceededFuture(.error(IngestError(status: 503, code: "starting", message: "node is starting"))) }
+        let now = engine.now
+        return cluster.query(scope: 0, id: id, query: query, on: loop).map { answer in
+            let stateValue: JSONValue? = answer.stateJSON.flatMap { try? JSONParser.parse($0) }
             switch fmt {
             case .json:
                 return APIResponse(status: .ok, body: QueryRender.json(
                     subjectKey: "session_id", subject: id, records: answer.records,
-                    state: .some(state?.json(now: now)), partial: answer.partial, truncated: answer.truncated))
+                    state: .some(stateValue), partial: answer.partial, truncated: answer.truncated))
             case .ndjson:
                 return APIResponse(status: .ok, contentType: "application/x-ndjson", body: QueryRender.ndjson(records: answer.records))
             case .html:
                 return APIResponse(status: .ok, contentType: "text/html; charset=utf-8", body: QueryRender.html(
-                    title: "Session \(id)", records: answer.records, state: state, now: now,
+                    title: "Session \(id)", records: answer.records, state: stateValue.flatMap(SessionState.init(json:)), now: now,
                     partial: answer.partial, truncated: answer.truncated))
             }
         }
@@ -299,9 +305,9 @@ public final class NodeAPI: Sendable {
         guard let fmt = format(req, q) else {
             return loop.makeSucceededFuture(.error(IngestError(code: "invalid_parameter", message: "'format' must be json, ndjson or html")))
         }
-        let engine = self.engine
-        return threadPool.runIfActive(eventLoop: loop) { () -> APIResponse in
-            let answer = user ? engine.events(ofUser: id, query: query) : engine.events(ofTerminal: id, query: query)
+        guard let cluster else { return loop.makeSucceededFuture(.error(IngestError(status: 503, code: "starting", message: "node is starting"))) }
+        let now = engine.now
+        return cluster.query(scope: user ? 1 : 2, id: id, query: query, on: loop).map { answer in
             switch fmt {
             case .json:
                 return APIResponse(status: .ok, body: QueryRender.json(
@@ -311,40 +317,44 @@ public final class NodeAPI: Sendable {
                 return APIResponse(status: .ok, contentType: "application/x-ndjson", body: QueryRender.ndjson(records: answer.records))
             case .html:
                 return APIResponse(status: .ok, contentType: "text/html; charset=utf-8", body: QueryRender.html(
-                    title: "\(user ? "User" : "Terminal") \(id)", records: answer.records, state: nil, now: engine.now,
+                    title: "\(user ? "User" : "Terminal") \(id)", records: answer.records, state: nil, now: now,
                     partial: answer.partial, truncated: answer.truncated))
             }
         }
     }
 
-    func sessionState(_ id: String) -> APIResponse {
-        guard let s = engine.state(ofSession: id) else { return .notFound("session '\(id)' is unknown or expired") }
-        return .json(.ok, s.json(now: engine.now))
+    /// The owner's session state (asked over the peer protocol when another node owns it).
+    func sessionState(_ id: String, _ loop: EventLoop) -> EventLoopFuture<APIResponse> {
+        guard let cluster else { return loop.makeSucceededFuture(.error(IngestError(status: 503, code: "starting", message: "node is starting"))) }
+        return cluster.query(scope: 0, id: id, query: EventQuery(limit: 1), on: loop).map { answer in
+            guard let state = answer.stateJSON, let v = try? JSONParser.parse(state) else {
+                if answer.partial { return .error(IngestError(status: 503, code: "owner_unavailable", message: "the owner of session '\(id)' did not answer")) }
+                return .notFound("session '\(id)' is unknown or expired")
+            }
+            return .json(.ok, v)
+        }
     }
 
-    func linkedSessions(user: Bool, _ id: String) -> APIResponse {
-        let links = user ? engine.sessions(ofUser: id) : engine.sessions(ofTerminal: id)
-        return .json(.ok, .object(JSONObject([
-            ("sessions", .array(links.map { .object(JSONObject([("session_id", .string($0.sessionID)), ("linked_at", .number(String($0.linkedAt)))])) })),
-        ])))
+    func linkedSessions(user: Bool, _ id: String, _ loop: EventLoop) -> EventLoopFuture<APIResponse> {
+        guard let cluster else { return loop.makeSucceededFuture(.error(IngestError(status: 503, code: "starting", message: "node is starting"))) }
+        return cluster.links(user: user, id: id, on: loop).map { links in
+            .json(.ok, .object(JSONObject([
+                ("sessions", .array(links.map { .object(JSONObject([("session_id", .string($0.sessionID)), ("linked_at", .number(String($0.linkedAt)))])) })),
+            ])))
+        }
     }
 
     // MARK: Operations
 
     func readyz() -> APIResponse {
-        if let reason = engine.unavailableReason() { return .error(reason) }
+        guard let cluster else { return .error(IngestError(status: 503, code: "starting", message: "node is starting")) }
+        if let reason = cluster.unavailableReason() ?? engine.unavailableReason() { return .error(reason) }
         return .json(.ok, .object(JSONObject([("status", .string("ready"))])))
     }
 
-    func cluster() -> APIResponse {
-        let c = config
-        let me: JSONValue = .object(JSONObject([
-            ("id", .string(c.id)), ("peer", .string(c.peer.description)), ("http", .string(c.http.description)),
-            ("status", .string("up")),
-        ]))
-        return .json(.ok, .object(JSONObject([
-            ("self", .string(c.id)), ("epoch", .number("1")), ("rf", .number(String(c.rf))), ("members", .array([me])),
-        ])))
+    func clusterView() -> APIResponse {
+        guard let cluster else { return .error(IngestError(status: 503, code: "starting", message: "node is starting")) }
+        return .json(.ok, cluster.clusterJSON())
     }
 
     func components() -> APIResponse {

@@ -23,6 +23,11 @@ public final class NodeMetrics: Sendable {
     public let httpErrors: Counter
     public let retentionDeletedDays: Counter
     public let sessions: Gauge
+    public let membershipEpoch: Gauge
+    public let liveMembers: Gauge
+    public let peerRefused: Counter
+    public let peerProtocolErrors: Counter
+    public let forwardedEvents: Counter
 
     static func d(_ name: String, _ unit: String, _ help: String) -> MetricNameDescriptor {
         MetricNameDescriptor(namespace: "starling", metricName: name, unitName: unit, helpText: help)
@@ -58,6 +63,11 @@ public final class NodeMetrics: Sendable {
         httpErrors = registry.makeCounter(descriptor: Self.d("http_protocol_errors", "total", "Malformed HTTP requests"))
         retentionDeletedDays = registry.makeCounter(descriptor: Self.d("retention_deleted_days", "total", "Day directories removed by retention"))
         sessions = registry.makeGauge(descriptor: Self.d("sessions", "count", "Sessions known to this node"))
+        membershipEpoch = registry.makeGauge(descriptor: Self.d("membership", "epoch", "Membership epoch as this node sees it"))
+        liveMembers = registry.makeGauge(descriptor: Self.d("live", "members", "Members in the ring (up or suspect)"))
+        peerRefused = registry.makeCounter(descriptor: Self.d("peer_refused_hellos", "total", "Peer connections refused at hello (cluster id or version mismatch)"))
+        peerProtocolErrors = registry.makeCounter(descriptor: Self.d("peer_protocol_errors", "total", "Malformed frames or bodies on the peer port"))
+        forwardedEvents = registry.makeCounter(descriptor: Self.d("events_forwarded", "total", "Events forwarded to their owner node"))
     }
 
     public func ingested(_ t: Transport, _ n: Int) {

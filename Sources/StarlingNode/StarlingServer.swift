@@ -84,13 +84,27 @@ public final class StarlingServer: Sendable {
             channels.withLock { $0.append(u) }
         }
 
-        // The peer port is reserved now; the binary protocol speaks on it once clustering lands.
         let peer = try ServerBootstrap(group: group)
+            .serverChannelOption(.backlog, value: 256)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
-            .childChannelInitializer { channel in channel.close() }
+            .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
+            .childChannelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    let sync = channel.pipeline.syncOperations
+                    try sync.addHandler(ByteToMessageHandler(PeerFrameDecoder()))
+                    try sync.addHandler(MessageToByteHandler(PeerFrameEncoder(compress: true)))
+                    try sync.addHandler(PeerServerHandler(api: api))
+                }
+            }
             .bind(host: config.peer.host, port: config.peer.port).wait()
         peerAddress.withLock { $0 = peer.localAddress }
         channels.withLock { $0.append(peer) }
+
+        let runtime = try ClusterRuntime(engine: engine, group: group, threadPool: threadPool, logger: logger,
+                                         peerAddress: HostPort(host: config.peer.host, port: peer.localAddress?.port ?? config.peer.port).description,
+                                         httpAddress: HostPort(host: config.http.host, port: http.localAddress?.port ?? config.http.port).description)
+        api.runtimeBox.withLock { $0 = runtime }
+        runtime.start()
         logger.info("node started", metadata: [
             "id": "\(config.id)", "http": "\(httpAddress.withLock { $0 }.map { "\($0)" } ?? "-")",
             "udp": "\(udpAddress.withLock { $0 }.map { "\($0)" } ?? "-")", "peer": "\(peerAddress.withLock { $0 }.map { "\($0)" } ?? "-")",
@@ -105,6 +119,7 @@ public final class StarlingServer: Sendable {
             c.removeAll()
             return l
         }
+        api.cluster?.stop()
         for ch in listeners { try? ch.close().wait() }
         let deadline = ContinuousClock.now + .milliseconds(Int(drainSeconds * 1000))
         while inFlight.current > 0 && ContinuousClock.now < deadline {

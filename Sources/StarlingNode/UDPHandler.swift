@@ -23,7 +23,7 @@ final class UDPHandler: ChannelInboundHandler {
         case .failure(let e):
             metrics.rejected(.udp, reason: e.reason)
         case .success(let event):
-            api.engine.submit([event], ip: ip, transport: .udp, bytes: envelope.data.readableBytes) { result in
+            api.store([event], ip: ip, transport: .udp, bytes: envelope.data.readableBytes, on: context.eventLoop).whenSuccess { result in
                 if case .failure(let e) = result { metrics.rejected(.udp, reason: e.reason) }
             }
         }

@@ -56,6 +56,10 @@ public struct NodeIndex: Sendable {
     public struct Link: Sendable, Equatable {
         public var sessionID: String
         public var linkedAt: Int64
+        public init(sessionID: String, linkedAt: Int64) {
+            self.sessionID = sessionID
+            self.linkedAt = linkedAt
+        }
     }
 
     public struct IdentityEntry: Sendable {

@@ -56,6 +56,24 @@ public struct SessionState: Sendable, Equatable {
     public func isExpired(now: Int64) -> Bool { now > longExpiresAt }
     public func isActive(now: Int64) -> Bool { now <= shortExpiresAt }
 
+    /// Reads back the object `json(now:)` writes (a state that crossed the peer protocol).
+    public init?(json: JSONValue) {
+        guard case .object(let o) = json else { return nil }
+        func int(_ k: String) -> Int64? { if case .number(let n)? = o[k] { return Int64(n) }; return nil }
+        func str(_ k: String) -> String? { if case .string(let s)? = o[k] { return s }; return nil }
+        guard let f = int("first_seen"), let l = int("last_seen"), let n = int("events"),
+              let se = int("short_expires_at"), let le = int("long_expires_at") else { return nil }
+        firstSeen = f
+        lastSeen = l
+        events = Int(n)
+        shortExpiresAt = se
+        longExpiresAt = le
+        viaFirst = str("via_first")
+        viaLast = str("via_last")
+        userID = str("user_id")
+        terminalID = str("terminal_id")
+    }
+
     /// The SPEC's state object.
     public func json(now: Int64) -> JSONValue {
         func opt(_ s: String?) -> JSONValue { s.map { .string($0) } ?? .null }

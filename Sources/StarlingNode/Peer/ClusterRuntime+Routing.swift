@@ -1,0 +1,341 @@
+import Logging
+import NIOCore
+import StarlingCluster
+import StarlingCore
+import Synchronization
+
+/// Outbound side of the cluster: routing ingest to owners, identity links, query fan-out.
+extension ClusterRuntime {
+    /// Why the cluster cannot take writes now, if it cannot (fewer live members than rf).
+    func unavailableReason() -> IngestError? {
+        let live = liveMembers
+        if config.rf > live {
+            return IngestError(status: 503, code: "not_enough_replicas",
+                               message: "the cluster has \(live) live member(s) but rf=\(config.rf) copies are required; start more nodes or use --rf \(live)")
+        }
+        if config.rf > 1 {
+            return IngestError(status: 503, code: "replication_unavailable",
+                               message: "rf=\(config.rf) needs replication, which this build does not provide yet; run with --rf 1")
+        }
+        return nil
+    }
+
+    /// Routes validated events to their owners and completes once every owner stored its share.
+    func ingest(_ events: [IncomingEvent], ip: String, transport: Transport, bytes: Int, on loop: EventLoop) -> EventLoopFuture<Result<Int, IngestError>> {
+        if let reason = unavailableReason() ?? engine.unavailableReason() { return loop.makeSucceededFuture(.failure(reason)) }
+        return resolveIdentities(events, on: loop).flatMap { [self] resolved in
+            var byOwner: [String: [IncomingEvent]] = [:]
+            let ring = self.ring
+            for e in resolved {
+                let key = Self.routingKey(sessionID: e.sessionID, userID: e.userID, terminalID: e.terminalID)
+                byOwner[ring.owner(of: key) ?? config.id, default: []].append(e)
+            }
+            var futures: [EventLoopFuture<Result<Int, IngestError>>] = []
+            for (owner, list) in byOwner {
+                if owner == config.id {
+                    let p = loop.makePromise(of: Result<Int, IngestError>.self)
+                    engine.submit(list, ip: ip, transport: transport, bytes: bytes) { p.succeed($0) }
+                    futures.append(p.futureResult)
+                } else {
+                    futures.append(forward(list, to: owner, ip: ip, transport: transport, on: loop))
+                }
+            }
+            return EventLoopFuture.whenAllSucceed(futures, on: loop).map { results in
+                var total = 0
+                for r in results {
+                    switch r {
+                    case .success(let n): total += n
+                    case .failure(let e): return .failure(e)
+                    }
+                }
+                return .success(total)
+            }
+        }
+    }
+
+    /// Identity-only events take the session their user (else terminal) was linked to, asked
+    /// of the identity's owner; the session id is written into the event before routing.
+    func resolveIdentities(_ events: [IncomingEvent], on loop: EventLoop) -> EventLoopFuture<[IncomingEvent]> {
+        let needs = events.contains { $0.sessionID == nil }
+        guard needs else { return loop.makeSucceededFuture(events) }
+        var keys = Set<String>()
+        for e in events where e.sessionID == nil {
+            if let u = e.userID { keys.insert("u:" + u) }
+            if let t = e.terminalID { keys.insert("t:" + t) }
+        }
+        let lookups = keys.map { key in resolve(key, on: loop).map { (key, $0) } }
+        return EventLoopFuture.whenAllSucceed(lookups, on: loop).map { pairs in
+            let found = Dictionary(pairs, uniquingKeysWith: { a, _ in a })
+            return events.map { e in
+                guard e.sessionID == nil else { return e }
+                let sid = e.userID.flatMap { found["u:" + $0] ?? nil } ?? e.terminalID.flatMap { found["t:" + $0] ?? nil }
+                guard let sid else { return e }
+                var copy = e
+                copy.sessionID = sid
+                copy.fields.set("session_id", .string(sid))
+                return copy
+            }
+        }
+    }
+
+    func resolve(_ key: String, on loop: EventLoop) -> EventLoopFuture<String?> {
+        let isUser = key.hasPrefix("u:")
+        let id = String(key.dropFirst(2))
+        let owner = self.owner(of: key)
+        if owner == config.id {
+            return loop.makeSucceededFuture(isUser ? engine.resolveSession(userID: id, terminalID: nil) : engine.resolveSession(userID: nil, terminalID: id))
+        }
+        guard let peer = peerAddress(of: owner) else { return loop.makeSucceededFuture(nil) }
+        let body = (isUser ? ResolveIdentity(userID: id, terminalID: nil) : ResolveIdentity(userID: nil, terminalID: id)).encode()
+        return client(for: peer).request(.resolveIdentity, body: body, timeout: Self.queryTimeout)
+            .map { frame in (try? ResolveResult.decode(frame.body))?.sessionID }
+            .recover { _ in nil }   // an unreachable identity owner: store unlinked, never drop
+            .hop(to: loop)
+    }
+
+    func forward(_ events: [IncomingEvent], to owner: String, ip: String, transport: Transport, on loop: EventLoop) -> EventLoopFuture<Result<Int, IngestError>> {
+        guard let peer = peerAddress(of: owner) else {
+            return loop.makeSucceededFuture(.failure(IngestError(status: 503, code: "owner_unavailable", message: "owner \(owner) has no known address")))
+        }
+        let now = Self.now()
+        let batch = events.map { e -> ForwardedEvent in
+            var out: [UInt8] = []
+            JSONWriter.write(.object(e.fields), into: &out)
+            return ForwardedEvent(transport: transport.wireCode, ip: ip, receivedAt: now, json: out)
+        }
+        let queue = forwarders.withLock { f in
+            if let q = f[owner] { return q }
+            let q = ForwardQueue(owner: owner, runtime: self)
+            f[owner] = q
+            return q
+        }
+        let p = loop.makePromise(of: Result<Int, IngestError>.self)
+        queue.enqueue(batch, peer: peer, promise: p)
+        engine.metrics.forwardedEvents.increment(by: Int64(events.count))
+        return p.futureResult
+    }
+
+    // MARK: Identify and links
+
+    func identify(sessionID: String, userID: String?, terminalID: String?, on loop: EventLoop) -> EventLoopFuture<Result<Int, IngestError>> {
+        if let reason = unavailableReason() ?? engine.unavailableReason() { return loop.makeSucceededFuture(.failure(reason)) }
+        // The link is stored by the session's owner (for its state) and by each identity's owner (for lookups).
+        var owners = Set([owner(of: sessionID)])
+        if let u = userID { owners.insert(owner(of: "u:" + u)) }
+        if let t = terminalID { owners.insert(owner(of: "t:" + t)) }
+        let futures = owners.map { owner -> EventLoopFuture<Result<Int, IngestError>> in
+            if owner == config.id {
+                let p = loop.makePromise(of: Result<Int, IngestError>.self)
+                engine.identify(sessionID: sessionID, userID: userID, terminalID: terminalID) { p.succeed($0) }
+                return p.futureResult
+            }
+            guard let peer = peerAddress(of: owner) else {
+                return loop.makeSucceededFuture(.failure(IngestError(status: 503, code: "owner_unavailable", message: "owner \(owner) has no known address")))
+            }
+            return client(for: peer).request(.identify, body: IdentifyRequest(sessionID: sessionID, userID: userID, terminalID: terminalID).encode(),
+                                             timeout: Self.forwardTimeout)
+                .map { frame -> Result<Int, IngestError> in
+                    guard let r = try? IdentifyResult.decode(frame.body) else {
+                        return .failure(IngestError(status: 503, code: "owner_unavailable", message: "bad answer from \(owner)"))
+                    }
+                    return r.status < 300 ? .success(1) : .failure(IngestError(status: Int(r.status), code: r.code, message: r.message))
+                }
+                .recover { error in .failure(IngestError(status: 503, code: "owner_unavailable", message: "\(error)")) }
+                .hop(to: loop)
+        }
+        return EventLoopFuture.whenAllSucceed(futures, on: loop).map { results in
+            for r in results { if case .failure(let e) = r { return .failure(e) } }
+            return .success(1)
+        }
+    }
+
+    /// Sessions linked to a user/terminal: asked of the identity's owner.
+    func links(user: Bool, id: String, on loop: EventLoop) -> EventLoopFuture<[NodeIndex.Link]> {
+        let owner = self.owner(of: (user ? "u:" : "t:") + id)
+        if owner == config.id {
+            return loop.makeSucceededFuture(user ? engine.sessions(ofUser: id) : engine.sessions(ofTerminal: id))
+        }
+        guard let peer = peerAddress(of: owner) else { return loop.makeSucceededFuture([]) }
+        return client(for: peer).request(.links, body: LinksRequest(user: user, id: id).encode(), timeout: Self.queryTimeout)
+            .map { frame in ((try? LinksResult.decode(frame.body))?.links ?? []).map { NodeIndex.Link(sessionID: $0.sessionID, linkedAt: $0.linkedAt) } }
+            .hop(to: loop)
+    }
+
+    // MARK: Query fan-out
+
+    public struct Merged: Sendable {
+        public var records: [Record]
+        public var truncated: Bool
+        public var partial: Bool
+        public var stateJSON: [UInt8]?
+    }
+
+    /// Asks every member (in parallel, with a deadline), merges, dedupes by event id, orders by
+    /// `ts` then `received_at`, cuts at the limit. `partial` when a member did not answer.
+    func query(scope: UInt8, id: String, query: EventQuery, on loop: EventLoop) -> EventLoopFuture<Merged> {
+        let stateOwner = scope == 0 ? owner(of: id) : nil
+        let all = members.filter { $0.status != .left }
+        var futures: [EventLoopFuture<QueryResult?>] = []
+        for m in all {
+            let request = QueryRequest(scope: scope, id: id, from: query.from, to: query.to, key: query.key, component: query.component,
+                                       limit: UInt32(query.limit), wantState: m.id == stateOwner)
+            if m.id == config.id {
+                futures.append(localQuery(request, on: loop).map { Optional($0) })
+            } else if m.status == .down {
+                futures.append(loop.makeSucceededFuture(nil))
+            } else {
+                futures.append(client(for: m.peer).request(.query, body: request.encode(), timeout: Self.queryTimeout)
+                    .map { frame in try? QueryResult.decode(frame.body) }
+                    .recover { _ in nil }
+                    .hop(to: loop))
+            }
+        }
+        return EventLoopFuture.whenAllSucceed(futures, on: loop).map { results in
+            var hits: [QueryHit] = []
+            var partial = false
+            var truncated = false
+            var state: [UInt8]?
+            for r in results {
+                guard let r else { partial = true; continue }
+                if r.error != nil { partial = true }
+                truncated = truncated || r.truncated
+                if let s = r.state { state = s }
+                hits.append(contentsOf: r.hits)
+            }
+            hits.sort { a, b in a.ts != b.ts ? a.ts < b.ts : (a.receivedAt != b.receivedAt ? a.receivedAt < b.receivedAt : a.eventID < b.eventID) }
+            var seen = Set<String>()
+            var records: [Record] = []
+            for h in hits where seen.insert(h.eventID).inserted {
+                if records.count == query.limit { truncated = true; break }
+                records.append(Record.fromHit(h))
+            }
+            return Merged(records: records, truncated: truncated, partial: partial, stateJSON: state)
+        }
+    }
+
+    // MARK: /v1/cluster
+
+    func clusterJSON() -> JSONValue {
+        let list = members.map { m -> JSONValue in
+            .object(JSONObject([("id", .string(m.id)), ("peer", .string(m.peer)), ("http", .string(m.http)),
+                                ("status", .string(m.status.rawValue)), ("incarnation", .number(String(m.incarnation)))]))
+        }
+        let share = ring.ownedShare()
+        _ = share
+        return .object(JSONObject([
+            ("self", .string(config.id)), ("epoch", .number(String(epoch))), ("rf", .number(String(config.rf))),
+            ("cluster_id", .string(String(clusterID, radix: 16))), ("members", .array(list)),
+        ]))
+    }
+}
+
+extension Record {
+    /// A query hit as a record; key, component and via are read back from its JSON (for HTML).
+    static func fromHit(_ h: QueryHit) -> Record {
+        var r = Record(kind: .event, ts: h.ts, receivedAt: h.receivedAt, sessionID: "", eventID: h.eventID, json: h.json)
+        if let v = try? JSONParser.parse(h.json), case .object(let o) = v {
+            if case .string(let k)? = o["key"] { r.key = k }
+            if case .string(let c)? = o["component"] { r.component = c }
+            if case .string(let v)? = o["via"] { r.via = v }
+            if case .string(let s)? = o["session_id"] { r.sessionID = s }
+            if case .object(let a)? = o["attrs"], case .string(let level)? = a["level"] {
+                r.isError = EventValidator.looksLikeError(key: r.key, level: level)
+            } else {
+                r.isError = EventValidator.looksLikeError(key: r.key, level: nil)
+            }
+        }
+        return r
+    }
+}
+
+/// Per-destination forwarding with adaptive batching: while a batch is in flight (at most
+/// `inFlightMax`), new events queue and go out together in the next batch. Bounded: past
+/// `queuedEventsMax` the caller gets 503 at once.
+final class ForwardQueue: @unchecked Sendable {
+    static let inFlightMax = 4
+    static let queuedEventsMax = 50_000
+    static let batchEventsMax = 5_000
+
+    let owner: String
+    unowned let runtime: ClusterRuntime
+    struct Waiting {
+        var events: [ForwardedEvent]
+        var promise: EventLoopPromise<Result<Int, IngestError>>
+    }
+    struct State {
+        var waiting: [Waiting] = []
+        var queued = 0
+        var inFlight = 0
+        var peer = ""
+    }
+    let state = Mutex(State())
+
+    init(owner: String, runtime: ClusterRuntime) {
+        self.owner = owner
+        self.runtime = runtime
+    }
+
+    func enqueue(_ events: [ForwardedEvent], peer: String, promise: EventLoopPromise<Result<Int, IngestError>>) {
+        let ok = state.withLock { s -> Bool in
+            guard s.queued + events.count <= Self.queuedEventsMax else { return false }
+            s.waiting.append(Waiting(events: events, promise: promise))
+            s.queued += events.count
+            s.peer = peer
+            return true
+        }
+        guard ok else {
+            runtime.engine.metrics.rejected(.peer, reason: "forward_queue_full", count: events.count)
+            promise.succeed(.failure(IngestError(status: 503, code: "overloaded", message: "forward queue to \(owner) is full; retry later")))
+            return
+        }
+        pump()
+    }
+
+    func pump() {
+        while true {
+            let next: ([Waiting], String)? = state.withLock { s in
+                guard s.inFlight < Self.inFlightMax, !s.waiting.isEmpty else { return nil }
+                var take = 0, n = 0
+                while take < s.waiting.count && (take == 0 || n + s.waiting[take].events.count <= Self.batchEventsMax) {
+                    n += s.waiting[take].events.count
+                    take += 1
+                }
+                let group = Array(s.waiting[0..<take])
+                s.waiting.removeFirst(take)
+                s.queued -= n
+                s.inFlight += 1
+                return (group, s.peer)
+            }
+            guard let (group, peer) = next else { return }
+            send(group, peer: peer)
+        }
+    }
+
+    func send(_ group: [Waiting], peer: String) {
+        let batch = EventBatch(events: group.flatMap(\.events))
+        let future = runtime.client(for: peer).request(.forwardEvents, body: batch.encode(), timeout: ClusterRuntime.forwardTimeout)
+        future.whenComplete { [self] result in
+            let outcome: Result<Int, IngestError>
+            switch result {
+            case .success(let frame):
+                if let r = try? ForwardResult.decode(frame.body), r.status < 300 {
+                    outcome = .success(0)
+                } else if let r = try? ForwardResult.decode(frame.body) {
+                    outcome = .failure(IngestError(status: Int(r.status), code: r.code, message: "owner \(owner): \(r.message)"))
+                } else {
+                    outcome = .failure(IngestError(status: 503, code: "owner_unavailable", message: "owner \(owner) sent a malformed answer"))
+                }
+            case .failure(let error):
+                outcome = .failure(IngestError(status: 503, code: "owner_unavailable", message: "owner \(owner) is unreachable: \(error)"))
+            }
+            for w in group {
+                switch outcome {
+                case .success: w.promise.succeed(.success(w.events.count))
+                case .failure(let e): w.promise.succeed(.failure(e))
+                }
+            }
+            state.withLock { $0.inFlight -= 1 }
+            pump()
+        }
+    }
+}

@@ -1,0 +1,313 @@
+import Logging
+import NIOCore
+import NIOPosix
+import StarlingCluster
+import StarlingCore
+import Synchronization
+
+/// The cluster shell: drives the pure `Membership` with a timer and the peer protocol,
+/// keeps the `HashRing` of live members, routes events to their owners, forwards batches,
+/// and fans queries out to every member.
+public final class ClusterRuntime: @unchecked Sendable {
+    public let engine: Engine
+    let config: NodeConfig
+    let logger: Logger
+    let group: EventLoopGroup
+    let threadPool: NIOThreadPool
+    let meta: Mutex<ClusterMeta>
+    let membership: Mutex<Membership>
+    let ringState: Mutex<(ring: HashRing, epoch: UInt64)>
+    let clients = Mutex<[String: PeerClient]>([:])
+    let forwarders = Mutex<[String: ForwardQueue]>([:])
+    let selfHello: Hello
+    var tickTask: RepeatedTask?
+    let seeds: [String]
+
+    public var selfID: String { config.id }
+    public static let queryTimeout: TimeAmount = .seconds(2)
+    public static let forwardTimeout: TimeAmount = .seconds(5)
+
+    /// `peerAddress`/`httpAddress` are the bound addresses (ports resolved).
+    init(engine: Engine, group: EventLoopGroup, threadPool: NIOThreadPool, logger: Logger,
+         peerAddress: String, httpAddress: String) throws {
+        self.engine = engine
+        config = engine.config
+        self.logger = logger
+        self.group = group
+        self.threadPool = threadPool
+        var m = ClusterMeta.load(config.dataDir) ?? ClusterMeta()
+        let fresh = m.clusterID == 0
+        if fresh && config.join.isEmpty {
+            // A node with no --join and no cluster of its own starts a new cluster.
+            m.clusterID = UInt64.random(in: 1...UInt64.max)
+        }
+        m.incarnation += 1
+        try m.save(config.dataDir)
+        meta = Mutex(m)
+        selfHello = Hello(nodeID: config.id, peer: peerAddress, http: httpAddress, incarnation: m.incarnation)
+        let me = MemberInfo(id: config.id, peer: peerAddress, http: httpAddress, incarnation: m.incarnation, status: .joining)
+        membership = Mutex(Membership(me: me, settings: MembershipSettings(), seed: UInt64.random(in: 1...UInt64.max)))
+        ringState = Mutex((HashRing(members: [config.id]), 0))
+        // Seeds: --join, else the peers remembered from the last run (restart without --join).
+        seeds = (config.join.isEmpty ? m.peers : config.join.map(\.description)).filter { $0 != peerAddress }
+    }
+
+    static func now() -> Int64 { StarlingServer.systemMillis() }
+
+    func start() {
+        let directives = membership.withLock { $0.start(seeds: seeds, now: Self.now()) }
+        execute(directives)
+        recomputeRing()
+        tickTask = group.next().scheduleRepeatedTask(initialDelay: .milliseconds(100), delay: .milliseconds(100)) { [weak self] _ in
+            guard let self else { return }
+            let d = self.membership.withLock { $0.tick(now: Self.now()) }
+            self.execute(d)
+        }
+    }
+
+    /// Announces leaving (best effort), stops the timer, closes connections.
+    func stop() {
+        let d = membership.withLock { $0.leave(now: Self.now()) }
+        execute(d)
+        tickTask?.cancel()
+        // Give the leave message a moment to go out; bounded.
+        usleep(100_000)
+        for c in clients.withLock({ Array($0.values) }) { c.close() }
+    }
+
+    // MARK: Membership plumbing
+
+    func execute(_ directives: [MembershipDirective]) {
+        for d in directives {
+            switch d {
+            case .send(let peer, let message):
+                client(for: peer).send(.membership, body: message.encode())
+            case .changed:
+                recomputeRing()
+            }
+        }
+    }
+
+    func recomputeRing() {
+        let (members, epoch, all) = membership.withLock { ($0.ringMembers, $0.epoch, $0.members) }
+        let changed: Bool = ringState.withLock { r in
+            guard r.epoch != epoch || r.ring.members != members.sorted() else { return false }
+            r = (HashRing(members: members), epoch)
+            return true
+        }
+        engine.metrics.membershipEpoch.set(Double(epoch))
+        engine.metrics.liveMembers.set(Double(members.count))
+        guard changed else { return }
+        let peers = all.filter { $0.id != config.id && $0.status != .left }.map(\.peer)
+        let updated: ClusterMeta? = meta.withLock { m in
+            guard Set(m.peers) != Set(peers) else { return nil }
+            m.peers = peers
+            return m
+        }
+        if let updated { try? updated.save(config.dataDir) }
+        logger.info("membership changed", metadata: ["epoch": "\(epoch)", "ring": "\(members.sorted().joined(separator: ","))"])
+    }
+
+    func client(for peer: String) -> PeerClient {
+        clients.withLock { c in
+            if let existing = c[peer] { return existing }
+            let new = PeerClient(address: peer, group: group, logger: logger,
+                                 identity: { [weak self] in (self?.clusterID ?? 0, self?.selfHello ?? Hello(nodeID: "x", peer: "", http: "", incarnation: 0)) },
+                                 onClusterID: { [weak self] id in self?.adopt(clusterID: id) ?? false })
+            c[peer] = new
+            return new
+        }
+    }
+
+    var clusterID: UInt64 { meta.withLock { $0.clusterID } }
+
+    /// A joining node learns the cluster id from the first member that greets it.
+    func adopt(clusterID id: UInt64) -> Bool {
+        let (ok, save): (Bool, ClusterMeta?) = meta.withLock { m in
+            if m.clusterID == id { return (true, nil) }
+            if m.clusterID == 0 && id != 0 {
+                m.clusterID = id
+                return (true, m)
+            }
+            return (false, nil)
+        }
+        if let save { try? save.save(config.dataDir) }
+        if !ok { logger.error("refusing peer of another cluster \(String(id, radix: 16)); ours is \(String(clusterID, radix: 16))") }
+        return ok
+    }
+
+    func acceptHello(_ frame: Frame) -> (Frame, Hello?) {
+        let mine = clusterID
+        func refuse(_ reason: String) -> (Frame, Hello?) {
+            logger.warning("refused peer \(frame.sender): \(reason)")
+            engine.metrics.peerRefused.increment()
+            return (Frame(kind: .refuse, isResponse: true, clusterID: mine, requestID: frame.requestID, sender: config.id,
+                          body: Refuse(reason: reason).encode()), nil)
+        }
+        guard frame.kind == .hello else { return refuse("the first frame must be hello, got \(frame.kind)") }
+        guard let hello = try? Hello.decode(frame.body) else { return refuse("malformed hello") }
+        if frame.clusterID != 0 && mine != 0 && frame.clusterID != mine {
+            return refuse("cluster id mismatch: this node is in cluster \(String(mine, radix: 16)), the peer in \(String(frame.clusterID, radix: 16))")
+        }
+        if mine == 0 && frame.clusterID != 0 { _ = adopt(clusterID: frame.clusterID) }
+        return (Frame(kind: .helloAck, isResponse: true, clusterID: clusterID, requestID: frame.requestID, sender: config.id,
+                      body: selfHello.encode()), hello)
+    }
+
+    func peerProtocolError(_ error: Error, from: SocketAddress?) {
+        logger.warning("peer protocol error from \(from.map { "\($0)" } ?? "?"): \(error)")
+    }
+
+    // MARK: Views
+
+    public var ring: HashRing { ringState.withLock { $0.ring } }
+    public var liveMembers: Int { ringState.withLock { $0.ring.members.count } }
+    public var epoch: UInt64 { ringState.withLock { $0.epoch } }
+    public var members: [MemberInfo] { membership.withLock { $0.members } }
+
+    /// The routing key of an event: its session, else its user, else its terminal.
+    public static func routingKey(sessionID: String?, userID: String?, terminalID: String?) -> String {
+        if let s = sessionID { return s }
+        if let u = userID { return "u:" + u }
+        return "t:" + (terminalID ?? "")
+    }
+
+    func owner(of key: String) -> String { ring.owner(of: key) ?? config.id }
+
+    func peerAddress(of member: String) -> String? {
+        membership.withLock { $0.member(member)?.peer }
+    }
+
+    // MARK: Inbound requests
+
+    func handle(_ frame: Frame, from hello: Hello, on loop: EventLoop) -> EventLoopFuture<Frame?> {
+        @Sendable func reply(_ kind: MessageKind, _ body: [UInt8]) -> Frame {
+            Frame(kind: kind, isResponse: true, clusterID: clusterID, requestID: frame.requestID, sender: config.id, body: body)
+        }
+        switch frame.kind {
+        case .membership:
+            if let m = MembershipMessage.decode(frame.body) {
+                let d = membership.withLock { $0.receive(m, fromPeer: hello.peer, now: Self.now()) }
+                execute(d)
+            } else {
+                engine.metrics.peerProtocolErrors.increment()
+            }
+            return loop.makeSucceededFuture(nil)
+        case .forwardEvents:
+            guard let batch = try? EventBatch.decode(frame.body) else {
+                return loop.makeSucceededFuture(reply(.forwardResult, ForwardResult(status: 400, code: "bad_batch", message: "malformed event batch", accepted: 0).encode()))
+            }
+            return storeForwarded(batch, on: loop).map { reply(.forwardResult, $0.encode()) }
+        case .query:
+            guard let q = try? QueryRequest.decode(frame.body) else {
+                return loop.makeSucceededFuture(reply(.queryResult, QueryResult(hits: [], truncated: false, state: nil, error: "malformed query").encode()))
+            }
+            return localQuery(q, on: loop).map { reply(.queryResult, $0.encode()) }
+        case .identify:
+            guard let r = try? IdentifyRequest.decode(frame.body) else {
+                return loop.makeSucceededFuture(reply(.identifyResult, IdentifyResult(status: 400, code: "bad_request", message: "malformed identify").encode()))
+            }
+            let p = loop.makePromise(of: Frame?.self)
+            engine.identify(sessionID: r.sessionID, userID: r.userID, terminalID: r.terminalID) { result in
+                switch result {
+                case .success: p.succeed(reply(.identifyResult, IdentifyResult(status: 204, code: "", message: "").encode()))
+                case .failure(let e): p.succeed(reply(.identifyResult, IdentifyResult(status: UInt16(e.status), code: e.code, message: e.message).encode()))
+                }
+            }
+            return p.futureResult
+        case .resolveIdentity:
+            let r = try? ResolveIdentity.decode(frame.body)
+            let sid = engine.resolveSession(userID: r?.userID, terminalID: r?.terminalID)
+            return loop.makeSucceededFuture(reply(.resolveResult, ResolveResult(sessionID: sid).encode()))
+        case .links:
+            let r = try? LinksRequest.decode(frame.body)
+            let links = r.map { $0.user ? engine.sessions(ofUser: $0.id) : engine.sessions(ofTerminal: $0.id) } ?? []
+            return loop.makeSucceededFuture(reply(.linksResult, LinksResult(links: links.map { LinksResult.Link(sessionID: $0.sessionID, linkedAt: $0.linkedAt) }).encode()))
+        default:
+            return loop.makeSucceededFuture(reply(.error, ErrorBody(code: "unsupported", message: "no handler for \(frame.kind)").encode()))
+        }
+    }
+
+    /// Stores events another node forwarded to us (we own their sessions).
+    func storeForwarded(_ batch: EventBatch, on loop: EventLoop) -> EventLoopFuture<ForwardResult> {
+        var groups: [String: [IncomingEvent]] = [:]     // "transport|ip" -> events
+        var bytes = 0
+        for (i, f) in batch.events.enumerated() {
+            let parsed = f.json.withUnsafeBytes { buf -> Result<IncomingEvent, IngestError> in
+                guard let v = try? JSONParser.parse(buf, maxDepth: config.limits.jsonDepthMax) else {
+                    return .failure(.invalidJSON("forwarded event is not valid JSON"))
+                }
+                return EventValidator.event(from: v, byteCount: buf.count, limits: config.limits)
+            }
+            switch parsed {
+            case .success(let e):
+                groups["\(f.transport)|\(f.ip)", default: []].append(e)
+                bytes += f.json.count
+            case .failure(let e):
+                return loop.makeSucceededFuture(ForwardResult(status: UInt16(e.status), code: e.code, message: e.message, accepted: 0, index: Int32(i)))
+            }
+        }
+        var futures: [EventLoopFuture<Result<Int, IngestError>>] = []
+        for (key, events) in groups {
+            let parts = key.split(separator: "|", maxSplits: 1)
+            let transport = Transport(wireCode: parts.first.flatMap { UInt8($0) } ?? 3)
+            let ip = parts.count > 1 ? String(parts[1]) : ""
+            let p = loop.makePromise(of: Result<Int, IngestError>.self)
+            engine.submit(events, ip: ip, transport: transport, bytes: bytes) { p.succeed($0) }
+            futures.append(p.futureResult)
+        }
+        return EventLoopFuture.whenAllSucceed(futures, on: loop).map { results in
+            var total = 0
+            for r in results {
+                switch r {
+                case .success(let n): total += n
+                case .failure(let e): return ForwardResult(status: UInt16(e.status), code: e.code, message: e.message, accepted: 0)
+                }
+            }
+            return ForwardResult(status: 202, code: "", message: "", accepted: UInt32(total))
+        }
+    }
+
+    func localQuery(_ q: QueryRequest, on loop: EventLoop) -> EventLoopFuture<QueryResult> {
+        let engine = self.engine
+        let query = EventQuery(from: q.from, to: q.to, key: q.key, component: q.component, limit: Int(q.limit))
+        return threadPool.runIfActive(eventLoop: loop) { () -> QueryResult in
+            let answer: Engine.Answer
+            var state: [UInt8]?
+            switch q.scope {
+            case 0:
+                let (a, s) = engine.session(q.id, query: query)
+                answer = a
+                if q.wantState, let s {
+                    var out: [UInt8] = []
+                    JSONWriter.write(s.json(now: engine.now), into: &out)
+                    state = out
+                }
+            case 1: answer = engine.events(ofUser: q.id, query: query)
+            default: answer = engine.events(ofTerminal: q.id, query: query)
+            }
+            return QueryResult(hits: answer.records.map { QueryHit(eventID: $0.eventID, ts: $0.ts, receivedAt: $0.receivedAt, json: $0.json) },
+                               truncated: answer.truncated, state: state, error: answer.partial ? "some blocks unreadable" : nil)
+        }
+    }
+}
+
+extension Transport {
+    /// A stable one-byte code for the wire.
+    var wireCode: UInt8 {
+        switch self {
+        case .http: return 0
+        case .pixel: return 1
+        case .udp: return 2
+        case .peer: return 3
+        }
+    }
+    init(wireCode: UInt8) {
+        switch wireCode {
+        case 0: self = .http
+        case 1: self = .pixel
+        case 2: self = .udp
+        default: self = .peer
+        }
+    }
+}

@@ -1,0 +1,186 @@
+import Logging
+import NIOCore
+import NIOPosix
+import StarlingCluster
+import Synchronization
+
+/// One outbound connection to a peer: connects lazily, says hello (cluster id and protocol
+/// version are checked by the other side), then multiplexes requests by request id.
+/// A dropped connection fails everything pending; the next request reconnects.
+final class PeerClient: Sendable {
+    struct PeerUnavailable: Error, CustomStringConvertible {
+        var description: String
+    }
+
+    let address: String
+    let host: String
+    let port: Int
+    let group: EventLoopGroup
+    let identity: @Sendable () -> (clusterID: UInt64, hello: Hello)
+    let onClusterID: @Sendable (UInt64) -> Bool
+    let logger: Logger
+    /// Requests waiting for an answer, bounded: beyond this the caller gets an error at once.
+    static let pendingMax = 4096
+
+    struct State {
+        var channel: Channel?
+        var connecting: EventLoopFuture<Channel>?
+        var pending: [UInt64: EventLoopPromise<Frame>] = [:]
+        var nextID: UInt64 = 1
+        var closed = false
+    }
+    let state = Mutex(State())
+
+    init(address: String, group: EventLoopGroup, logger: Logger,
+         identity: @escaping @Sendable () -> (clusterID: UInt64, hello: Hello),
+         onClusterID: @escaping @Sendable (UInt64) -> Bool) {
+        self.address = address
+        let hp = HostPort(address)
+        host = hp?.host ?? "127.0.0.1"
+        port = hp?.port ?? 0
+        self.group = group
+        self.logger = logger
+        self.identity = identity
+        self.onClusterID = onClusterID
+    }
+
+    /// The connected, greeted channel.
+    func channel() -> EventLoopFuture<Channel> {
+        let loop = group.next()
+        let existing: EventLoopFuture<Channel>? = state.withLock { s in
+            if let c = s.channel, c.isActive { return c.eventLoop.makeSucceededFuture(c) }
+            if let f = s.connecting { return f }
+            return nil
+        }
+        if let existing { return existing }
+        let connected = ClientBootstrap(group: loop)
+            .connectTimeout(.milliseconds(500))
+            .channelOption(.socketOption(.tcp_nodelay), value: 1)
+            .channelInitializer { [self] channel in
+                channel.eventLoop.makeCompletedFuture {
+                    let sync = channel.pipeline.syncOperations
+                    try sync.addHandler(ByteToMessageHandler(PeerFrameDecoder()))
+                    try sync.addHandler(MessageToByteHandler(PeerFrameEncoder(compress: true)))
+                    try sync.addHandler(PeerClientHandler(client: self))
+                }
+            }
+            .connect(host: host, port: port)
+        let greeted = connected.flatMap { [self] channel -> EventLoopFuture<Channel> in
+            let (cid, hello) = identity()
+            let p = channel.eventLoop.makePromise(of: Frame.self)
+            let id: UInt64 = state.withLock { s in
+                let id = s.nextID
+                s.nextID += 1
+                s.pending[id] = p
+                return id
+            }
+            channel.writeAndFlush(Frame(kind: .hello, clusterID: cid, requestID: id, sender: hello.nodeID, body: hello.encode()), promise: nil)
+            return p.futureResult.flatMapThrowing { [self] reply -> Channel in
+                switch reply.kind {
+                case .helloAck:
+                    guard onClusterID(reply.clusterID) else {
+                        channel.close(promise: nil)
+                        throw PeerUnavailable(description: "peer \(address) belongs to another cluster (\(String(reply.clusterID, radix: 16)))")
+                    }
+                    return channel
+                case .refuse:
+                    let reason = (try? Refuse.decode(reply.body).reason) ?? "refused"
+                    logger.error("peer \(address) refused our hello: \(reason)")
+                    channel.close(promise: nil)
+                    throw PeerUnavailable(description: "peer \(address) refused: \(reason)")
+                default:
+                    channel.close(promise: nil)
+                    throw PeerUnavailable(description: "peer \(address) answered hello with \(reply.kind)")
+                }
+            }
+        }
+        state.withLock { s in s.connecting = greeted }
+        greeted.whenComplete { [self] result in
+            state.withLock { s in
+                s.connecting = nil
+                if case .success(let c) = result { s.channel = c }
+            }
+        }
+        return greeted
+    }
+
+    /// Sends a request and waits for the response with the same request id.
+    func request(_ kind: MessageKind, body: [UInt8], timeout: TimeAmount) -> EventLoopFuture<Frame> {
+        channel().flatMap { [self] channel -> EventLoopFuture<Frame> in
+            let p = channel.eventLoop.makePromise(of: Frame.self)
+            let id: UInt64? = state.withLock { s in
+                guard s.pending.count < Self.pendingMax else { return nil }
+                let id = s.nextID
+                s.nextID += 1
+                s.pending[id] = p
+                return id
+            }
+            guard let id else {
+                p.fail(PeerUnavailable(description: "too many requests in flight to \(address)"))
+                return p.futureResult
+            }
+            let (cid, hello) = identity()
+            channel.writeAndFlush(Frame(kind: kind, clusterID: cid, requestID: id, sender: hello.nodeID, body: body), promise: nil)
+            let timer = channel.eventLoop.scheduleTask(in: timeout) { [self] in
+                if let p = state.withLock({ $0.pending.removeValue(forKey: id) }) {
+                    p.fail(PeerUnavailable(description: "\(address) did not answer \(kind) within \(timeout.nanoseconds / 1_000_000) ms"))
+                }
+            }
+            p.futureResult.whenComplete { _ in timer.cancel() }
+            return p.futureResult
+        }
+    }
+
+    /// Fire-and-forget (membership gossip): dropped if the peer cannot be reached.
+    func send(_ kind: MessageKind, body: [UInt8]) {
+        channel().whenSuccess { [self] channel in
+            let (cid, hello) = identity()
+            channel.writeAndFlush(Frame(kind: kind, clusterID: cid, requestID: 0, sender: hello.nodeID, body: body), promise: nil)
+        }
+    }
+
+    func received(_ frame: Frame) {
+        guard frame.isResponse || frame.kind == .helloAck || frame.kind == .refuse else { return }
+        if let p = state.withLock({ $0.pending.removeValue(forKey: frame.requestID) }) {
+            p.succeed(frame)
+        }
+    }
+
+    func disconnected() {
+        let pending: [EventLoopPromise<Frame>] = state.withLock { s in
+            s.channel = nil
+            let list = Array(s.pending.values)
+            s.pending.removeAll()
+            return list
+        }
+        for p in pending { p.fail(PeerUnavailable(description: "connection to \(address) lost")) }
+    }
+
+    func close() {
+        let c = state.withLock { s -> Channel? in
+            s.closed = true
+            return s.channel
+        }
+        c?.close(promise: nil)
+    }
+}
+
+final class PeerClientHandler: ChannelInboundHandler {
+    typealias InboundIn = Frame
+    let client: PeerClient
+    init(client: PeerClient) { self.client = client }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        client.received(unwrapInboundIn(data))
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        client.disconnected()
+        context.fireChannelInactive()
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: Error) {
+        client.logger.warning("peer connection to \(client.address) failed: \(error)")
+        context.close(promise: nil)
+    }
+}
