@@ -10,7 +10,7 @@ struct DevCommand: ParsableCommand {
 
     @Option(help: "Number of nodes (1...9).") var nodes: Int = 3
     @Option(help: "Directory for the nodes' data (one subdirectory per node).") var data: String = ".starling-dev"
-    @Option(help: "Copies of every event. Until clustering lands each node stands alone, so this defaults to 1.") var rf: Int = 1
+    @Option(help: "Copies of every event (1 until replication lands).") var rf: Int = 1
     @Option(name: .customLong("base-port"), help: "HTTP/UDP port of node 1 minus one; peer ports are this minus 1000.") var basePort: Int = 8080
 
     func validate() throws {
@@ -21,15 +21,17 @@ struct DevCommand: ParsableCommand {
     func run() throws {
         let exe = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath().path
         var children: [Process] = []
-        print("starling dev: starting \(nodes) node(s); data in \(data)")
-        print("note: clustering (membership, routing, replication) is not built yet: each node runs standalone with --rf \(rf).")
+        say("starling dev: starting \(nodes) node(s); data in \(data)")
+        if rf == 1 { say("note: --rf 1 keeps one copy of each event (replication is not built yet).") }
         for k in 1...nodes {
             let id = "n\(k)"
             let http = "127.0.0.1:\(basePort + k)"
             let peer = "127.0.0.1:\(basePort - 1000 + k)"
             let p = Process()
             p.executableURL = URL(fileURLWithPath: exe)
-            p.arguments = ["node", "--id", id, "--data", "\(data)/\(id)", "--http", http, "--udp", http, "--peer", peer, "--rf", String(rf)]
+            var args = ["node", "--id", id, "--data", "\(data)/\(id)", "--http", http, "--udp", http, "--peer", peer, "--rf", String(rf)]
+            if k > 1 { args += ["--join", "127.0.0.1:\(basePort - 1000 + 1)"] }
+            p.arguments = args
             do {
                 try p.run()
             } catch {
@@ -37,12 +39,11 @@ struct DevCommand: ParsableCommand {
                 throw CommandFailure(description: "error: could not start node \(id): \(error)")
             }
             children.append(p)
-            print("  \(id): http http://\(http)  udp \(http)  peer \(peer)  (pid \(p.processIdentifier))")
+            say("  \(id): http http://\(http)  udp \(http)  peer \(peer)  (pid \(p.processIdentifier))")
         }
-        print("try:   curl -s -XPOST localhost:\(basePort + 1)/v1/events -d '{\"session_id\":\"s1\",\"key\":\"page_view\",\"value\":\"/home\"}'")
-        print("       curl -s localhost:\(basePort + 1)/v1/sessions/s1")
-        print("Ctrl-C stops all nodes.")
-        FileHandle.standardOutput.synchronizeFile()
+        say("try:   curl -s -XPOST localhost:\(basePort + 1)/v1/events -d '{\"session_id\":\"s1\",\"key\":\"page_view\",\"value\":\"/home\"}'")
+        say("       curl -s localhost:\(basePort + 1)/v1/sessions/s1")
+        say("Ctrl-C stops all nodes.")
 
         signal(SIGINT, SIG_IGN)
         signal(SIGTERM, SIG_IGN)
@@ -64,12 +65,15 @@ struct DevCommand: ParsableCommand {
             }
         }
         stop.wait()
-        print("\nstopping nodes...")
+        say("\nstopping nodes...")
         for c in children where c.isRunning { kill(c.processIdentifier, SIGTERM) }
         let deadline = Date().addingTimeInterval(15)
         while children.contains(where: { $0.isRunning }) && Date() < deadline { usleep(50_000) }
         for c in children where c.isRunning { kill(c.processIdentifier, SIGKILL) }
         _ = sources
-        print("all nodes stopped")
+        say("all nodes stopped")
     }
 }
+
+/// Unbuffered output (print is block-buffered when stdout is a pipe or file).
+func say(_ s: String = "") { FileHandleOut.stdout(s + "\n") }

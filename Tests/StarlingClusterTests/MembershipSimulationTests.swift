@@ -23,6 +23,13 @@ enum SimScenarios {
     /// `faultMs`; then the network heals, some crashed nodes come back, and after `quietMs`
     /// every live node must agree on the ring.
     static func chaos(seed: UInt64, faultMs: Int64 = 4_000, quietMs: Int64 = 8_000) -> SimCluster {
+        let sim = faultsThenHeal(seed: seed, faultMs: faultMs)
+        sim.run(forMs: quietMs)
+        return sim
+    }
+
+    /// The fault phase of `chaos`, up to the moment the network heals.
+    static func faultsThenHeal(seed: UInt64, faultMs: Int64) -> SimCluster {
         let sim = SimCluster(seed: seed, nodes: nodeCount)
         sim.lossPerMille = Int(sim.random(0...100))
         sim.duplicatePerMille = Int(sim.random(0...30))
@@ -48,7 +55,6 @@ enum SimScenarios {
         for i in sim.nodes.indices where !sim.isAlive(i) && sim.random(2) == 0 {
             sim.start(i, seeds: others(of: i, in: sim))
         }
-        sim.run(forMs: quietMs)
         return sim
     }
 

@@ -18,6 +18,7 @@ final class NodeProcess: @unchecked Sendable {
     let process = Process()
     let out = Pipe()
     var port = 0
+    var peerPort = 0
     var stdoutText = ""
 
     init(binary: String, id: String, data: String, extra: [String] = [], fileSizeLimit: Int? = nil) throws {
@@ -48,6 +49,7 @@ final class NodeProcess: @unchecked Sendable {
             throw SimpleHTTPClient.ClientError(description: "node did not report its port: \(line)")
         }
         port = p
+        if let r = line.range(of: "peer 127.0.0.1:"), let pp = Int(line[r.upperBound...].prefix { $0.isNumber }) { peerPort = pp }
     }
 
     func kill9() {
@@ -63,6 +65,11 @@ final class NodeProcess: @unchecked Sendable {
 
     func post(_ body: String) -> Int {
         (try? SimpleHTTPClient.request(host: "127.0.0.1", port: port, method: "POST", path: "/v1/events", body: Array(body.utf8), timeoutSeconds: 5).status) ?? -1
+    }
+
+    func getJSON(_ path: String) throws -> [String: Any] {
+        let r = try SimpleHTTPClient.request(host: "127.0.0.1", port: port, method: "GET", path: path)
+        return (try JSONSerialization.jsonObject(with: Data(r.body)) as? [String: Any]) ?? [:]
     }
 
     func sessionEventIDs(_ sid: String) throws -> [String] {
@@ -181,6 +188,57 @@ final class AckLog: @unchecked Sendable {
         #expect(try again.sessionEventIDs("full").sorted() == acked.sorted())
         #expect(again.post(#"{"session_id":"full","key":"k","value":1,"event_id":"after"}"#) == 202)
         #expect(again.terminate() == 0)
+    }
+
+    /// Three real processes: events posted round-robin to all nodes are each returned exactly
+    /// once by a session query on every node; a killed node is shown down.
+    @Test func threeNodeClusterRoutesAndFansOut() throws {
+        guard let bin = starlingBinary() else {
+            Issue.record("starling binary not found")
+            return
+        }
+        let base = NSTemporaryDirectory() + "starling-3n-" + UUID().uuidString
+        defer { try? FileManager.default.removeItem(atPath: base) }
+        let n1 = try NodeProcess(binary: bin, id: "n1", data: base + "/n1")
+        defer { if n1.process.isRunning { n1.kill9() } }
+        let join = ["--join", "127.0.0.1:\(n1.peerPort)"]
+        let n2 = try NodeProcess(binary: bin, id: "n2", data: base + "/n2", extra: join)
+        defer { if n2.process.isRunning { n2.kill9() } }
+        let n3 = try NodeProcess(binary: bin, id: "n3", data: base + "/n3", extra: join)
+        defer { if n3.process.isRunning { n3.kill9() } }
+        let nodes = [n1, n2, n3]
+        func upCount(_ n: NodeProcess) -> Int {
+            let members = (try? n.getJSON("/v1/cluster")["members"] as? [[String: Any]]) ?? nil
+            return (members ?? []).filter { $0["status"] as? String == "up" }.count
+        }
+        #expect(eventually(15) { nodes.allSatisfy { upCount($0) == 3 } }, "members did not converge")
+        var sent: [String: [String]] = [:]
+        for i in 0..<120 {
+            let sid = "cs\(i % 12)"
+            let id = "ce\(i)"
+            let status = nodes[i % 3].post(#"{"session_id":"\#(sid)","key":"k","value":\#(i),"event_id":"\#(id)"}"#)
+            #expect(status == 202)
+            sent[sid, default: []].append(id)
+        }
+        var owners = Set<String>()
+        for (sid, ids) in sent {
+            for n in nodes {
+                let obj = try n.getJSON("/v1/sessions/\(sid)")
+                let evs = obj["events"] as? [[String: Any]] ?? []
+                #expect(evs.compactMap { $0["event_id"] as? String }.sorted() == ids.sorted(), "session \(sid) from node \(n.port)")
+                #expect(obj["partial"] as? Bool == false)
+                #expect((obj["state"] as? [String: Any])?["events"] as? Int == ids.count)
+                owners.formUnion(evs.compactMap { $0["node"] as? String })
+            }
+        }
+        #expect(owners.count == 3, "12 sessions should spread over all three owners, got \(owners)")
+        n3.kill9()
+        #expect(eventually(10) {
+            let m = (try? n1.getJSON("/v1/cluster")["members"] as? [[String: Any]]) ?? nil
+            return (m ?? []).contains { $0["id"] as? String == "n3" && $0["status"] as? String == "down" }
+        }, "killed node not shown down")
+        #expect(n1.terminate() == 0)
+        #expect(n2.terminate() == 0)
     }
 
     @Test func badFlagsExitWithCode2() throws {

@@ -75,6 +75,8 @@ public struct Membership: Sendable {
     private var nextJoinAt: Int64 = 0
     private var nextReconnectAt: Int64 = 0
     private var leftAt: Int64 = 0
+    /// No suspect times out before this (skips the scan on most ticks).
+    private var nextSuspectDeadline: Int64 = .max
 
     /// `me.status` is ignored (a node is `joining` until `start`); `me.incarnation` must be larger
     /// than any this id used before (the shell stores it and passes stored + 1 on restart).
@@ -142,10 +144,10 @@ public struct Membership: Sendable {
         case .up, .suspect, .down:
             runProbe(&out, now: now)
             reconnect(&out, now: now)
-            if !seeds.isEmpty && !hasLiveOthers && now >= nextJoinAt { sendJoin(&out, now: now) }
+            if now >= nextJoinAt && !seeds.isEmpty && !hasLiveOthers { sendJoin(&out, now: now) }
         }
-        expireSuspects(now: now)
-        relays.removeAll { now >= $0.expiresAt }
+        if now >= nextSuspectDeadline { expireSuspects(now: now) }
+        if !relays.isEmpty { relays.removeAll { now >= $0.expiresAt } }
         return finish(out, since: epochBefore)
     }
 
@@ -290,13 +292,23 @@ public struct Membership: Sendable {
         r.suspectSince = now
         r.changedAt = now
         records[id] = r
+        noteSuspect(since: now)
         noteChange(of: id)
     }
 
+    private mutating func noteSuspect(since: Int64) {
+        nextSuspectDeadline = min(nextSuspectDeadline, after(since, settings.suspectTimeoutMs))
+    }
+
     private mutating func expireSuspects(now: Int64) {
+        nextSuspectDeadline = .max
         for id in ids {
-            guard var r = records[id], r.info.status == .suspect,
-                  now >= after(r.suspectSince, settings.suspectTimeoutMs) else { continue }
+            guard var r = records[id], r.info.status == .suspect else { continue }
+            let deadline = after(r.suspectSince, settings.suspectTimeoutMs)
+            guard now >= deadline else {
+                nextSuspectDeadline = min(nextSuspectDeadline, deadline)
+                continue
+            }
             r.info.status = .down
             r.changedAt = now
             records[id] = r
@@ -342,13 +354,17 @@ public struct Membership: Sendable {
             let wasLive = r.info.status.isLive
             r.info = info
             r.changedAt = now
-            if info.status == .suspect { r.suspectSince = now }
+            if info.status == .suspect {
+                r.suspectSince = now
+                noteSuspect(since: now)
+            }
             records[info.id] = r
             noteChange(of: info.id)
             if !wasLive && info.status.isLive { addToProbeOrder(info.id) }
         } else {
             guard records.count < MembershipLimits.membersMax || (info.status.isLive && evictOne()) else { return }
             records[info.id] = Record(info: info, suspectSince: now, changedAt: now)
+            if info.status == .suspect { noteSuspect(since: now) }
             ids.insert(info.id, at: insertionIndex(info.id))
             noteChange(of: info.id)
             if info.status.isLive { addToProbeOrder(info.id) }
