@@ -31,6 +31,7 @@ enum SimScenarios {
     /// The fault phase of `chaos`, up to the moment the network heals.
     static func faultsThenHeal(seed: UInt64, faultMs: Int64) -> SimCluster {
         let sim = SimCluster(seed: seed, nodes: nodeCount)
+        sim.tickMs = sim.random(10...50)
         sim.lossPerMille = Int(sim.random(0...100))
         sim.duplicatePerMille = Int(sim.random(0...30))
         boot(sim)
@@ -62,6 +63,7 @@ enum SimScenarios {
     /// everywhere within 3 s. Sometimes two nodes crash together.
     static func crashAndRestart(seed: UInt64) -> SimCluster {
         let sim = SimCluster(seed: seed, nodes: nodeCount)
+        sim.tickMs = sim.random(10...50)
         sim.duplicatePerMille = Int(sim.random(0...30))
         sim.crashDetectionBoundMs = 5_000
         sim.restartUpBoundMs = 3_000
@@ -153,16 +155,16 @@ enum SimScenarios {
         sim.leave(2)
         sim.run(forMs: 100)
         for i in [0, 1, 3] {
-            let m = sim.nodes[i].membership!
+            let m = sim.memberships[i]!
             #expect(m.member("node-3")?.status == .left, "seed \(seed): node \(i) sees \(String(describing: m.member("node-3")))")
             #expect(!m.ringMembers.contains("node-3"), "seed \(seed)")
         }
         sim.run(forMs: 1_000)
-        #expect(sim.nodes[2].membership!.me.status == .left, "seed \(seed)")
+        #expect(sim.memberships[2]!.me.status == .left, "seed \(seed)")
         // Silent once left; the others never mark it down instead.
         sim.run(forMs: 5_000)
         for i in [0, 1, 3] {
-            #expect(sim.nodes[i].membership!.member("node-3")?.status == .left, "seed \(seed)")
+            #expect(sim.memberships[i]!.member("node-3")?.status == .left, "seed \(seed)")
         }
         #expect(sim.failures.isEmpty, "\(sim.failures.joined(separator: "\n"))")
     }

@@ -65,7 +65,7 @@ final class SimCluster {
         let id: String
         let peer: String
         let http: String
-        var membership: Membership?
+        var alive = false
         var generation = 0
         var lastEpoch: UInt64 = 0
         /// Incarnation the shell would have stored for the next restart.
@@ -80,6 +80,9 @@ final class SimCluster {
     let settings: MembershipSettings
     private(set) var now: Int64 = 0
     private(set) var nodes: [Node] = []
+    /// Kept apart from `nodes` and mutated in place: copying a `Membership` out and back would copy
+    /// its storage on every step.
+    private(set) var memberships: [Membership?] = []
     private var rng: SplitMix64
     private var queue = SimPacketQueue()
     private var order: UInt64 = 0
@@ -90,7 +93,8 @@ final class SimCluster {
     var lossPerMille = 0
     var duplicatePerMille = 0
     var delayMs: ClosedRange<Int64> = 1...50
-    var tickMs: Int64 = 10
+    /// How often each node's `tick` runs (a shell would use a timer of a few tens of ms).
+    var tickMs: Int64 = 20
 
     /// When set: every live member must have seen a crashed node `down` within this many ms of
     /// the crash (or of its own start, if later). Only meaningful without loss or cut-offs.
@@ -108,6 +112,8 @@ final class SimCluster {
     /// observer node -> crashed/restarted node -> it has been seen down / up since the event.
     private var seenDown: [[Bool]]
     private var seenUp: [[Bool]]
+    /// The node a delivery reached (only it can have changed).
+    private var touched: Int?
 
     init(seed: UInt64, nodes count: Int, settings: MembershipSettings = .init()) {
         self.seed = seed
@@ -118,6 +124,7 @@ final class SimCluster {
             let node = Node(id: "node-\(i + 1)", peer: "10.0.0.\(i + 1):7081", http: "10.0.0.\(i + 1):8081")
             index[node.peer] = i
             nodes.append(node)
+            memberships.append(nil)
         }
         peerIndex = index
         seenDown = Array(repeating: Array(repeating: false, count: count), count: count)
@@ -136,7 +143,7 @@ final class SimCluster {
 
     // MARK: - Node lifecycle
 
-    func isAlive(_ i: Int) -> Bool { nodes[i].membership != nil }
+    func isAlive(_ i: Int) -> Bool { nodes[i].alive }
     var aliveNodes: [Int] { nodes.indices.filter(isAlive) }
     func isCutOff(_ i: Int) -> Bool { now < nodes[i].cutOffUntil }
 
@@ -158,19 +165,19 @@ final class SimCluster {
             for o in nodes.indices { seenUp[o][i] = false }
         }
         let directives = m.start(seeds: seeds.map { nodes[$0].peer }, now: now)
-        n.membership = m
+        n.alive = true
         nodes[i] = n
+        memberships[i] = m
         handle(directives, from: i)
         check()
     }
 
     func crash(_ i: Int) {
         guard isAlive(i) else { return }
-        var n = nodes[i]
-        n.membership = nil
-        n.crashedAt = now
-        n.restartedAt = nil
-        nodes[i] = n
+        memberships[i] = nil
+        nodes[i].alive = false
+        nodes[i].crashedAt = now
+        nodes[i].restartedAt = nil
         for o in nodes.indices { seenDown[o][i] = false }
         queue.removeAll { $0.to == i }
     }
@@ -184,9 +191,8 @@ final class SimCluster {
     }
 
     func leave(_ i: Int) {
-        guard var m = nodes[i].membership else { return }
-        let directives = m.leave(now: now)
-        nodes[i].membership = m
+        guard isAlive(i) else { return }
+        let directives = memberships[i]!.leave(now: now)
         handle(directives, from: i)
         check()
     }
@@ -196,17 +202,20 @@ final class SimCluster {
     /// Runs every tick and delivery up to and including `end`, checking invariants after each step.
     func run(until end: Int64) {
         while true {
+            touched = nil
             if let p = queue.first, p.deliverAt <= nextTickAt {
                 guard p.deliverAt <= end else { break }
                 now = p.deliverAt
                 deliver(queue.pop()!)
+                if let i = touched { checkNode(i) }
             } else {
                 guard nextTickAt <= end else { break }
                 now = nextTickAt
                 nextTickAt += tickMs
                 tickAll()
+                for i in nodes.indices { checkNode(i) }
             }
-            check()
+            checkBounds()
         }
         now = max(now, end)
     }
@@ -218,15 +227,15 @@ final class SimCluster {
         let first = random(nodes.count)
         for k in 0..<nodes.count {
             let i = (first + k) % nodes.count
-            guard var m = nodes[i].membership else { continue }
-            let directives = m.tick(now: now)
-            nodes[i].membership = m
+            guard isAlive(i) else { continue }
+            // Mutate in place: copying the value out and back would copy its storage every step.
+            let directives = memberships[i]!.tick(now: now)
             handle(directives, from: i)
         }
     }
 
     private func deliver(_ p: SimPacket) {
-        guard var m = nodes[p.to].membership, !isCutOff(p.to), !isCutOff(p.from) else {
+        guard isAlive(p.to), !isCutOff(p.to), !isCutOff(p.from) else {
             dropped += 1
             return
         }
@@ -236,16 +245,16 @@ final class SimCluster {
         }
         delivered += 1
         mix(p)
-        let directives = m.receive(message, fromPeer: nodes[p.from].peer, now: now)
-        nodes[p.to].membership = m
+        let directives = memberships[p.to]!.receive(message, fromPeer: nodes[p.from].peer, now: now)
         handle(directives, from: p.to)
+        touched = p.to
     }
 
     private func handle(_ directives: [MembershipDirective], from i: Int) {
         for d in directives {
             switch d {
             case .changed(let epoch):
-                if epoch != nodes[i].membership?.epoch { fail("node \(i) announced epoch \(epoch), has \(String(describing: nodes[i].membership?.epoch))") }
+                if epoch != memberships[i]?.epoch { fail("node \(i) announced epoch \(epoch), has \(String(describing: memberships[i]?.epoch))") }
             case .send(let peer, let message):
                 let bytes = message.encode()
                 if MembershipMessage.decode(bytes) != message { fail("codec round trip failed for \(message)") }
@@ -258,9 +267,9 @@ final class SimCluster {
                 if chance(perMille: duplicatePerMille) { send(bytes, from: i, to: to) }
             }
         }
-        if let m = nodes[i].membership {
+        if let incarnation = memberships[i]?.me.incarnation {
             // Remember what the shell would persist: the incarnation to beat on restart.
-            nodes[i].storedIncarnation = max(nodes[i].storedIncarnation, m.me.incarnation)
+            nodes[i].storedIncarnation = max(nodes[i].storedIncarnation, incarnation)
         }
     }
 
@@ -290,25 +299,31 @@ final class SimCluster {
     }
 
     private func check() {
-        for i in nodes.indices {
-            guard let m = nodes[i].membership else { continue }
-            let me = m.me
-            if me.status == .down || me.status == .suspect {
-                fail("node \(i) sees itself \(me.status)")
-            }
-            if m.epoch < nodes[i].lastEpoch { fail("node \(i) epoch went back from \(nodes[i].lastEpoch) to \(m.epoch)") }
-            nodes[i].lastEpoch = m.epoch
-            for j in nodes.indices where j != i {
-                guard let seen = m.member(nodes[j].id) else { continue }
-                if seen.status == .down || seen.status == .left { seenDown[i][j] = true }
-                if seen.status == .up && seen.incarnation >= nodes[j].restartIncarnation { seenUp[i][j] = true }
-            }
+        for i in nodes.indices { checkNode(i) }
+        checkBounds()
+    }
+
+    /// Node `i`'s own invariants, and what it has seen of the others.
+    private func checkNode(_ i: Int) {
+        guard let m = memberships[i] else { return }
+        let status = m.me.status
+        if status == .down || status == .suspect { fail("node \(i) sees itself \(status)") }
+        if m.epoch < nodes[i].lastEpoch { fail("node \(i) epoch went back from \(nodes[i].lastEpoch) to \(m.epoch)") }
+        nodes[i].lastEpoch = m.epoch
+        for j in nodes.indices where j != i {
+            guard let seen = m.member(nodes[j].id) else { continue }
+            if seen.status == .down || seen.status == .left { seenDown[i][j] = true }
+            if seen.status == .up && seen.incarnation >= nodes[j].restartIncarnation { seenUp[i][j] = true }
         }
+    }
+
+    /// The time bounds: crashed nodes seen down, restarted nodes seen up.
+    private func checkBounds() {
         for j in nodes.indices {
             if let bound = crashDetectionBoundMs, let crashed = nodes[j].crashedAt {
                 for i in aliveNodes where !seenDown[i][j] {
                     let since = max(crashed, nodes[i].restartedAt ?? crashed)
-                    if now > since + bound { fail("node \(i) still sees crashed node \(j) as \(nodes[i].membership!.member(nodes[j].id)?.status.rawValue ?? "unknown") \(now - crashed)ms after the crash") ; seenDown[i][j] = true }
+                    if now > since + bound { fail("node \(i) still sees crashed node \(j) as \(memberships[i]!.member(nodes[j].id)?.status.rawValue ?? "unknown") \(now - crashed)ms after the crash") ; seenDown[i][j] = true }
                 }
             }
             if let bound = restartUpBoundMs, let restarted = nodes[j].restartedAt, isAlive(j) {
@@ -326,7 +341,7 @@ final class SimCluster {
         let live = aliveNodes
         let expectedRing = live.map { nodes[$0].id }.sorted { $0.utf8.lexicographicallyPrecedes($1.utf8) }
         for i in live {
-            let m = nodes[i].membership!
+            let m = memberships[i]!
             if m.ringMembers != expectedRing { problems.append("node \(i) ring \(m.ringMembers), expected \(expectedRing)") }
             for j in nodes.indices where j != i {
                 let status = m.member(nodes[j].id)?.status

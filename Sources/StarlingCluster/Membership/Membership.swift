@@ -55,6 +55,7 @@ public struct Membership: Sendable {
 
     public let settings: MembershipSettings
     private let myID: String
+    private let myPeer: String
     private var rng: SplitMix64
     private var records: [String: Record] = [:]
     /// Ids of `records` in UTF-8 byte order: every iteration goes through it (dictionary order is
@@ -87,6 +88,7 @@ public struct Membership: Sendable {
         mine.status = .joining
         self.settings = settings
         self.myID = me.id
+        self.myPeer = me.peer
         self.rng = SplitMix64(seed: seed)
         self.records[me.id] = Record(info: mine, suspectSince: 0, changedAt: 0)
         self.ids = [me.id]
@@ -114,7 +116,7 @@ public struct Membership: Sendable {
         let epochBefore = epoch
         var out: [MembershipDirective] = []
         var kept: [String] = []
-        for s in seeds where s != me.peer && MemberInfo.isToken(s, max: MembershipLimits.addressBytesMax)
+        for s in seeds where s != myPeer && MemberInfo.isToken(s, max: MembershipLimits.addressBytesMax)
             && !s.isEmpty && !kept.contains(s) && kept.count < MembershipLimits.seedsMax {
             kept.append(s)
         }
@@ -144,7 +146,10 @@ public struct Membership: Sendable {
         case .up, .suspect, .down:
             runProbe(&out, now: now)
             reconnect(&out, now: now)
-            if now >= nextJoinAt && !seeds.isEmpty && !hasLiveOthers { sendJoin(&out, now: now) }
+            if now >= nextJoinAt {
+                // Alone (every other member down or gone): knock on the seeds again.
+                if !seeds.isEmpty && !hasLiveOthers { sendJoin(&out, now: now) } else { nextJoinAt = after(now, settings.rejoinIntervalMs) }
+            }
         }
         if now >= nextSuspectDeadline { expireSuspects(now: now) }
         if !relays.isEmpty { relays.removeAll { now >= $0.expiresAt } }
@@ -451,7 +456,7 @@ public struct Membership: Sendable {
     }
 
     private func send(_ out: inout [MembershipDirective], to peer: String, _ m: MembershipMessage) {
-        guard !peer.isEmpty, peer != me.peer else { return }
+        guard !peer.isEmpty, peer != myPeer else { return }
         out.append(.send(toPeer: peer, m))
     }
 
