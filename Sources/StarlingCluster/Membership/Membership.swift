@@ -25,7 +25,9 @@ public enum MembershipDirective: Sendable, Equatable {
 /// - Every message carries the sender's own record first, the receiver's record when it is not
 ///   good news (so the receiver can refute), then recent changes, each sent ~3*log2(N+1) times.
 /// - A joining node sends `join` to its seeds until admitted; the admitting member answers
-///   `joinAck` with its full list and gossips the newcomer as `up`.
+///   `joinAck` with its full list and gossips the newcomer as `up`. When every node is joining
+///   (a whole-cluster restart), the smallest id among them founds the cluster after one retry
+///   interval without an answer.
 /// - Once per `rejoinIntervalMs` a random `down` member is pinged (with its `down` record), so a
 ///   member wrongly declared down refutes, and a restarted member that no one asked about is found.
 /// - `down` and `left` members stay in the list.
@@ -76,6 +78,7 @@ public struct Membership: Sendable {
     private var nextJoinAt: Int64 = 0
     private var nextReconnectAt: Int64 = 0
     private var leftAt: Int64 = 0
+    private var joiningSince: Int64 = 0
     /// No suspect times out before this (skips the scan on most ticks).
     private var nextSuspectDeadline: Int64 = .max
 
@@ -121,6 +124,7 @@ public struct Membership: Sendable {
             kept.append(s)
         }
         self.seeds = kept
+        joiningSince = now
         nextProbeAt = after(now, Int64(rng.next() % UInt64(settings.probeIntervalMs)))  // desynchronise nodes
         nextReconnectAt = after(now, settings.rejoinIntervalMs)
         if kept.isEmpty {
@@ -164,7 +168,17 @@ public struct Membership: Sendable {
         var out: [MembershipDirective] = []
         switch m {
         case .join(let info):
-            guard me.status == .up, info.id != myID, info.isValid else { break }
+            guard info.id != myID, info.isValid else { break }
+            if me.status == .joining {
+                // Nobody answered our joins for a full retry interval, and another node asks us:
+                // the whole cluster is (re)starting. The smallest id among the joining nodes that
+                // hear each other founds it; the others are admitted by it. (Any later contact with
+                // other members merges the views: gossip adds every member it names.)
+                guard now >= after(joiningSince, settings.rejoinIntervalMs),
+                      myID.utf8.lexicographicallyPrecedes(info.id.utf8) else { break }
+                updateMe { $0.status = .up }
+            }
+            guard me.status == .up else { break }
             var admitted = info
             admitted.status = .up
             merge(admitted, now: now)
