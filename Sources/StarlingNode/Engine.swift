@@ -24,8 +24,14 @@ public final class Engine: @unchecked Sendable {
     public let recovery: RecoveryReport
     public let recoveryMillis: Int64
 
+    /// An event with its stored-JSON prefix already serialised (on the caller's thread).
+    struct Prepared {
+        var event: IncomingEvent
+        var prefix: [UInt8]
+    }
+
     enum Payload {
-        case events([IncomingEvent], ip: String, transport: Transport)
+        case events([Prepared], ip: String, transport: Transport)
         case link(sessionID: String, userID: String?, terminalID: String?)
     }
     struct Job {
@@ -112,7 +118,8 @@ public final class Engine: @unchecked Sendable {
             completion(.failure(reason))
             return
         }
-        enqueue(Job(payload: .events(events, ip: ip, transport: transport), count: events.count, bytes: bytes, completion: completion))
+        let prepared = events.map { Prepared(event: $0, prefix: StoredEvent.prefix(of: $0)) }
+        enqueue(Job(payload: .events(prepared, ip: ip, transport: transport), count: events.count, bytes: bytes, completion: completion))
     }
 
     /// Links identities to a session (`/v1/identify`), durably, in log order with events.
@@ -190,7 +197,8 @@ public final class Engine: @unchecked Sendable {
                     perJob.append((1, 0))
                 case .events(let events, let ip, _):
                     var stored = 0, dups = 0
-                    for var e in events {
+                    for p in events {
+                        let e = p.event
                         var sid = e.sessionID
                         if sid == nil {
                             sid = e.userID.flatMap { newLinks["u:" + $0] } ?? e.terminalID.flatMap { newLinks["t:" + $0] }
@@ -209,9 +217,8 @@ public final class Engine: @unchecked Sendable {
                         }
                         seenIDs[scope, default: []].insert(eid)
                         let ts = e.ts ?? now
-                        let json = StoredEvent.json(of: e, sessionID: sid, eventID: eid, ts: ts, receivedAt: now,
-                                                    node: config.id, ip: ip)
-                        e.eventID = eid
+                        let json = StoredEvent.finish(prefix: p.prefix, resolvedSessionID: e.sessionID == nil ? sid : nil, eventID: eid,
+                                                      ts: ts, receivedAt: now, node: config.id, ip: ip)
                         records.append(Record(kind: .event, isError: e.isError, ts: ts, receivedAt: now,
                                               sessionID: sid ?? "", eventID: eid, key: e.key, component: e.component ?? "",
                                               via: e.via ?? "", userID: e.userID ?? "", terminalID: e.terminalID ?? "", json: json))

@@ -146,6 +146,48 @@ enum SimScenarios {
         #expect(problems.isEmpty, "\(problems.prefix(5).joined(separator: "\n"))")
     }
 
+    /// Every node killed, then all restarted knowing each other's addresses (as after a power
+    /// cut): nobody is up to answer a join, so the smallest id founds and the rest join it.
+    @Test(arguments: [UInt64(701), 702, 703, 704, 705])
+    func wholeClusterRestart(seed: UInt64) {
+        let sim = SimCluster(seed: seed, nodes: SimScenarios.nodeCount)
+        sim.lossPerMille = 20
+        SimScenarios.boot(sim)
+        sim.run(until: 2_000)
+        for i in sim.nodes.indices { sim.crash(i) }
+        sim.run(forMs: sim.random(0...3_000))
+        for i in sim.nodes.indices {
+            sim.start(i, seeds: SimScenarios.others(of: i, in: sim))
+            sim.run(forMs: sim.random(0...400))
+        }
+        sim.run(forMs: 4_000)
+        sim.lossPerMille = 0
+        sim.run(forMs: 4_000)
+        #expect(sim.failures.isEmpty, "\(sim.failures.joined(separator: "\n"))")
+        let problems = sim.convergenceProblems()
+        #expect(problems.isEmpty, "\(problems.prefix(5).joined(separator: "\n"))")
+    }
+
+    /// One node cut off for 8 s: both sides declare the other down; after the heal, refutation and
+    /// the reconnect pings bring the views together again.
+    @Test(arguments: [UInt64(801), 802, 803, 804, 805])
+    func longPartitionHeals(seed: UInt64) {
+        let sim = SimCluster(seed: seed, nodes: SimScenarios.nodeCount)
+        SimScenarios.boot(sim)
+        sim.run(until: 2_000)
+        let island = sim.random(SimScenarios.nodeCount)
+        sim.cutOff(island, forMs: 8_000)
+        sim.run(forMs: 7_900)
+        for i in sim.aliveNodes where i != island {
+            #expect(sim.memberships[i]!.member(sim.nodes[island].id)?.status == .down, "seed \(seed)")
+            #expect(sim.memberships[island]!.member(sim.nodes[i].id)?.status == .down, "seed \(seed)")
+        }
+        sim.run(forMs: 100 + 6_000)
+        #expect(sim.failures.isEmpty, "\(sim.failures.joined(separator: "\n"))")
+        let problems = sim.convergenceProblems()
+        #expect(problems.isEmpty, "\(problems.prefix(5).joined(separator: "\n"))")
+    }
+
     /// A graceful leave: the others record `left` (not `down`), and the ring drops it at once.
     @Test(arguments: [UInt64(601), 602, 603])
     func leaveIsSeenAsLeft(seed: UInt64) {

@@ -40,21 +40,59 @@ public enum Transport: String, Sendable, CaseIterable {
 }
 
 /// Builds the JSON that is stored and returned for an event: every field as sent,
-/// `ts` normalised to epoch ms, plus `event_id`, `received_at`, `node`, `ip`
-/// (server-stamped fields replace client-sent fields of the same name).
+/// then `ts` (normalised to epoch ms), `event_id`, `received_at`, `node`, `ip` (and
+/// `session_id` when the server resolved it). Server-stamped fields replace client-sent
+/// fields of the same name.
+///
+/// Built in two steps so the expensive part runs on the I/O threads in parallel: `prefix`
+/// (the client's fields, serialised once, without the stamped ones and without the closing
+/// brace) when the event arrives, and `finish` (a short suffix) in the log writer.
 public enum StoredEvent {
-    public static func json(of event: IncomingEvent, sessionID: String?, eventID: String, ts: Int64,
-                            receivedAt: Int64, node: String, ip: String) -> [UInt8] {
-        var obj = event.fields
-        if let sessionID, event.sessionID == nil { obj.set("session_id", .string(sessionID)) }
-        obj.set("ts", .number(String(ts)))
-        obj.set("event_id", .string(eventID))
-        obj.set("received_at", .number(String(receivedAt)))
-        obj.set("node", .string(node))
-        obj.set("ip", .string(ip))
+    static let stamped: Set<String> = ["ts", "event_id", "received_at", "node", "ip"]
+
+    public static func prefix(of event: IncomingEvent) -> [UInt8] {
         var out: [UInt8] = []
         out.reserveCapacity(256)
-        JSONWriter.write(.object(obj), into: &out)
+        out.append(UInt8(ascii: "{"))
+        var first = true
+        for (k, v) in event.fields.fields where !stamped.contains(k) {
+            if !first { out.append(UInt8(ascii: ",")) }
+            first = false
+            JSONWriter.writeString(k, into: &out)
+            out.append(UInt8(ascii: ":"))
+            JSONWriter.write(v, into: &out)
+        }
+        if !first { out.append(UInt8(ascii: ",")) }
         return out
+    }
+
+    public static func finish(prefix: [UInt8], resolvedSessionID: String?, eventID: String, ts: Int64,
+                              receivedAt: Int64, node: String, ip: String) -> [UInt8] {
+        var out = prefix
+        out.reserveCapacity(prefix.count + 128)
+        if let sid = resolvedSessionID {
+            out.append(contentsOf: #""session_id":"#.utf8)
+            JSONWriter.writeString(sid, into: &out)
+            out.append(UInt8(ascii: ","))
+        }
+        out.append(contentsOf: #""ts":"#.utf8)
+        out.append(contentsOf: String(ts).utf8)
+        out.append(contentsOf: #","event_id":"#.utf8)
+        JSONWriter.writeString(eventID, into: &out)
+        out.append(contentsOf: #","received_at":"#.utf8)
+        out.append(contentsOf: String(receivedAt).utf8)
+        out.append(contentsOf: #","node":"#.utf8)
+        JSONWriter.writeString(node, into: &out)
+        out.append(contentsOf: #","ip":"#.utf8)
+        JSONWriter.writeString(ip, into: &out)
+        out.append(UInt8(ascii: "}"))
+        return out
+    }
+
+    /// Both steps at once (tests, and callers off the hot path).
+    public static func json(of event: IncomingEvent, sessionID: String?, eventID: String, ts: Int64,
+                            receivedAt: Int64, node: String, ip: String) -> [UInt8] {
+        finish(prefix: prefix(of: event), resolvedSessionID: event.sessionID == nil ? sessionID : nil, eventID: eventID,
+               ts: ts, receivedAt: receivedAt, node: node, ip: ip)
     }
 }

@@ -6,21 +6,24 @@ public enum EventID {
 
     public static func make(nowMs: Int64, using rng: inout some RandomNumberGenerator) -> String {
         let time = UInt64(max(0, nowMs)) & 0xFFFF_FFFF_FFFF
-        let hi = UInt64(rng.next() as UInt16)       // 16 random bits
-        let lo = rng.next() as UInt64               // 64 random bits
-        // 128 bits = time(48) | hi(16) | lo(64); emit 26 chars of 5 bits (130 bits, top 2 zero).
-        let top = (time << 16) | hi                 // bits 127...64
+        let r = rng.next() as UInt64
+        let r2 = rng.next() as UInt64
+        // 130 bits as 26 base32 digits: 2 zero bits, 48 bits of time, 80 random bits.
+        let hi = time << 16 | (r2 & 0xFFFF)         // bits 127...64 (time then 16 random)
+        let lo = r                                  // bits 63...0
         var chars = [UInt8](repeating: 0, count: 26)
         for i in 0..<26 {
-            let shift = 125 - 5 * i                 // bit position of this char's lowest bit within 130
-            var v: UInt64 = 0
-            for b in 0..<5 {
-                let bit = shift + b
-                let set: Bool
-                if bit >= 128 { set = false }
-                else if bit >= 64 { set = (top >> UInt64(bit - 64)) & 1 == 1 }
-                else { set = (lo >> UInt64(bit)) & 1 == 1 }
-                if set { v |= 1 << UInt64(b) }
+            let shift = 125 - 5 * i                 // position of this digit's lowest bit
+            let v: UInt64
+            if shift >= 64 {
+                v = (hi >> UInt64(shift - 64)) & 31
+            } else if shift > 59 {
+                // straddles: low bits from lo, high bits from hi
+                let fromLo = lo >> UInt64(shift)
+                let fromHi = hi << UInt64(64 - shift)
+                v = (fromLo | fromHi) & 31
+            } else {
+                v = (lo >> UInt64(shift)) & 31
             }
             chars[i] = alphabet[Int(v)]
         }

@@ -51,6 +51,20 @@ public struct NodeIndex: Sendable {
         var ids: Set<UInt64> = []
         public var userID: String?
         public var terminalID: String?
+
+        mutating func observe(_ r: Record, ref: EventRef, idHash: UInt64, via: String?, ttl: TTLSettings) {
+            events.append(ref)
+            ids.insert(idHash)
+            if !r.userID.isEmpty { userID = r.userID }
+            if !r.terminalID.isEmpty { terminalID = r.terminalID }
+            if state == nil {
+                state = SessionState(firstEventAt: r.receivedAt, via: via, ttl: ttl)
+            } else {
+                state!.observe(at: r.receivedAt, via: via, ttl: ttl)
+            }
+            state!.userID = userID
+            state!.terminalID = terminalID
+        }
     }
 
     public struct Link: Sendable, Equatable {
@@ -136,19 +150,8 @@ public struct NodeIndex: Sendable {
             let h = Self.idHash(r.eventID)
             let via: String? = r.via.isEmpty ? nil : r.via
             if !r.sessionID.isEmpty {
-                var e = sessions.removeValue(forKey: r.sessionID) ?? SessionEntry()
-                e.events.append(ref)
-                e.ids.insert(h)
-                if !r.userID.isEmpty { e.userID = r.userID }
-                if !r.terminalID.isEmpty { e.terminalID = r.terminalID }
-                if e.state == nil {
-                    e.state = SessionState(firstEventAt: r.receivedAt, via: via, ttl: ttl)
-                } else {
-                    e.state!.observe(at: r.receivedAt, via: via, ttl: ttl)
-                }
-                e.state!.userID = e.userID
-                e.state!.terminalID = e.terminalID
-                sessions[r.sessionID] = e
+                // One hash lookup, mutated in place.
+                sessions[r.sessionID, default: SessionEntry()].observe(r, ref: ref, idHash: h, via: via, ttl: ttl)
             }
             if !r.userID.isEmpty {
                 users[r.userID, default: IdentityEntry()].events.append(ref)
