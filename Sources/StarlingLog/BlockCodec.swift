@@ -116,6 +116,45 @@ public enum BlockCodec {
         }
     }
 
+    /// Verifies and decompresses a payload without decoding its records.
+    public static func rawPayload(header h: Header, payload: UnsafeRawBufferPointer) throws -> [UInt8] {
+        guard payload.count == h.storedBytes else { throw DecodeError.truncated }
+        guard CRC32C.checksum(payload) == h.payloadCRC else { throw DecodeError.badPayloadChecksum }
+        if h.compressed {
+            guard let d = LZ4.decompress(payload, originalCount: h.rawBytes) else { throw DecodeError.badCompression }
+            return d
+        }
+        guard h.rawBytes == h.storedBytes else { throw DecodeError.badLength }
+        return Array(payload)
+    }
+
+    /// Decodes only the records at `indexes` (ascending) of an uncompressed payload, skipping
+    /// the others by their length fields. Each decoded record's CRC is verified.
+    public static func records(at indexes: [Int], inRaw raw: [UInt8]) throws -> [Int: Record] {
+        var out: [Int: Record] = [:]
+        guard let last = indexes.max() else { return out }
+        let wanted = Set(indexes)
+        try raw.withUnsafeBytes { buf in
+            var reader = ByteReader(buf)
+            var i = 0
+            while i <= last {
+                if wanted.contains(i) {
+                    do {
+                        out[i] = try Record.decode(&reader)
+                    } catch let e as Record.DecodeError {
+                        throw DecodeError.badRecord(e)
+                    }
+                } else {
+                    guard let len = reader.u32(), let n = Int(exactly: len), reader.slice(n) != nil else {
+                        throw DecodeError.truncated
+                    }
+                }
+                i += 1
+            }
+        }
+        return out
+    }
+
     /// Decodes a complete block (header + payload) held in memory.
     public static func decode(_ bytes: UnsafeRawBufferPointer, maxStoredBytes: Int) throws -> (Header, [Record]) {
         let h = try header(bytes, maxStoredBytes: maxStoredBytes)

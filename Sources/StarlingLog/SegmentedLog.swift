@@ -302,6 +302,17 @@ public final class SegmentedLog: @unchecked Sendable {
 
     /// Reads and verifies one block. Safe to call from any thread.
     public func readBlock(segment: UInt32, offset: UInt64) throws -> [Record] {
+        let (h, payload) = try readStored(segment: segment, offset: offset)
+        return try payload.withUnsafeBytes { (b) throws in try BlockCodec.records(header: h, payload: b) }
+    }
+
+    /// Reads one block and returns its verified, uncompressed payload (records undecoded).
+    public func readRawBlock(segment: UInt32, offset: UInt64) throws -> [UInt8] {
+        let (h, payload) = try readStored(segment: segment, offset: offset)
+        return try payload.withUnsafeBytes { (b) throws in try BlockCodec.rawPayload(header: h, payload: b) }
+    }
+
+    func readStored(segment: UInt32, offset: UInt64) throws -> (BlockCodec.Header, [UInt8]) {
         let (fd, path): (Int32, String) = try shared.withLock { s in
             guard let seg = s.segments[segment] else { throw LogIOError(operation: "read", path: "segment \(segment)", errno: ENOENT) }
             if let fd = s.readFDs[segment] { return (fd, seg.path) }
@@ -313,7 +324,7 @@ public final class SegmentedLog: @unchecked Sendable {
         let head = try FileIO.readAll(fd, count: BlockCodec.headerBytes, at: off, path: path)
         let h = try head.withUnsafeBytes { (b) throws in try BlockCodec.header(b, maxStoredBytes: maxStoredBytes) }
         let payload = try FileIO.readAll(fd, count: h.storedBytes, at: off + BlockCodec.headerBytes, path: path)
-        return try payload.withUnsafeBytes { (b) throws in try BlockCodec.records(header: h, payload: b) }
+        return (h, payload)
     }
 
     // MARK: Retention

@@ -20,7 +20,7 @@ public final class Engine: @unchecked Sendable {
     let logger: Logger
     let clock: @Sendable () -> Int64
     let writer = DispatchQueue(label: "starling.log-writer")
-    let blockCache = BlockCache(capacity: 128)
+    let blockCache = BlockCache(capacity: 64)
     public let recovery: RecoveryReport
     public let recoveryMillis: Int64
 
@@ -325,31 +325,38 @@ public final class Engine: @unchecked Sendable {
         public var partial: Bool
     }
 
-    /// Reads the records behind `refs` that pass `query`, in answer order.
+    /// Reads the records behind `refs` that pass `query`, in answer order. Each block is read
+    /// and decompressed once (cached), and only the wanted records of it are decoded.
     func read(_ refs: [EventRef], query: EventQuery) -> Answer {
         let ordered = query.candidates(refs)
+        var partial = false
+        // Decode what is needed, block by block.
+        var byBlock: [BlockKey: [Int]] = [:]
+        for ref in ordered {
+            byBlock[BlockKey(segment: ref.location.segment, offset: ref.location.blockOffset), default: []].append(Int(ref.location.index))
+        }
+        var decoded: [BlockKey: [Int: Record]] = [:]
+        for (key, indexes) in byBlock {
+            do {
+                let raw: [UInt8]
+                if let cached = blockCache.get(key) {
+                    raw = cached
+                } else {
+                    raw = try log.readRawBlock(segment: key.segment, offset: key.offset)
+                    blockCache.put(key, raw)
+                }
+                decoded[key] = try BlockCodec.records(at: indexes.sorted(), inRaw: raw)
+            } catch {
+                logger.warning("query could not read block \(key.segment)@\(key.offset): \(error)")
+                partial = true
+            }
+        }
         var out: [Record] = []
         var seen = Set<String>()
-        var partial = false
         var truncated = false
-        var local: [BlockKey: [Record]] = [:]
         for ref in ordered {
             let key = BlockKey(segment: ref.location.segment, offset: ref.location.blockOffset)
-            var block = local[key] ?? blockCache.get(key)
-            if block == nil {
-                do {
-                    let b = try log.readBlock(segment: key.segment, offset: key.offset)
-                    blockCache.put(key, b)
-                    block = b
-                } catch {
-                    logger.warning("query could not read block \(key.segment)@\(key.offset): \(error)")
-                    partial = true
-                    continue
-                }
-            }
-            local[key] = block
-            guard let b = block, Int(ref.location.index) < b.count else { partial = true; continue }
-            let r = b[Int(ref.location.index)]
+            guard let r = decoded[key]?[Int(ref.location.index)] else { continue }
             guard query.matches(r), seen.insert(r.eventID).inserted else { continue }
             if out.count == query.limit {
                 truncated = true
@@ -405,18 +412,19 @@ struct BlockKey: Hashable, Sendable {
     var offset: UInt64
 }
 
-/// A small shared cache of decoded blocks for queries (bounded; evicts in insertion order).
+/// A small shared cache of uncompressed block payloads for queries (bounded by count;
+/// evicts in insertion order).
 final class BlockCache: Sendable {
     struct State {
-        var map: [BlockKey: [Record]] = [:]
+        var map: [BlockKey: [UInt8]] = [:]
         var order: [BlockKey] = []
     }
     let capacity: Int
     let state = Mutex(State())
     init(capacity: Int) { self.capacity = capacity }
 
-    func get(_ k: BlockKey) -> [Record]? { state.withLock { $0.map[k] } }
-    func put(_ k: BlockKey, _ v: [Record]) {
+    func get(_ k: BlockKey) -> [UInt8]? { state.withLock { $0.map[k] } }
+    func put(_ k: BlockKey, _ v: [UInt8]) {
         state.withLock { s in
             if s.map.updateValue(v, forKey: k) == nil { s.order.append(k) }
             while s.order.count > capacity {

@@ -62,7 +62,7 @@ public final class StarlingServer: Sendable {
                 channel.eventLoop.makeCompletedFuture {
                     let sync = channel.pipeline.syncOperations
                     try sync.addHandler(IdleStateHandler(readTimeout: .seconds(60)))
-                    try sync.configureHTTPServerPipeline(withErrorHandling: true)
+                    try sync.configureHTTPServerPipeline(withErrorHandling: true, withOutboundHeaderValidation: false)
                     try sync.addHandler(HTTPHandler(api: api, inFlight: inFlight))
                 }
             }

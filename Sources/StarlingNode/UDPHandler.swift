@@ -7,6 +7,10 @@ final class UDPHandler: ChannelInboundHandler {
     typealias InboundIn = AddressedEnvelope<ByteBuffer>
 
     let api: NodeAPI
+    /// Valid events of the current read burst, grouped by client ip; submitted together on
+    /// `channelReadComplete` (one write-queue job per burst instead of one per datagram).
+    var burst: [String: [IncomingEvent]] = [:]
+    var burstBytes = 0
     init(api: NodeAPI) { self.api = api }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
@@ -23,10 +27,27 @@ final class UDPHandler: ChannelInboundHandler {
         case .failure(let e):
             metrics.rejected(.udp, reason: e.reason)
         case .success(let event):
-            api.store([event], ip: ip, transport: .udp, bytes: envelope.data.readableBytes, on: context.eventLoop).whenSuccess { result in
-                if case .failure(let e) = result { metrics.rejected(.udp, reason: e.reason) }
+            burst[ip, default: []].append(event)
+            burstBytes += envelope.data.readableBytes
+            if burstBytes >= 1 << 20 { flush(context: context) }
+        }
+    }
+
+    func channelReadComplete(context: ChannelHandlerContext) {
+        flush(context: context)
+        context.fireChannelReadComplete()
+    }
+
+    func flush(context: ChannelHandlerContext) {
+        guard !burst.isEmpty else { return }
+        let metrics = api.engine.metrics
+        for (ip, events) in burst {
+            api.store(events, ip: ip, transport: .udp, bytes: burstBytes, on: context.eventLoop).whenSuccess { result in
+                if case .failure(let e) = result { metrics.rejected(.udp, reason: e.reason, count: events.count) }
             }
         }
+        burst.removeAll(keepingCapacity: true)
+        burstBytes = 0
     }
 
     func errorCaught(context: ChannelHandlerContext, error: Error) {

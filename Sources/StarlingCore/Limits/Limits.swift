@@ -21,8 +21,8 @@ public struct Limits: Sendable, Equatable {
     public var writeQueueEventsMax = 200_000
     public var writeQueueBytesMax = 256 * 1024 * 1024
     /// A log block holds at most this many records / uncompressed bytes.
-    public var blockRecordsMax = 2_000
-    public var blockBytesMax = 1024 * 1024
+    public var blockRecordsMax = 512
+    public var blockBytesMax = 64 * 1024
     /// A segment file rolls over past this size.
     public var segmentBytesMax = 128 * 1024 * 1024
     /// HTTP header bytes per request.
