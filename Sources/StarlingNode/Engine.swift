@@ -25,16 +25,19 @@ public final class Engine: @unchecked Sendable {
     public let recoveryMillis: Int64
 
     /// An event with its stored-JSON prefix already serialised (on the caller's thread).
-    struct Prepared {
+    struct Prepared: Sendable {
         var event: IncomingEvent
         var prefix: [UInt8]
     }
 
-    enum Payload {
+    enum Payload: Sendable {
         case events([Prepared], ip: String, transport: Transport)
         case link(sessionID: String, userID: String?, terminalID: String?)
+        /// Records another node wrote (replication or catch-up): appended as they are, unless
+        /// their event id is already stored in the scope.
+        case replica([Record])
     }
-    struct Job {
+    struct Job: Sendable {
         var payload: Payload
         var count: Int
         var bytes: Int
@@ -53,6 +56,11 @@ public final class Engine: @unchecked Sendable {
     var timers: [DispatchSourceTimer] = []  // set once in init, before the engine is shared
     /// Event-id randomness: seeded once from the system generator (ids need uniqueness, not secrecy;
     /// a getrandom syscall per id showed up in profiles). Used only on the writer queue.
+    /// Ships records this node wrote as owner to their followers; calls back with nil once
+    /// every follower stored them (set by `ClusterRuntime`; nil = no replication, rf 1).
+    public typealias Replicate = @Sendable ([Record], @escaping @Sendable (IngestError?) -> Void) -> Void
+    let replicateHook = Mutex<Replicate?>(nil)
+    public func setReplicate(_ r: Replicate?) { replicateHook.withLock { $0 = r } }
     var idRandom = SplitMix64(seed: UInt64.random(in: 1...UInt64.max))
 
     /// Opens (and recovers) the node's data directory.
@@ -122,6 +130,15 @@ public final class Engine: @unchecked Sendable {
         enqueue(Job(payload: .events(prepared, ip: ip, transport: transport), count: events.count, bytes: bytes, completion: completion))
     }
 
+    /// Appends records written by another node (replication, catch-up); completion once stored.
+    public func submitReplica(_ records: [Record], completion: @escaping Completion) {
+        if let reason = unavailableReason() {
+            completion(.failure(reason))
+            return
+        }
+        enqueue(Job(payload: .replica(records), count: records.count, bytes: records.reduce(0) { $0 + $1.json.count + 64 }, completion: completion))
+    }
+
     /// Links identities to a session (`/v1/identify`), durably, in log order with events.
     public func identify(sessionID: String, userID: String?, terminalID: String?, completion: @escaping Completion) {
         if let reason = unavailableReason() {
@@ -183,12 +200,31 @@ public final class Engine: @unchecked Sendable {
     func commit(_ jobs: [Job]) {
         let now = clock()
         var records: [Record] = []
+        var ownCount = 0                             // records this node wrote as owner (replicated)
         var perJob: [(stored: Int, duplicates: Int)] = []
         var newLinks: [String: String] = [:]         // "u:"/"t:" + id -> session, links made in this group
         var seenIDs: [NodeIndex.Scope: Set<String>] = [:]   // ids admitted earlier in this group
+        var replicaRecords: [Record] = []
         index.withLock { idx in
             for job in jobs {
                 switch job.payload {
+                case .replica(let list):
+                    var stored = 0, dups = 0
+                    for r in list {
+                        if r.kind == .event {
+                            let scope = NodeIndex.scope(sessionID: r.sessionID.isEmpty ? nil : r.sessionID,
+                                                        userID: r.userID.isEmpty ? nil : r.userID,
+                                                        terminalID: r.terminalID.isEmpty ? nil : r.terminalID)
+                            if idx.contains(eventID: r.eventID, in: scope) || seenIDs[scope]?.contains(r.eventID) == true {
+                                dups += 1
+                                continue
+                            }
+                            seenIDs[scope, default: []].insert(r.eventID)
+                        }
+                        replicaRecords.append(r)
+                        stored += 1
+                    }
+                    perJob.append((stored, dups))
                 case .link(let sid, let uid, let tid):
                     records.append(Record(kind: .link, ts: now, receivedAt: now, sessionID: sid,
                                           userID: uid ?? "", terminalID: tid ?? ""))
@@ -228,6 +264,8 @@ public final class Engine: @unchecked Sendable {
                 }
             }
         }
+        ownCount = records.count
+        records.append(contentsOf: replicaRecords)
         let bytesBefore = log.totalBytes
         do {
             let placed = try log.append(records, nowMs: now)
@@ -259,12 +297,37 @@ public final class Engine: @unchecked Sendable {
             for job in jobs { job.completion(.failure(IngestError(status: 500, code: "internal", message: "\(error)"))) }
             return
         }
+        let own = Array(records.prefix(ownCount))
+        let hook = replicateHook.withLock { $0 }
+        var waiting: [(Job, (stored: Int, duplicates: Int))] = []
         for (job, r) in zip(jobs, perJob) {
-            if case .events(_, _, let t) = job.payload {
-                metrics.ingested(t, r.stored)
-                if r.duplicates > 0 { metrics.duplicates.increment(by: Int64(r.duplicates)) }
+            if case .replica = job.payload {
+                metrics.replicaRecords.increment(by: Int64(r.stored))
+                job.completion(.success(job.count))
+            } else {
+                waiting.append((job, r))
             }
-            job.completion(.success(job.count))
+        }
+        let engineMetrics = self.metrics
+        let waitingJobs = waiting
+        @Sendable func finish(_ error: IngestError?) {
+            let metrics = engineMetrics
+            for (job, r) in waitingJobs {
+                if let error {
+                    job.completion(.failure(error))
+                    continue
+                }
+                if case .events(_, _, let t) = job.payload {
+                    metrics.ingested(t, r.stored)
+                    if r.duplicates > 0 { metrics.duplicates.increment(by: Int64(r.duplicates)) }
+                }
+                job.completion(.success(job.count))
+            }
+        }
+        if let hook, !own.isEmpty, !waiting.isEmpty {
+            hook(own, finish)
+        } else {
+            finish(nil)
         }
     }
 
@@ -365,6 +428,74 @@ public final class Engine: @unchecked Sendable {
             out.append(r)
         }
         return Answer(records: out, truncated: truncated, partial: partial)
+    }
+
+    /// Reads records by location (any order in, log order out); unreadable blocks are skipped.
+    func readRecords(_ refs: [EventRef]) -> [Record] {
+        var byBlock: [BlockKey: [Int]] = [:]
+        for ref in refs {
+            byBlock[BlockKey(segment: ref.location.segment, offset: ref.location.blockOffset), default: []].append(Int(ref.location.index))
+        }
+        var decoded: [BlockKey: [Int: Record]] = [:]
+        for (key, indexes) in byBlock {
+            guard let raw = blockCache.get(key) ?? (try? log.readRawBlock(segment: key.segment, offset: key.offset)) else { continue }
+            decoded[key] = try? BlockCodec.records(at: indexes.sorted(), inRaw: raw)
+        }
+        return refs.sorted { $0.seq < $1.seq }.compactMap {
+            decoded[BlockKey(segment: $0.location.segment, offset: $0.location.blockOffset)]?[Int($0.location.index)]
+        }
+    }
+
+    /// One page of catch-up for a peer: the records received at or after `since` of every
+    /// routing key (`session`, `u:user`, `t:terminal`) that `wants`, keys in sorted order after
+    /// `afterKey`, at most about `maxRecords`. Identity keys carry their links and the events
+    /// that had no session. Returns the records and the key to continue after (nil when done).
+    public func catchUp(wants: (String) -> Bool, since: Int64, afterKey: String?, maxRecords: Int) -> ([Record], String?) {
+        // Copy what is needed out of the index, then read without the lock.
+        var keys: [String] = []
+        var refs: [String: [EventRef]] = [:]
+        var links: [String: [NodeIndex.Link]] = [:]
+        index.withLock { idx in
+            for (sid, e) in idx.sessions where wants(sid) && (afterKey.map { sid > $0 } ?? true) {
+                let r = e.events.filter { $0.receivedAt >= since }
+                if !r.isEmpty { keys.append(sid); refs[sid] = r }
+            }
+            for (prefix, map) in [("u:", idx.users), ("t:", idx.terminals)] {
+                for (id, e) in map {
+                    let key = prefix + id
+                    guard wants(key), afterKey.map({ key > $0 }) ?? true else { continue }
+                    let l = e.links.filter { $0.linkedAt >= since }
+                    let r = e.events.filter { $0.receivedAt >= since }
+                    if !l.isEmpty || !r.isEmpty {
+                        keys.append(key)
+                        links[key] = l
+                        refs[key] = r
+                    }
+                }
+            }
+        }
+        keys.sort()
+        var out: [Record] = []
+        for (i, key) in keys.enumerated() {
+            if key.hasPrefix("u:") || key.hasPrefix("t:"), links[key] != nil {
+                let id = String(key.dropFirst(2))
+                for l in links[key] ?? [] {
+                    out.append(Record(kind: .link, ts: l.linkedAt, receivedAt: l.linkedAt, sessionID: l.sessionID,
+                                      userID: key.hasPrefix("u:") ? id : "", terminalID: key.hasPrefix("t:") ? id : ""))
+                }
+                // Events under an identity key: only those without a session (others travel with their session).
+                out.append(contentsOf: readRecords(refs[key] ?? []).filter { $0.sessionID.isEmpty })
+            } else {
+                out.append(contentsOf: readRecords(refs[key] ?? []))
+            }
+            if out.count >= maxRecords && i < keys.count - 1 { return (out, key) }
+        }
+        return (out, nil)
+    }
+
+    /// Receive time of the newest record in this node's index (catch-up starts a little before it).
+    public var newestReceivedAt: Int64 {
+        index.withLock { idx in idx.sessions.values.reduce(Int64(0)) { max($0, $1.events.last?.receivedAt ?? 0) } }
     }
 
     public func session(_ id: String, query: EventQuery) -> (Answer, SessionState?) {

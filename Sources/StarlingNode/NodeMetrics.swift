@@ -28,6 +28,9 @@ public final class NodeMetrics: Sendable {
     public let peerRefused: Counter
     public let peerProtocolErrors: Counter
     public let forwardedEvents: Counter
+    public let replicaRecords: Counter
+    public let replicationFailures: Counter
+    public let catchUpRecords: Counter
 
     static func d(_ name: String, _ unit: String, _ help: String) -> MetricNameDescriptor {
         MetricNameDescriptor(namespace: "starling", metricName: name, unitName: unit, helpText: help)
@@ -68,6 +71,9 @@ public final class NodeMetrics: Sendable {
         peerRefused = registry.makeCounter(descriptor: Self.d("peer_refused_hellos", "total", "Peer connections refused at hello (cluster id or version mismatch)"))
         peerProtocolErrors = registry.makeCounter(descriptor: Self.d("peer_protocol_errors", "total", "Malformed frames or bodies on the peer port"))
         forwardedEvents = registry.makeCounter(descriptor: Self.d("events_forwarded", "total", "Events forwarded to their owner node"))
+        replicaRecords = registry.makeCounter(descriptor: Self.d("replica_records", "total", "Records stored as a follower (replication and catch-up)"))
+        replicationFailures = registry.makeCounter(descriptor: Self.d("replication_failures", "total", "Write groups whose replication to a follower failed (answered 503)"))
+        catchUpRecords = registry.makeCounter(descriptor: Self.d("catch_up_records", "total", "Records pulled from peers by catch-up"))
     }
 
     public func ingested(_ t: Transport, _ n: Int) {

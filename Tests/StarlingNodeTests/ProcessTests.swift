@@ -21,8 +21,9 @@ final class NodeProcess: @unchecked Sendable {
     var peerPort = 0
     var stdoutText = ""
 
-    init(binary: String, id: String, data: String, extra: [String] = [], fileSizeLimit: Int? = nil) throws {
-        let nodeArgs = ["node", "--id", id, "--data", data, "--http", "127.0.0.1:0", "--peer", "127.0.0.1:0", "--rf", "1",
+    init(binary: String, id: String, data: String, extra: [String] = [], fileSizeLimit: Int? = nil, rf: Int = 1,
+         peerPort: Int = 0) throws {
+        let nodeArgs = ["node", "--id", id, "--data", data, "--http", "127.0.0.1:0", "--peer", "127.0.0.1:\(peerPort)", "--rf", String(rf),
                              "--log-level", "error"] + extra
         if let limit = fileSizeLimit {
             // prlimit caps the size of any file the node writes: a stand-in for a full disk.
@@ -49,7 +50,7 @@ final class NodeProcess: @unchecked Sendable {
             throw SimpleHTTPClient.ClientError(description: "node did not report its port: \(line)")
         }
         port = p
-        if let r = line.range(of: "peer 127.0.0.1:"), let pp = Int(line[r.upperBound...].prefix { $0.isNumber }) { peerPort = pp }
+        if let r = line.range(of: "peer 127.0.0.1:"), let pp = Int(line[r.upperBound...].prefix { $0.isNumber }) { self.peerPort = pp }
     }
 
     func kill9() {
@@ -77,6 +78,21 @@ final class NodeProcess: @unchecked Sendable {
         let obj = try JSONSerialization.jsonObject(with: Data(r.body)) as? [String: Any]
         return (obj?["events"] as? [[String: Any]] ?? []).compactMap { $0["event_id"] as? String }
     }
+}
+
+final class Mutex_<T>: @unchecked Sendable {
+    let lock = NSLock()
+    var value: T
+    init(_ v: T) { value = v }
+    func get() -> T { lock.withLock { value } }
+    func set(_ v: T) { lock.withLock { value = v } }
+}
+
+final class Flag: @unchecked Sendable {
+    let lock = NSLock()
+    var on = false
+    var value: Bool { lock.withLock { on } }
+    func set() { lock.withLock { on = true } }
 }
 
 final class AckLog: @unchecked Sendable {
@@ -239,6 +255,106 @@ final class AckLog: @unchecked Sendable {
         }, "killed node not shown down")
         #expect(n1.terminate() == 0)
         #expect(n2.terminate() == 0)
+    }
+
+    /// rf=2 under continuous writes: kill -9 a node, restart it, add a fourth, let the first leave
+    /// gracefully. Every 202-answered event is then returned exactly once by every live node.
+    @Test func replicatedClusterSurvivesKillRestartJoinAndLeave() throws {
+        guard let bin = starlingBinary() else {
+            Issue.record("starling binary not found")
+            return
+        }
+        let base = NSTemporaryDirectory() + "starling-rf2-" + UUID().uuidString
+        defer { try? FileManager.default.removeItem(atPath: base) }
+        let n1 = try NodeProcess(binary: bin, id: "n1", data: base + "/n1", rf: 2)
+        let join = ["--join", "127.0.0.1:\(n1.peerPort)"]
+        let n2 = try NodeProcess(binary: bin, id: "n2", data: base + "/n2", extra: join, rf: 2)
+        let n3 = try NodeProcess(binary: bin, id: "n3", data: base + "/n3", extra: join, rf: 2)
+        var all = [n1, n2, n3]
+        defer { for n in all where n.process.isRunning { n.kill9() } }
+        func upIDs(_ n: NodeProcess) -> Set<String> {
+            let m = ((try? n.getJSON("/v1/cluster")["members"] as? [[String: Any]]) ?? nil) ?? []
+            return Set(m.filter { $0["status"] as? String == "up" }.compactMap { $0["id"] as? String })
+        }
+        #expect(eventually(15) { [n1, n2, n3].allSatisfy { upIDs($0) == ["n1", "n2", "n3"] } }, "cluster did not form")
+
+        // Writers: post to whichever nodes are in `targets`, record every 202.
+        let acks = AckLog()
+        let targets = Mutex_<[NodeProcess]>([n1, n2, n3])
+        let stop = Flag()
+        let group = DispatchGroup()
+        let deadline = Date().addingTimeInterval(60)   // hard bound on the load
+        for w in 0..<3 {
+            group.enter()
+            DispatchQueue.global().async {
+                defer { group.leave() }
+                var n = 0
+                while !stop.value && Date() < deadline && n < 20_000 {
+                    let list = targets.get()
+                    let node = list[n % list.count]
+                    let sid = "r\(w)-\(n % 13)"
+                    var ids: [String] = []
+                    var parts: [String] = []
+                    for b in 0..<3 {
+                        let id = "w\(w)-\(n)-\(b)"
+                        ids.append(id)
+                        parts.append(#"{"session_id":"\#(sid)","key":"k","value":\#(n),"event_id":"\#(id)"}"#)
+                    }
+                    if node.post("[" + parts.joined(separator: ",") + "]") == 202 { acks.add(sid, ids) }
+                    n += 1
+                }
+            }
+        }
+        func ackCount() -> Int { acks.lock.withLock { acks.acked.values.reduce(0) { $0 + $1.count } } }
+        _ = eventually(20) { ackCount() >= 1_500 }
+        // 1. kill -9 n2 under load.
+        targets.set([n1, n3])
+        n2.kill9()
+        #expect(eventually(10) { !upIDs(n1).contains("n2") }, "n2 not detected")
+        let beforeRestart = ackCount()
+        _ = eventually(10) { ackCount() >= beforeRestart + 600 }
+        #expect(ackCount() > beforeRestart, "writes must go on with one node down (rf=2, 2 live)")
+        // 2. restart n2 with its data.
+        let n2b = try NodeProcess(binary: bin, id: "n2", data: base + "/n2", rf: 2, peerPort: n2.peerPort)
+        all.append(n2b)
+        #expect(eventually(15) { upIDs(n1) == ["n1", "n2", "n3"] }, "n2 did not rejoin")
+        targets.set([n1, n2b, n3])
+        // 3. a fourth node joins.
+        let n4 = try NodeProcess(binary: bin, id: "n4", data: base + "/n4", extra: ["--join", "127.0.0.1:\(n3.peerPort)"], rf: 2)
+        all.append(n4)
+        #expect(eventually(15) { upIDs(n1) == ["n1", "n2", "n3", "n4"] }, "n4 did not join")
+        targets.set([n2b, n3, n4])
+        let beforeLeave = ackCount()
+        _ = eventually(10) { ackCount() >= beforeLeave + 600 }
+        // 4. n1 leaves gracefully.
+        #expect(n1.terminate() == 0)
+        _ = eventually(5) { ackCount() >= beforeLeave + 900 }
+        stop.set()
+        group.wait()
+        let live = [n2b, n3, n4]
+        #expect(eventually(15) { live.allSatisfy { upIDs($0) == ["n2", "n3", "n4"] } }, "survivors did not agree")
+
+        var lost = 0, duplicated = 0, checked = 0
+        _ = eventually(30) {
+            lost = 0; duplicated = 0; checked = 0
+            for (sid, ids) in acks.acked {
+                for node in live {
+                    guard let stored = try? node.sessionEventIDs(sid) else { lost += ids.count; continue }
+                    let counts = Dictionary(stored.map { ($0, 1) }, uniquingKeysWith: +)
+                    for id in ids {
+                        checked += 1
+                        let c = counts[id] ?? 0
+                        if c == 0 { lost += 1 }
+                        if c > 1 { duplicated += 1 }
+                    }
+                }
+            }
+            return lost == 0 && duplicated == 0
+        }
+        #expect(ackCount() >= 2_000, "load too small to mean anything: \(ackCount())")
+        #expect(lost == 0, "\(lost) of \(checked) acknowledged (event, node) answers missing")
+        #expect(duplicated == 0)
+        for n in live { #expect(n.terminate() == 0) }
     }
 
     @Test func badFlagsExitWithCode2() throws {

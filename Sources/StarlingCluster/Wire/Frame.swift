@@ -10,6 +10,8 @@ public enum MessageKind: UInt8, Sendable, CaseIterable {
          identify = 40, identifyResult = 41,
          resolveIdentity = 42, resolveResult = 43,
          links = 44, linksResult = 45,
+         replicate = 50, replicateResult = 51,
+         catchUp = 52, catchUpResult = 53,
          error = 255
 }
 

@@ -13,10 +13,6 @@ extension ClusterRuntime {
             return IngestError(status: 503, code: "not_enough_replicas",
                                message: "the cluster has \(live) live member(s) but rf=\(config.rf) copies are required; start more nodes or use --rf \(live)")
         }
-        if config.rf > 1 {
-            return IngestError(status: 503, code: "replication_unavailable",
-                               message: "rf=\(config.rf) needs replication, which this build does not provide yet; run with --rf 1")
-        }
         return nil
     }
 
@@ -170,15 +166,15 @@ extension ClusterRuntime {
         public var stateJSON: [UInt8]?
     }
 
-    /// Asks every member (in parallel, with a deadline), merges, dedupes by event id, orders by
-    /// `ts` then `received_at`, cuts at the limit. `partial` when a member did not answer.
+    /// Asks every member (in parallel, with a deadline), merges, dedupes by event id (replicas
+    /// hold copies), orders by `ts` then `received_at`, cuts at the limit. `partial` when a
+    /// member did not answer.
     func query(scope: UInt8, id: String, query: EventQuery, on loop: EventLoop) -> EventLoopFuture<Merged> {
-        let stateOwner = scope == 0 ? owner(of: id) : nil
         let all = members.filter { $0.status != .left }
         var futures: [EventLoopFuture<QueryResult?>] = []
         for m in all {
             let request = QueryRequest(scope: scope, id: id, from: query.from, to: query.to, key: query.key, component: query.component,
-                                       limit: UInt32(query.limit), wantState: m.id == stateOwner)
+                                       limit: UInt32(query.limit), wantState: scope == 0)
             if m.id == config.id {
                 futures.append(localQuery(request, on: loop).map { Optional($0) })
             } else if m.status == .down {
@@ -195,11 +191,20 @@ extension ClusterRuntime {
             var partial = false
             var truncated = false
             var state: [UInt8]?
+            var best: (events: Int64, lastSeen: Int64) = (-1, -1)
             for r in results {
                 guard let r else { partial = true; continue }
                 if r.error != nil { partial = true }
                 truncated = truncated || r.truncated
-                if let s = r.state { state = s }
+                // Every replica folds the session's events into a state; the most complete one
+                // (most events, then latest) wins. This reads through to the previous owner while
+                // a new owner is still catching up.
+                if let s = r.state, let v = try? JSONParser.parse(s), case .object(let o) = v,
+                   case .number(let ev)? = o["events"], case .number(let ls)? = o["last_seen"],
+                   let events = Int64(ev), let last = Int64(ls), (events, last) > best {
+                    best = (events, last)
+                    state = s
+                }
                 hits.append(contentsOf: r.hits)
             }
             hits.sort { a, b in a.ts != b.ts ? a.ts < b.ts : (a.receivedAt != b.receivedAt ? a.receivedAt < b.receivedAt : a.eventID < b.eventID) }

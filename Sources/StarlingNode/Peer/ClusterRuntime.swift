@@ -22,6 +22,15 @@ public final class ClusterRuntime: @unchecked Sendable {
     let selfHello: Hello
     var tickTask: RepeatedTask?
     let seeds: [String]
+    struct CatchUpState {
+        var running = 0
+        /// Whether the first catch-up after start has been scheduled.
+        var started = false
+        var previousRing: [String] = []
+    }
+    let catchUpState = Mutex(CatchUpState())
+    /// Catch-up after a restart starts this long before the newest record we hold.
+    static let restartCatchUpMarginMs: Int64 = 120_000
 
     public var selfID: String { config.id }
     public static let queryTimeout: TimeAmount = .seconds(2)
@@ -55,6 +64,7 @@ public final class ClusterRuntime: @unchecked Sendable {
     static func now() -> Int64 { StarlingServer.systemMillis() }
 
     func start() {
+        installReplication()
         let directives = membership.withLock { $0.start(seeds: seeds, now: Self.now()) }
         execute(directives)
         recomputeRing()
@@ -105,8 +115,35 @@ public final class ClusterRuntime: @unchecked Sendable {
             return m
         }
         if let updated { try? updated.save(config.dataDir) }
+        scheduleCatchUp(ring: members.sorted())
         logger.info("membership changed", metadata: ["epoch": "\(epoch)", "ring": "\(members.sorted().joined(separator: ","))"])
     }
+
+    /// Decides what to pull after the ring changed. The first time this node is in a ring with
+    /// others: everything since a little before its newest record (a restart), or everything (a
+    /// new node: the handoff of its share). Later changes: only the keys the new ring made this
+    /// node responsible for.
+    func scheduleCatchUp(ring newMembers: [String]) {
+        let meInRing = newMembers.contains(config.id)
+        let plan: (since: Int64, previous: [String])? = catchUpState.withLock { s in
+            defer { s.previousRing = newMembers }
+            guard meInRing, newMembers.count > 1 else { return nil }
+            if !s.started {
+                s.started = true
+                let newest = engine.newestReceivedAt
+                return (newest == 0 ? 0 : newest - Self.restartCatchUpMarginMs, [])
+            }
+            guard !s.previousRing.isEmpty, s.previousRing != newMembers else { return nil }
+            return (0, s.previousRing)
+        }
+        guard let plan else { return }
+        // Let the view settle (gossip reaches the others) before pulling.
+        group.next().scheduleTask(in: .milliseconds(500)) { [weak self] in
+            self?.runCatchUp(since: plan.since, previousMembers: plan.previous)
+        }
+    }
+
+    public var catchingUp: Bool { catchUpState.withLock { $0.running > 0 } }
 
     func client(for peer: String) -> PeerClient {
         clients.withLock { c in
@@ -219,6 +256,17 @@ public final class ClusterRuntime: @unchecked Sendable {
             let r = try? ResolveIdentity.decode(frame.body)
             let sid = engine.resolveSession(userID: r?.userID, terminalID: r?.terminalID)
             return loop.makeSucceededFuture(reply(.resolveResult, ResolveResult(sessionID: sid).encode()))
+        case .replicate:
+            guard let batch = try? ReplicateBatch.decode(frame.body) else {
+                engine.metrics.peerProtocolErrors.increment()
+                return loop.makeSucceededFuture(reply(.replicateResult, ReplicateResult(status: 400, message: "malformed batch").encode()))
+            }
+            return storeReplicated(batch, from: frame.sender, on: loop).map { reply(.replicateResult, $0.encode()) }
+        case .catchUp:
+            guard let req = try? CatchUpRequest.decode(frame.body) else {
+                return loop.makeSucceededFuture(reply(.catchUpResult, CatchUpResult(records: [], nextKey: nil).encode()))
+            }
+            return answerCatchUp(req, on: loop).map { reply(.catchUpResult, $0.encode()) }
         case .links:
             let r = try? LinksRequest.decode(frame.body)
             let links = r.map { $0.user ? engine.sessions(ofUser: $0.id) : engine.sessions(ofTerminal: $0.id) } ?? []

@@ -1,0 +1,116 @@
+/// Body of `replicate`: records the owner has written, to be appended by a follower.
+/// Each record is in its log encoding (`Record.encode`), CRC included, so the follower
+/// verifies it before storing it.
+public struct ReplicateBatch: Sendable, Equatable {
+    public var records: [[UInt8]]
+    public init(records: [[UInt8]]) { self.records = records }
+
+    public func encode() -> [UInt8] {
+        var w = BodyWriter()
+        w.u32(UInt32(clamping: records.count))
+        for r in records { w.blob(r) }
+        return w.bytes
+    }
+
+    public static func decode(_ body: [UInt8]) throws(FrameError) -> ReplicateBatch {
+        try decodeBody(body, "replicate") { (r: inout BodyReader) throws(FrameError) in
+            let n = try r.count("count", minimumBytes: 4)
+            var out: [[UInt8]] = []
+            out.reserveCapacity(n)
+            for _ in 0..<n { out.append(try r.blob("record")) }
+            return ReplicateBatch(records: out)
+        }
+    }
+}
+
+/// Body of `replicateResult`: 200 when every record is in the follower's log (or was already).
+public struct ReplicateResult: Sendable, Equatable {
+    public var status: UInt16
+    public var message: String
+    public init(status: UInt16, message: String) {
+        self.status = status
+        self.message = message
+    }
+
+    public func encode() -> [UInt8] {
+        var w = BodyWriter()
+        w.u16(status)
+        w.string(message)
+        return w.bytes
+    }
+
+    public static func decode(_ body: [UInt8]) throws(FrameError) -> ReplicateResult {
+        try decodeBody(body, "replicateResult") { (r: inout BodyReader) throws(FrameError) in
+            ReplicateResult(status: try r.u16("status"), message: try r.string("message"))
+        }
+    }
+}
+
+/// Body of `catchUp`: "send me the records, received at or after `since`, of the keys whose
+/// replica set includes me", in pages ordered by key, starting after `afterKey`.
+///
+/// `previousMembers`, when not empty, narrows the request to keys the requester did NOT
+/// replicate in the ring of those members (what a ring change newly made it responsible for).
+public struct CatchUpRequest: Sendable, Equatable {
+    public var requester: String
+    public var since: Int64
+    public var afterKey: String?
+    public var previousMembers: [String]
+    public init(requester: String, since: Int64, afterKey: String?, previousMembers: [String] = []) {
+        self.requester = requester
+        self.since = since
+        self.afterKey = afterKey
+        self.previousMembers = previousMembers
+    }
+
+    public func encode() -> [UInt8] {
+        var w = BodyWriter()
+        w.string(requester)
+        w.i64(since)
+        w.optionalString(afterKey)
+        w.u32(UInt32(clamping: previousMembers.count))
+        for m in previousMembers { w.string(m) }
+        return w.bytes
+    }
+
+    public static func decode(_ body: [UInt8]) throws(FrameError) -> CatchUpRequest {
+        try decodeBody(body, "catchUp") { (r: inout BodyReader) throws(FrameError) in
+            let requester = try r.string("requester")
+            let since = try r.i64("since")
+            let after = try r.optionalString("afterKey")
+            let n = try r.count("previousMembers", minimumBytes: 2)
+            var prev: [String] = []
+            for _ in 0..<n { prev.append(try r.string("member")) }
+            return CatchUpRequest(requester: requester, since: since, afterKey: after, previousMembers: prev)
+        }
+    }
+}
+
+/// Body of `catchUpResult`: one page of records (log encoding) and the key to continue after
+/// (nil when done).
+public struct CatchUpResult: Sendable, Equatable {
+    public var records: [[UInt8]]
+    public var nextKey: String?
+    public init(records: [[UInt8]], nextKey: String?) {
+        self.records = records
+        self.nextKey = nextKey
+    }
+
+    public func encode() -> [UInt8] {
+        var w = BodyWriter()
+        w.u32(UInt32(clamping: records.count))
+        for r in records { w.blob(r) }
+        w.optionalString(nextKey)
+        return w.bytes
+    }
+
+    public static func decode(_ body: [UInt8]) throws(FrameError) -> CatchUpResult {
+        try decodeBody(body, "catchUpResult") { (r: inout BodyReader) throws(FrameError) in
+            let n = try r.count("count", minimumBytes: 4)
+            var out: [[UInt8]] = []
+            out.reserveCapacity(n)
+            for _ in 0..<n { out.append(try r.blob("record")) }
+            return CatchUpResult(records: out, nextKey: try r.optionalString("nextKey"))
+        }
+    }
+}

@@ -1,0 +1,188 @@
+import Logging
+import NIOCore
+import StarlingCluster
+import StarlingCore
+import Synchronization
+
+/// Replication: the owner ships every write group to the other `rf - 1` members of each
+/// record's replica set and answers 202 only when they stored it; followers fold replicated
+/// records into their own index (so they hold the session state when they take over).
+/// Catch-up: after a restart, a join or a ring change, a node pulls from its peers the
+/// records of the keys it has become responsible for.
+extension ClusterRuntime {
+    static let replicateTimeout: TimeAmount = .seconds(5)
+    static let catchUpPageRecords = 5_000
+
+    /// The routing keys a record belongs to (links belong to all of theirs).
+    static func keys(of r: Record) -> [String] {
+        switch r.kind {
+        case .event:
+            return [routingKey(sessionID: r.sessionID.isEmpty ? nil : r.sessionID, userID: r.userID.isEmpty ? nil : r.userID,
+                               terminalID: r.terminalID.isEmpty ? nil : r.terminalID)]
+        case .link:
+            var k = [r.sessionID]
+            if !r.userID.isEmpty { k.append("u:" + r.userID) }
+            if !r.terminalID.isEmpty { k.append("t:" + r.terminalID) }
+            return k
+        }
+    }
+
+    /// The members other than this node that must hold a copy of `key`: the replica set of
+    /// the current ring without us, cut to `rf - 1`.
+    func followers(of key: String, in ring: HashRing) -> [String] {
+        Array(ring.replicas(of: key, count: config.rf + 1).filter { $0 != config.id }.prefix(config.rf - 1))
+    }
+
+    func installReplication() {
+        guard config.rf > 1 else { return }
+        engine.setReplicate { [weak self] records, done in
+            guard let self else { return done(IngestError(status: 503, code: "shutting_down", message: "node is shutting down")) }
+            self.replicate(records, done: done)
+        }
+    }
+
+    func replicate(_ records: [Record], done: @escaping @Sendable (IngestError?) -> Void) {
+        let ring = self.ring
+        var perFollower: [String: [[UInt8]]] = [:]
+        for r in records {
+            var targets = Set<String>()
+            for key in Self.keys(of: r) {
+                let f = followers(of: key, in: ring)
+                if f.count < config.rf - 1 {
+                    engine.metrics.replicationFailures.increment()
+                    return done(IngestError(status: 503, code: "not_enough_replicas",
+                                            message: "only \(f.count + 1) live member(s) for rf=\(config.rf)"))
+                }
+                targets.formUnion(f)
+            }
+            let bytes = r.encoded
+            for t in targets { perFollower[t, default: []].append(bytes) }
+        }
+        guard !perFollower.isEmpty else { return done(nil) }
+        let loop = group.next()
+        let futures = perFollower.map { follower, recs -> EventLoopFuture<IngestError?> in
+            guard let peer = peerAddress(of: follower) else {
+                return loop.makeSucceededFuture(IngestError(status: 503, code: "replica_unavailable", message: "follower \(follower) has no address"))
+            }
+            return client(for: peer).request(.replicate, body: ReplicateBatch(records: recs).encode(), timeout: Self.replicateTimeout)
+                .map { frame -> IngestError? in
+                    guard let r = try? ReplicateResult.decode(frame.body) else {
+                        return IngestError(status: 503, code: "replica_unavailable", message: "follower \(follower) sent a malformed answer")
+                    }
+                    return r.status == 200 ? nil : IngestError(status: 503, code: "replica_unavailable", message: "follower \(follower): \(r.message)")
+                }
+                .recover { error in IngestError(status: 503, code: "replica_unavailable", message: "follower \(follower) is unreachable: \(error)") }
+                .hop(to: loop)
+        }
+        let metrics = engine.metrics
+        EventLoopFuture.whenAllSucceed(futures, on: loop).whenSuccess { results in
+            let failure = results.compactMap { $0 }.first
+            if failure != nil { metrics.replicationFailures.increment() }
+            done(failure)
+        }
+    }
+
+    /// A follower stores a replicated batch. Fencing: a sender that is not in the key's replica
+    /// set in our view of the ring (a stale owner that was declared down and replaced) is refused.
+    func storeReplicated(_ batch: ReplicateBatch, from sender: String, on loop: EventLoop) -> EventLoopFuture<ReplicateResult> {
+        var records: [Record] = []
+        records.reserveCapacity(batch.records.count)
+        for bytes in batch.records {
+            let decoded: Record? = bytes.withUnsafeBytes { buf in
+                var reader = ByteReader(buf)
+                guard let r = try? Record.decode(&reader), reader.remaining == 0 else { return nil }
+                return r
+            }
+            guard let r = decoded else {
+                engine.metrics.peerProtocolErrors.increment()
+                return loop.makeSucceededFuture(ReplicateResult(status: 400, message: "a replicated record failed its checksum"))
+            }
+            records.append(r)
+        }
+        let ring = self.ring
+        for r in records where r.kind == .event {
+            let key = Self.keys(of: r)[0]
+            let set = ring.replicas(of: key, count: config.rf + 1)
+            if !set.contains(sender) && ring.members.contains(config.id) {
+                return loop.makeSucceededFuture(ReplicateResult(status: 409, message: "\(sender) is not a replica of '\(key)' at epoch \(epoch) (stale owner)"))
+            }
+        }
+        let p = loop.makePromise(of: ReplicateResult.self)
+        engine.submitReplica(records) { result in
+            switch result {
+            case .success: p.succeed(ReplicateResult(status: 200, message: ""))
+            case .failure(let e): p.succeed(ReplicateResult(status: UInt16(e.status), message: "\(e.code): \(e.message)"))
+            }
+        }
+        return p.futureResult
+    }
+
+    // MARK: Catch-up
+
+    func answerCatchUp(_ req: CatchUpRequest, on loop: EventLoop) -> EventLoopFuture<CatchUpResult> {
+        let ring = self.ring
+        let rf = config.rf
+        let previous = req.previousMembers.isEmpty ? nil : HashRing(members: req.previousMembers)
+        let requester = req.requester
+        let engine = self.engine
+        return threadPool.runIfActive(eventLoop: loop) { () -> CatchUpResult in
+            let wants: (String) -> Bool = { key in
+                guard ring.replicas(of: key, count: rf).contains(requester) else { return false }
+                if let previous { return !previous.replicas(of: key, count: rf).contains(requester) }
+                return true
+            }
+            let (records, next) = engine.catchUp(wants: wants, since: req.since, afterKey: req.afterKey, maxRecords: Self.catchUpPageRecords)
+            return CatchUpResult(records: records.map(\.encoded), nextKey: next)
+        }
+    }
+
+    /// Pulls, page by page from every live peer, the records this node should hold.
+    func runCatchUp(since: Int64, previousMembers: [String]) {
+        let peers = members.filter { $0.id != config.id && $0.status.isLive }
+        guard !peers.isEmpty else { return }
+        catchUpState.withLock { $0.running += 1 }
+        let loop = group.next()
+        var chain = loop.makeSucceededFuture(0)
+        for m in peers {
+            chain = chain.flatMap { [self] total in pull(from: m.peer, since: since, previous: previousMembers, after: nil, on: loop).map { total + $0 } }
+        }
+        chain.whenComplete { [self] result in
+            catchUpState.withLock { $0.running -= 1 }
+            switch result {
+            case .success(let n):
+                if n > 0 { logger.info("catch-up stored \(n) records", metadata: ["since": "\(since)"]) }
+            case .failure(let e):
+                logger.warning("catch-up incomplete: \(e)")
+            }
+        }
+    }
+
+    func pull(from peer: String, since: Int64, previous: [String], after: String?, on loop: EventLoop) -> EventLoopFuture<Int> {
+        let req = CatchUpRequest(requester: config.id, since: since, afterKey: after, previousMembers: previous)
+        return client(for: peer).request(.catchUp, body: req.encode(), timeout: .seconds(30)).flatMap { [self] frame -> EventLoopFuture<Int> in
+            guard let page = try? CatchUpResult.decode(frame.body) else { return loop.makeSucceededFuture(0) }
+            let records: [Record] = page.records.compactMap { bytes in
+                bytes.withUnsafeBytes { buf in
+                    var reader = ByteReader(buf)
+                    return try? Record.decode(&reader)
+                }
+            }
+            let p = loop.makePromise(of: Int.self)
+            if records.isEmpty {
+                p.succeed(0)
+            } else {
+                engine.metrics.catchUpRecords.increment(by: Int64(records.count))
+                engine.submitReplica(records) { result in
+                    switch result {
+                    case .success(let n): p.succeed(n)
+                    case .failure(let e): p.fail(PeerClient.PeerUnavailable(description: "storing catch-up records: \(e.message)"))
+                    }
+                }
+            }
+            return p.futureResult.flatMap { [self] n in
+                guard let next = page.nextKey else { return loop.makeSucceededFuture(n) }
+                return pull(from: peer, since: since, previous: previous, after: next, on: loop).map { n + $0 }
+            }
+        }.hop(to: loop)
+    }
+}
