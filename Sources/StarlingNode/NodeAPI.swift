@@ -58,6 +58,8 @@ public struct APIResponse: Sendable {
 public final class NodeAPI: Sendable {
     public let engine: Engine
     let runtimeBox = Mutex<ClusterRuntime?>(nil)
+    /// Called by `POST /v1/admin/leave`: the process shell stops the node as on SIGTERM.
+    public let stopRequest = Mutex<(@Sendable () -> Void)?>(nil)
     /// The cluster runtime, set once the peer port is bound (requests before that get 503).
     public var cluster: ClusterRuntime? { runtimeBox.withLock { $0 } }
     let limiter: Mutex<RateLimiter?>
@@ -127,6 +129,15 @@ public final class NodeAPI: Sendable {
         case 2 where segs[0] == "v1" && segs[1] == "events": return only(req.method == .POST, "POST", { ingest(req, loop) })
         case 2 where segs[0] == "v1" && segs[1] == "identify": return only(req.method == .POST, "POST", { identify(req, loop) })
         case 2 where segs[0] == "v1" && segs[1] == "cluster": return only(get, "GET", { loop.makeSucceededFuture(clusterView()) })
+        case 3 where segs[0] == "v1" && segs[1] == "admin" && segs[2] == "leave":
+            return only(req.method == .POST, "POST", {
+                guard let stop = stopRequest.withLock({ $0 }) else {
+                    return loop.makeSucceededFuture(.error(IngestError(status: 501, code: "not_supported", message: "this node cannot be stopped over HTTP")))
+                }
+                // Answer first, then leave the cluster and exit as on SIGTERM.
+                loop.scheduleTask(in: .milliseconds(50)) { stop() }
+                return loop.makeSucceededFuture(.json(.accepted, .object(JSONObject([("leaving", .string(config.id))]))))
+            })
         case 3 where segs[0] == "v1" && segs[1] == "stats" && segs[2] == "components": return only(get, "GET", { loop.makeSucceededFuture(components()) })
         case 3 where segs[0] == "v1" && segs[1] == "stats" && segs[2] == "blocked": return only(get, "GET", { loop.makeSucceededFuture(blocked()) })
         case 3 where segs[0] == "v1" && segs[1] == "sessions": return only(get, "GET", { sessionQuery(segs[2], req, q, loop) })

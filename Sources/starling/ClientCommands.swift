@@ -80,7 +80,31 @@ struct QueryCommand: ParsableCommand {
 
 struct ClusterCommand: ParsableCommand {
     static let configuration = CommandConfiguration(commandName: "cluster", abstract: "Inspect the cluster.",
-                                                    subcommands: [Status.self])
+                                                    subcommands: [Status.self, Leave.self])
+    struct Leave: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "leave",
+            abstract: "Ask member ID to leave the cluster gracefully (its data stays on its replicas) and exit 0.")
+        @OptionGroup var address: NodeAddress
+        @Argument(help: "member id") var id: String
+
+        func run() throws {
+            let r = try address.call("GET", "/v1/cluster")
+            guard let obj = try? JSONSerialization.jsonObject(with: Data(r.body)) as? [String: Any],
+                  let members = obj["members"] as? [[String: Any]],
+                  let member = members.first(where: { $0["id"] as? String == id }),
+                  let http = member["http"] as? String, let hp = HostPort(http) else {
+                throw CommandFailure(description: "error: no member '\(id)' in the cluster seen by \(address.node)")
+            }
+            let answer: SimpleHTTPClient.Response
+            do {
+                answer = try SimpleHTTPClient.request(host: hp.host, port: hp.port, method: "POST", path: "/v1/admin/leave")
+            } catch {
+                throw CommandFailure(description: "error: \(error)")
+            }
+            try printBody(answer)
+        }
+    }
     struct Status: ParsableCommand {
         static let configuration = CommandConfiguration(commandName: "status", abstract: "Print the membership table (GET /v1/cluster).")
         @OptionGroup var address: NodeAddress

@@ -10,19 +10,21 @@ struct DevCommand: ParsableCommand {
 
     @Option(help: "Number of nodes (1...9).") var nodes: Int = 3
     @Option(help: "Directory for the nodes' data (one subdirectory per node).") var data: String = ".starling-dev"
-    @Option(help: "Copies of every event (1 until replication lands).") var rf: Int = 1
+    @Option(help: "Copies of every event (default 2, or 1 for a single node).") var rf: Int?
     @Option(name: .customLong("base-port"), help: "HTTP/UDP port of node 1 minus one; peer ports are this minus 1000.") var basePort: Int = 8080
 
     func validate() throws {
         guard (1...9).contains(nodes) else { throw ValidationError("--nodes must be 1...9") }
         guard basePort > 1000 && basePort + nodes < 65536 else { throw ValidationError("--base-port out of range") }
+        if let rf, !(1...nodes).contains(rf) { throw ValidationError("--rf must be 1...\(nodes) for \(nodes) node(s)") }
     }
 
     func run() throws {
         let exe = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath().path
         var children: [Process] = []
         say("starling dev: starting \(nodes) node(s); data in \(data)")
-        if rf == 1 { say("note: --rf 1 keeps one copy of each event (replication is not built yet).") }
+        let rf = self.rf ?? min(2, nodes)
+        say("rf \(rf): a 202 means every event is stored on \(rf) node(s)")
         for k in 1...nodes {
             let id = "n\(k)"
             let http = "127.0.0.1:\(basePort + k)"

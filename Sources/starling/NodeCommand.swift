@@ -65,6 +65,7 @@ struct NodeCommand: ParsableCommand {
         signal(SIGTERM, SIG_IGN)
         signal(SIGINT, SIG_IGN)
         let done = DispatchSemaphore(value: 0)
+        server.api.stopRequest.withLock { $0 = { done.signal() } }
         let q = DispatchQueue(label: "starling.signals")
         var sources: [DispatchSourceSignal] = []
         for sig in [SIGTERM, SIGINT] {
@@ -77,7 +78,7 @@ struct NodeCommand: ParsableCommand {
               + (cfg.udp.map { ", udp \($0.host):\(server.udpPort ?? 0)" } ?? "")
               + ", peer \(cfg.peer.host):\(server.peerPort ?? 0), rf \(cfg.rf)\n")
         done.wait()
-        logger.info("signal received: draining")
+        logger.info("stopping: leaving the cluster and draining")
         server.stop()
         _ = sources
         Glibc.exit(0)

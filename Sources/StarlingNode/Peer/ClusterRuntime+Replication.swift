@@ -136,24 +136,36 @@ extension ClusterRuntime {
         }
     }
 
-    /// Pulls, page by page from every live peer, the records this node should hold.
+    /// Pulls, page by page from every live peer, the records this node should hold. One
+    /// catch-up streams at a time; a plan that arrives meanwhile waits its turn.
     func runCatchUp(since: Int64, previousMembers: [String]) {
+        let startNow: Bool = catchUpState.withLock { s in
+            if s.running > 0 {
+                s.queued.append((since, previousMembers))
+                return false
+            }
+            s.running = 1
+            return true
+        }
+        guard startNow else { return }
         let peers = members.filter { $0.id != config.id && $0.status.isLive }
-        guard !peers.isEmpty else { return }
-        catchUpState.withLock { $0.running += 1 }
         let loop = group.next()
         var chain = loop.makeSucceededFuture(0)
         for m in peers {
             chain = chain.flatMap { [self] total in pull(from: m.peer, since: since, previous: previousMembers, after: nil, on: loop).map { total + $0 } }
         }
         chain.whenComplete { [self] result in
-            catchUpState.withLock { $0.running -= 1 }
             switch result {
             case .success(let n):
                 if n > 0 { logger.info("catch-up stored \(n) records", metadata: ["since": "\(since)"]) }
             case .failure(let e):
                 logger.warning("catch-up incomplete: \(e)")
             }
+            let next: (Int64, [String])? = catchUpState.withLock { s in
+                s.running = 0
+                return s.queued.isEmpty ? nil : s.queued.removeFirst()
+            }
+            if let next { runCatchUp(since: next.0, previousMembers: next.1) }
         }
     }
 

@@ -221,15 +221,21 @@ extension ClusterRuntime {
     // MARK: /v1/cluster
 
     func clusterJSON() -> JSONValue {
-        let list = members.map { m -> JSONValue in
-            .object(JSONObject([("id", .string(m.id)), ("peer", .string(m.peer)), ("http", .string(m.http)),
-                                ("status", .string(m.status.rawValue)), ("incarnation", .number(String(m.incarnation)))]))
-        }
         let share = ring.ownedShare()
-        _ = share
+        let list = members.map { m -> JSONValue in
+            let s = share[m.id] ?? 0
+            return .object(JSONObject([("id", .string(m.id)), ("peer", .string(m.peer)), ("http", .string(m.http)),
+                                       ("status", .string(m.status.rawValue)), ("incarnation", .number(String(m.incarnation))),
+                                       ("share", .number(String(Double(Int(s * 10_000)) / 10_000)))]))
+        }
         return .object(JSONObject([
             ("self", .string(config.id)), ("epoch", .number(String(epoch))), ("rf", .number(String(config.rf))),
-            ("cluster_id", .string(String(clusterID, radix: 16))), ("members", .array(list)),
+            ("cluster_id", .string(String(clusterID, radix: 16))),
+            // Replication is synchronous (a write is acknowledged once every replica has it), so
+            // there is no replication lag; catch-up (restart, join, ring change) is the handoff.
+            ("replication", .string(config.rf > 1 ? "synchronous" : "none")),
+            ("catching_up", .bool(catchingUp)),
+            ("members", .array(list)),
         ]))
     }
 }

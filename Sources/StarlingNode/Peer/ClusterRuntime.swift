@@ -27,6 +27,7 @@ public final class ClusterRuntime: @unchecked Sendable {
         /// Whether the first catch-up after start has been scheduled.
         var started = false
         var previousRing: [String] = []
+        var queued: [(Int64, [String])] = []
     }
     let catchUpState = Mutex(CatchUpState())
     /// Catch-up after a restart starts this long before the newest record we hold.
