@@ -13,26 +13,6 @@ extension ClusterRuntime {
     static let replicateTimeout: TimeAmount = .seconds(5)
     static let catchUpPageRecords = 5_000
 
-    /// The routing keys a record belongs to (links belong to all of theirs).
-    static func keys(of r: Record) -> [String] {
-        switch r.kind {
-        case .event:
-            return [routingKey(sessionID: r.sessionID.isEmpty ? nil : r.sessionID, userID: r.userID.isEmpty ? nil : r.userID,
-                               terminalID: r.terminalID.isEmpty ? nil : r.terminalID)]
-        case .link:
-            var k = [r.sessionID]
-            if !r.userID.isEmpty { k.append("u:" + r.userID) }
-            if !r.terminalID.isEmpty { k.append("t:" + r.terminalID) }
-            return k
-        }
-    }
-
-    /// The members other than this node that must hold a copy of `key`: the replica set of
-    /// the current ring without us, cut to `rf - 1`.
-    func followers(of key: String, in ring: HashRing) -> [String] {
-        Array(ring.replicas(of: key, count: config.rf + 1).filter { $0 != config.id }.prefix(config.rf - 1))
-    }
-
     func installReplication() {
         guard config.rf > 1 else { return }
         engine.setReplicate { [weak self] records, done in
@@ -46,12 +26,11 @@ extension ClusterRuntime {
         var perFollower: [String: [[UInt8]]] = [:]
         for r in records {
             var targets = Set<String>()
-            for key in Self.keys(of: r) {
-                let f = followers(of: key, in: ring)
-                if f.count < config.rf - 1 {
+            for key in Placement.keys(of: r) {
+                guard let f = Placement.followers(of: key, ring: ring, rf: config.rf, me: config.id) else {
                     engine.metrics.replicationFailures.increment()
                     return done(IngestError(status: 503, code: "not_enough_replicas",
-                                            message: "only \(f.count + 1) live member(s) for rf=\(config.rf)"))
+                                            message: "fewer than rf=\(config.rf) live members for '\(key)'"))
                 }
                 targets.formUnion(f)
             }
@@ -101,9 +80,8 @@ extension ClusterRuntime {
         }
         let ring = self.ring
         for r in records where r.kind == .event {
-            let key = Self.keys(of: r)[0]
-            let set = ring.replicas(of: key, count: config.rf + 1)
-            if !set.contains(sender) && ring.members.contains(config.id) {
+            let key = Placement.keys(of: r)[0]
+            if !Placement.accepts(replicaOf: key, from: sender, ring: ring, rf: config.rf, me: config.id) {
                 return loop.makeSucceededFuture(ReplicateResult(status: 409, message: "\(sender) is not a replica of '\(key)' at epoch \(epoch) (stale owner)"))
             }
         }

@@ -23,8 +23,8 @@ extension ClusterRuntime {
             var byOwner: [String: [IncomingEvent]] = [:]
             let ring = self.ring
             for e in resolved {
-                let key = Self.routingKey(sessionID: e.sessionID, userID: e.userID, terminalID: e.terminalID)
-                byOwner[ring.owner(of: key) ?? config.id, default: []].append(e)
+                let key = Placement.routingKey(sessionID: e.sessionID, userID: e.userID, terminalID: e.terminalID)
+                byOwner[Placement.owner(of: key, ring: ring, me: config.id), default: []].append(e)
             }
             var futures: [EventLoopFuture<Result<Int, IngestError>>] = []
             for (owner, list) in byOwner {

@@ -203,14 +203,7 @@ public final class ClusterRuntime: @unchecked Sendable {
     public var epoch: UInt64 { ringState.withLock { $0.epoch } }
     public var members: [MemberInfo] { membership.withLock { $0.members } }
 
-    /// The routing key of an event: its session, else its user, else its terminal.
-    public static func routingKey(sessionID: String?, userID: String?, terminalID: String?) -> String {
-        if let s = sessionID { return s }
-        if let u = userID { return "u:" + u }
-        return "t:" + (terminalID ?? "")
-    }
-
-    func owner(of key: String) -> String { ring.owner(of: key) ?? config.id }
+    func owner(of key: String) -> String { Placement.owner(of: key, ring: ring, me: config.id) }
 
     func peerAddress(of member: String) -> String? {
         membership.withLock { $0.member(member)?.peer }

@@ -1,0 +1,53 @@
+import StarlingCore
+
+/// Where events go: pure functions of the ring, used by the node's routing and replication
+/// and by the deterministic simulation.
+public enum Placement {
+    /// The routing key of an event: its session, else `u:<user>`, else `t:<terminal>`.
+    public static func routingKey(sessionID: String?, userID: String?, terminalID: String?) -> String {
+        if let s = sessionID, !s.isEmpty { return s }
+        if let u = userID, !u.isEmpty { return "u:" + u }
+        return "t:" + (terminalID ?? "")
+    }
+
+    /// The routing keys a stored record belongs to (a link belongs to its session and identities).
+    public static func keys(of r: Record) -> [String] {
+        switch r.kind {
+        case .event:
+            return [routingKey(sessionID: r.sessionID, userID: r.userID, terminalID: r.terminalID)]
+        case .link:
+            var k = [r.sessionID]
+            if !r.userID.isEmpty { k.append("u:" + r.userID) }
+            if !r.terminalID.isEmpty { k.append("t:" + r.terminalID) }
+            return k
+        }
+    }
+
+    /// The node that stores an event first: the ring owner of its key (`me` when the ring is empty).
+    public static func owner(of key: String, ring: HashRing, me: String) -> String {
+        ring.owner(of: key) ?? me
+    }
+
+    /// The members other than `me` that must also hold a copy of `key` for `rf` copies in all:
+    /// the key's replica set without `me`, cut to `rf - 1`. nil when the ring has too few members
+    /// (then the write must be refused, never acknowledged with fewer copies).
+    public static func followers(of key: String, ring: HashRing, rf: Int, me: String) -> [String]? {
+        let others = ring.replicas(of: key, count: rf + 1).filter { $0 != me }
+        guard others.count >= rf - 1 else { return nil }
+        return Array(others.prefix(rf - 1))
+    }
+
+    /// Fencing: may `sender` write `key` to this node? Only a member of the key's replica set
+    /// in this node's view (a replaced, stale owner is refused). A node outside the ring (still
+    /// joining) accepts, since it has no view to judge by.
+    public static func accepts(replicaOf key: String, from sender: String, ring: HashRing, rf: Int, me: String) -> Bool {
+        guard ring.members.contains(me) else { return true }
+        return ring.replicas(of: key, count: rf + 1).contains(sender)
+    }
+
+    /// The ack rule: a write is acknowledged only if it is stored locally and every follower
+    /// stored it.
+    public static func acknowledged(storedLocally: Bool, followerAcks: [Bool]) -> Bool {
+        storedLocally && followerAcks.allSatisfy { $0 }
+    }
+}
