@@ -71,8 +71,8 @@ class Node:
 
 class Load:
     """Clients posting small batches and pixels for many sessions; records every acknowledged id."""
-    def __init__(self, nodes, seed, clients=4, sessions=200):
-        self.nodes, self.rng = nodes, random.Random(seed)
+    def __init__(self, nodes, seed, clients=4, sessions=200, lb=None):
+        self.nodes, self.rng, self.lb = nodes, random.Random(seed), lb
         self.acked, self.lock = {}, threading.Lock()
         self.sent = self.ok = self.refused = self.errors = 0
         self.stop_flag = threading.Event()
@@ -80,6 +80,8 @@ class Load:
         self.threads = []
 
     def targets(self):
+        if self.lb:
+            return [self.lb]
         return [n for n in self.nodes if n.alive() and not getattr(n, "paused", False) and not getattr(n, "leaving", False)]
 
     def client(self, cid, deadline):
@@ -151,6 +153,7 @@ def main():
     p.add_argument("--base-port", type=int, default=19000)
     p.add_argument("--report", default="chaos-report.json")
     p.add_argument("--keep", action="store_true", help="keep the data directory")
+    p.add_argument("--lb", choices=["nginx", "haproxy"], help="send the load through this load balancer (ops/lb)")
     a = p.parse_args()
     root = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
     binary = a.bin or next((b for b in [os.path.join(root, ".build/release/starling"), os.path.join(root, ".build/debug/starling")]
@@ -172,7 +175,16 @@ def main():
     report = {"seed": a.seed, "nodes": a.nodes, "rf": a.rf, "binary": os.path.relpath(binary, root), "faults": []}
     ok = wait_for(lambda: all(up_ids(n) == {x.id for x in nodes} for n in nodes), 20)
     log(f"cluster of {a.nodes} up: {ok} (rf={a.rf}, seed={a.seed})")
-    load = Load(nodes, a.seed)
+    lb_port = a.base_port + 80
+    lb = None
+    if a.lb:
+        # The balancer knows node ports up to nodes+2 (joins); it health-checks them itself.
+        env = dict(os.environ, STARLING_BASE_PORT=str(a.base_port), STARLING_LB_DIR=os.path.join(work, "lb"),
+                   STARLING_LB_RATE="100000")   # one client IP here: the balancer must not rate-limit it
+        subprocess.run([os.path.join(root, "ops/lb/start"), a.lb, str(a.nodes + 2), str(lb_port)], env=env, check=True)
+        lb = Node(binary, "lb", os.path.join(work, "lb-client"), lb_port, 0, a.rf, None)
+        report["lb"] = a.lb
+    load = Load(nodes, a.seed, lb=lb)
     load.start(max(10, a.duration - 40))
     time.sleep(2)
     joined = a.nodes
@@ -268,6 +280,8 @@ def main():
     print(f"  lost {report['lost']}, duplicated {report['duplicated']}, partial answers {partial}, healed {healed}")
     print(f"  unexpected exits {len(unexpected)}, final SIGTERM exit codes {stop_codes}")
     print(f"  report: {a.report}")
+    if a.lb:
+        subprocess.run([os.path.join(root, "ops/lb/stop")], env=dict(os.environ, STARLING_LB_DIR=os.path.join(work, "lb")))
     if not a.keep:
         shutil.rmtree(work, ignore_errors=True)
     else:
