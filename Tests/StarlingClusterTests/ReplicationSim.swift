@@ -286,6 +286,9 @@ final class ReplicationSimCluster {
     private(set) var fingerprint = StableHash.offsetBasis
 
     private(set) var failures: [String] = []
+    /// Set to an event id to log its journey and every ring change and catch-up (for replaying a seed).
+    var traceEventID: UInt64?
+    private(set) var traceLog: [String] = []
     /// Put before every failure: how to replay it.
     let label: String
 
@@ -413,6 +416,7 @@ final class ReplicationSimCluster {
     }
 
     private func clientAnswered(eventID: UInt64, key: String, acknowledged: Bool) {
+        if eventID == traceEventID { trace("client told \(acknowledged ? "acknowledged" : "refused") for event \(eventID)") }
         if acknowledged {
             acknowledgements += 1
             if acked[eventID] == nil {
@@ -430,7 +434,8 @@ final class ReplicationSimCluster {
 
     /// Stores idempotently in the node's log. Returns true when the record was new.
     @discardableResult
-    private func store(_ eventID: UInt64, _ key: String, at i: Int) -> Bool {
+    private func store(_ eventID: UInt64, _ key: String, at i: Int, via: String) -> Bool {
+        if eventID == traceEventID { trace("node \(i) stores event \(eventID) (\(key)) via \(via), had it: \(nodes[i].store[eventID] != nil)") }
         if let held = nodes[i].store[eventID] {
             if held != key { fail("node \(i) holds event \(eventID) under \(held), now offered under \(key)") }
             return false
@@ -441,7 +446,8 @@ final class ReplicationSimCluster {
     }
 
     private func beginOwnerWrite(at o: Int, eventID: UInt64, key: String, reply: Reply) {
-        store(eventID, key, at: o)
+        if eventID == traceEventID { trace("node \(o) owns event \(eventID) in ring \(rings[nodes[o].ring].members), followers \(Placement.followers(of: key, ring: rings[nodes[o].ring], rf: config.rf, me: nodes[o].id) ?? [])") }
+        store(eventID, key, at: o, via: "owner")
         let me = nodes[o].id
         guard let followerIDs = Placement.followers(of: key, ring: rings[nodes[o].ring], rf: config.rf, me: me) else {
             answer(reply, from: o, eventID: eventID, key: key, acknowledged: false)
@@ -495,7 +501,7 @@ final class ReplicationSimCluster {
             send(.replicateResult(write: write, eventID: eventID, stored: false), from: f, to: o)
             return
         }
-        store(eventID, key, at: f)
+        store(eventID, key, at: f, via: "replicate from node \(o)")
         replicaStores += 1
         claims.append(.replicaStored(node: f, eventID: eventID, key: key, sender: o, decision: decision,
                                      view: ringID(memberships[f]!.ringMembers)))
@@ -557,7 +563,8 @@ final class ReplicationSimCluster {
     private func onCatchUpData(at i: Int, from p: Int, ring: Int, records: [ReplicationSimRecord]) {
         // Pulled records take the idempotent store path; an answer for an older ring is still a
         // valid copy, it just does not complete the current catch-up.
-        for r in records where store(r.eventID, r.key, at: i) { catchUpStores += 1 }
+        for r in records where store(r.eventID, r.key, at: i, via: "catch-up from node \(p)") { catchUpStores += 1 }
+        if ring == nodes[i].catchUpRing { trace("node \(i) caught up from node \(p) for ring \(rings[ring].members)") }
         if ring == nodes[i].catchUpRing { nodes[i].catchUpPending.removeAll { $0 == p } }
         if nodes[i].catchUpPending.isEmpty { nodes[i].catchUpRetryAt = .max }
     }
@@ -649,6 +656,7 @@ final class ReplicationSimCluster {
         let ring = ringID(m.ringMembers)
         guard ring != nodes[i].ring else { return }
         nodes[i].ring = ring
+        trace("node \(i) ring \(rings[ring].members)")
         if config.catchUp != .off { startCatchUp(at: i) }
     }
 
@@ -708,6 +716,11 @@ final class ReplicationSimCluster {
     }
 
     // MARK: - Invariants
+
+    private func trace(_ what: @autoclosure () -> String) {
+        guard traceEventID != nil else { return }
+        traceLog.append("t=\(now)ms \(what())")
+    }
 
     func fail(_ what: String) {
         if failures.count < 20 { failures.append("\(label) t=\(now)ms: \(what)") }

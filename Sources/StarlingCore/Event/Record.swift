@@ -87,6 +87,18 @@ public struct Record: Sendable, Equatable {
         return out
     }
 
+    /// Decodes one record that fills `bytes` exactly (as sent by replication); nil when malformed
+    /// or its CRC does not match.
+    public init?(encoded bytes: [UInt8]) {
+        let decoded: Record? = bytes.withUnsafeBytes { buf in
+            var reader = ByteReader(buf)
+            guard let r = try? Record.decode(&reader), reader.remaining == 0 else { return nil }
+            return r
+        }
+        guard let decoded else { return nil }
+        self = decoded
+    }
+
     /// Decodes the record at the reader's offset and advances past it. Verifies the CRC.
     public static func decode(_ reader: inout ByteReader) throws(DecodeError) -> Record {
         let at = reader.offset
