@@ -51,16 +51,21 @@ public struct ReplicateResult: Sendable, Equatable {
 ///
 /// `previousMembers`, when not empty, narrows the request to keys the requester did NOT
 /// replicate in the ring of those members (what a ring change newly made it responsible for).
+///
+/// `members` is the requester's current ring: the responder decides "keys whose replica set
+/// includes the requester" in the requester's view, not its own.
 public struct CatchUpRequest: Sendable, Equatable {
     public var requester: String
     public var since: Int64
     public var afterKey: String?
     public var previousMembers: [String]
-    public init(requester: String, since: Int64, afterKey: String?, previousMembers: [String] = []) {
+    public var members: [String]
+    public init(requester: String, since: Int64, afterKey: String?, previousMembers: [String] = [], members: [String] = []) {
         self.requester = requester
         self.since = since
         self.afterKey = afterKey
         self.previousMembers = previousMembers
+        self.members = members
     }
 
     public func encode() -> [UInt8] {
@@ -70,6 +75,8 @@ public struct CatchUpRequest: Sendable, Equatable {
         w.optionalString(afterKey)
         w.u32(UInt32(clamping: previousMembers.count))
         for m in previousMembers { w.string(m) }
+        w.u32(UInt32(clamping: members.count))
+        for m in members { w.string(m) }
         return w.bytes
     }
 
@@ -81,7 +88,10 @@ public struct CatchUpRequest: Sendable, Equatable {
             let n = try r.count("previousMembers", minimumBytes: 2)
             var prev: [String] = []
             for _ in 0..<n { prev.append(try r.string("member")) }
-            return CatchUpRequest(requester: requester, since: since, afterKey: after, previousMembers: prev)
+            let m = try r.count("members", minimumBytes: 2)
+            var current: [String] = []
+            for _ in 0..<m { current.append(try r.string("member")) }
+            return CatchUpRequest(requester: requester, since: since, afterKey: after, previousMembers: prev, members: current)
         }
     }
 }

@@ -93,7 +93,8 @@ extension ClusterRuntime {
     // MARK: Catch-up
 
     func answerCatchUp(_ req: CatchUpRequest, on loop: EventLoop) -> EventLoopFuture<CatchUpResult> {
-        let ring = self.ring
+        // The requester's view decides what it replicates (ours may differ for a moment).
+        let ring = req.members.isEmpty ? self.ring : HashRing(members: req.members)
         let rf = config.rf
         let previous = req.previousMembers.isEmpty ? nil : HashRing(members: req.previousMembers)
         let requester = req.requester
@@ -114,7 +115,8 @@ extension ClusterRuntime {
     func runCatchUp(since: Int64, previousMembers: [String]) {
         let startNow: Bool = catchUpState.withLock { s in
             if s.running > 0 {
-                s.queued.append((since, previousMembers))
+                // Bounded: beyond a few waiting plans, the periodic pass covers what is dropped.
+                if s.queued.count < 4 { s.queued.append((since, previousMembers)) }
                 return false
             }
             s.running = 1
@@ -125,7 +127,15 @@ extension ClusterRuntime {
         let loop = group.next()
         var chain = loop.makeSucceededFuture(0)
         for m in peers {
-            chain = chain.flatMap { [self] total in pull(from: m.peer, since: since, previous: previousMembers, after: nil, on: loop).map { total + $0 } }
+            // A peer that fails does not stop the others; the periodic pass retries it.
+            chain = chain.flatMap { [self] total in
+                pull(from: m.peer, since: since, previous: previousMembers, after: nil, on: loop)
+                    .map { total + $0 }
+                    .recover { [self] error in
+                        logger.warning("catch-up from \(m.id) failed: \(error)")
+                        return total
+                    }
+            }
         }
         chain.whenComplete { [self] result in
             switch result {
@@ -143,7 +153,8 @@ extension ClusterRuntime {
     }
 
     func pull(from peer: String, since: Int64, previous: [String], after: String?, on loop: EventLoop) -> EventLoopFuture<Int> {
-        let req = CatchUpRequest(requester: config.id, since: since, afterKey: after, previousMembers: previous)
+        let req = CatchUpRequest(requester: config.id, since: since, afterKey: after, previousMembers: previous,
+                                 members: ring.members)
         return client(for: peer).request(.catchUp, body: req.encode(), timeout: .seconds(30)).flatMap { [self] frame -> EventLoopFuture<Int> in
             guard let page = try? CatchUpResult.decode(frame.body) else { return loop.makeSucceededFuture(0) }
             let records = page.records.compactMap { Record(encoded: $0) }

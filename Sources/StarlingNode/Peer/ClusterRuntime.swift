@@ -21,6 +21,7 @@ public final class ClusterRuntime: @unchecked Sendable {
     let forwarders = Mutex<[String: ForwardQueue]>([:])
     let selfHello: Hello
     var tickTask: RepeatedTask?
+    var antiEntropyTask: RepeatedTask?
     let seeds: [String]
     struct CatchUpState {
         var running = 0
@@ -32,6 +33,11 @@ public final class ClusterRuntime: @unchecked Sendable {
     let catchUpState = Mutex(CatchUpState())
     /// Catch-up after a restart starts this long before the newest record we hold.
     static let restartCatchUpMarginMs: Int64 = 120_000
+    /// Anti-entropy: every interval, pull what we replicate that arrived within the window. It
+    /// repairs copies a stand-in took while views briefly differed (our own ring never changed,
+    /// so no ring-change catch-up ran) and peers that failed during a catch-up.
+    static let antiEntropyInterval: TimeAmount = .seconds(30)
+    static let antiEntropyWindowMs: Int64 = 600_000
 
     public var selfID: String { config.id }
     public static let queryTimeout: TimeAmount = .seconds(2)
@@ -74,6 +80,10 @@ public final class ClusterRuntime: @unchecked Sendable {
             let d = self.membership.withLock { $0.tick(now: Self.now()) }
             self.execute(d)
         }
+        antiEntropyTask = group.next().scheduleRepeatedTask(initialDelay: Self.antiEntropyInterval, delay: Self.antiEntropyInterval) { [weak self] _ in
+            guard let self, self.config.rf > 1, self.ring.members.contains(self.config.id), self.ring.members.count > 1 else { return }
+            self.runCatchUp(since: Self.now() - Self.antiEntropyWindowMs, previousMembers: [])
+        }
     }
 
     /// Announces leaving (best effort), stops the timer, closes connections.
@@ -81,6 +91,7 @@ public final class ClusterRuntime: @unchecked Sendable {
         let d = membership.withLock { $0.leave(now: Self.now()) }
         execute(d)
         tickTask?.cancel()
+        antiEntropyTask?.cancel()
         // Give the leave message a moment to go out; bounded.
         usleep(100_000)
         for c in clients.withLock({ Array($0.values) }) { c.close() }
