@@ -45,6 +45,27 @@ public enum Placement {
         return ring.replicas(of: key, count: rf + 1).contains(sender)
     }
 
+    /// Catch-up source rule: should `responder` send `key` to `requester`? Only when the
+    /// requester replicates the key in its current ring and, when `previous` is given, did not
+    /// before; and only from one source: the first member of the key's replica set in `source`
+    /// (the previous ring, else the current one) that is live now and is not the requester.
+    public static func sendsHandoff(key: String, responder: String, requester: String, current: HashRing,
+                                    previous: HashRing?, rf: Int) -> Bool {
+        guard current.replicas(of: key, count: rf).contains(requester) else { return false }
+        if let previous, previous.replicas(of: key, count: rf).contains(requester) { return false }
+        let live = Set(current.members)
+        let source = (previous ?? current).replicas(of: key, count: rf + 2).first { $0 != requester && live.contains($0) }
+        // A key whose whole previous replica set is gone: any holder sends.
+        return source == nil || source == responder
+    }
+
+    /// Anti-entropy rule: a responder sends the copies it holds as a stand-in (it is not in the
+    /// key's replica set) to a requester that is.
+    public static func sendsStandIn(key: String, responder: String, requester: String, current: HashRing, rf: Int) -> Bool {
+        let set = current.replicas(of: key, count: rf)
+        return set.contains(requester) && !set.contains(responder)
+    }
+
     /// The ack rule: a write is acknowledged only if it is stored locally and every follower
     /// stored it.
     public static func acknowledged(storedLocally: Bool, followerAcks: [Bool]) -> Bool {

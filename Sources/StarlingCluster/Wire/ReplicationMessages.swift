@@ -55,6 +55,16 @@ public struct ReplicateResult: Sendable, Equatable {
 /// `members` is the requester's current ring: the responder decides "keys whose replica set
 /// includes the requester" in the requester's view, not its own.
 public struct CatchUpRequest: Sendable, Equatable {
+    public enum Mode: UInt8, Sendable {
+        /// Restart, join or ring change: each key comes from one source, the first live member
+        /// of its replica set (in the previous ring when given, else the current one) other than
+        /// the requester.
+        case handoff = 0
+        /// Anti-entropy: only copies the responder holds without being in the key's replica set
+        /// (a stand-in's), so the periodic pass moves little.
+        case standIn = 1
+    }
+    public var mode: Mode = .handoff
     public var requester: String
     public var since: Int64
     public var afterKey: String?
@@ -70,6 +80,7 @@ public struct CatchUpRequest: Sendable, Equatable {
 
     public func encode() -> [UInt8] {
         var w = BodyWriter()
+        w.u8(mode.rawValue)
         w.string(requester)
         w.i64(since)
         w.optionalString(afterKey)
@@ -82,6 +93,7 @@ public struct CatchUpRequest: Sendable, Equatable {
 
     public static func decode(_ body: [UInt8]) throws(FrameError) -> CatchUpRequest {
         try decodeBody(body, "catchUp") { (r: inout BodyReader) throws(FrameError) in
+            guard let mode = Mode(rawValue: try r.u8("mode")) else { throw FrameError.badBody("catchUp.mode") }
             let requester = try r.string("requester")
             let since = try r.i64("since")
             let after = try r.optionalString("afterKey")
@@ -91,7 +103,9 @@ public struct CatchUpRequest: Sendable, Equatable {
             let m = try r.count("members", minimumBytes: 2)
             var current: [String] = []
             for _ in 0..<m { current.append(try r.string("member")) }
-            return CatchUpRequest(requester: requester, since: since, afterKey: after, previousMembers: prev, members: current)
+            var req = CatchUpRequest(requester: requester, since: since, afterKey: after, previousMembers: prev, members: current)
+            req.mode = mode
+            return req
         }
     }
 }

@@ -98,12 +98,17 @@ extension ClusterRuntime {
         let rf = config.rf
         let previous = req.previousMembers.isEmpty ? nil : HashRing(members: req.previousMembers)
         let requester = req.requester
+        let me = config.id
+        let mode = req.mode
         let engine = self.engine
         return threadPool.runIfActive(eventLoop: loop) { () -> CatchUpResult in
             let wants: (String) -> Bool = { key in
-                guard ring.replicas(of: key, count: rf).contains(requester) else { return false }
-                if let previous { return !previous.replicas(of: key, count: rf).contains(requester) }
-                return true
+                switch mode {
+                case .handoff:
+                    return Placement.sendsHandoff(key: key, responder: me, requester: requester, current: ring, previous: previous, rf: rf)
+                case .standIn:
+                    return Placement.sendsStandIn(key: key, responder: me, requester: requester, current: ring, rf: rf)
+                }
             }
             let (records, next) = engine.catchUp(wants: wants, since: req.since, afterKey: req.afterKey, maxRecords: Self.catchUpPageRecords)
             return CatchUpResult(records: records.map(\.encoded), nextKey: next)
@@ -112,11 +117,11 @@ extension ClusterRuntime {
 
     /// Pulls, page by page from every live peer, the records this node should hold. One
     /// catch-up streams at a time; a plan that arrives meanwhile waits its turn.
-    func runCatchUp(since: Int64, previousMembers: [String]) {
+    func runCatchUp(since: Int64, previousMembers: [String], mode: CatchUpRequest.Mode = .handoff) {
         let startNow: Bool = catchUpState.withLock { s in
             if s.running > 0 {
                 // Bounded: beyond a few waiting plans, the periodic pass covers what is dropped.
-                if s.queued.count < 4 { s.queued.append((since, previousMembers)) }
+                if s.queued.count < 4 { s.queued.append((since, previousMembers, mode)) }
                 return false
             }
             s.running = 1
@@ -129,7 +134,7 @@ extension ClusterRuntime {
         for m in peers {
             // A peer that fails does not stop the others; the periodic pass retries it.
             chain = chain.flatMap { [self] total in
-                pull(from: m.peer, since: since, previous: previousMembers, after: nil, on: loop)
+                pull(from: m.peer, since: since, previous: previousMembers, mode: mode, after: nil, on: loop)
                     .map { total + $0 }
                     .recover { [self] error in
                         logger.warning("catch-up from \(m.id) failed: \(error)")
@@ -144,17 +149,19 @@ extension ClusterRuntime {
             case .failure(let e):
                 logger.warning("catch-up incomplete: \(e)")
             }
-            let next: (Int64, [String])? = catchUpState.withLock { s in
+            let next: (Int64, [String], CatchUpRequest.Mode)? = catchUpState.withLock { s in
                 s.running = 0
                 return s.queued.isEmpty ? nil : s.queued.removeFirst()
             }
-            if let next { runCatchUp(since: next.0, previousMembers: next.1) }
+            if let next { runCatchUp(since: next.0, previousMembers: next.1, mode: next.2) }
         }
     }
 
-    func pull(from peer: String, since: Int64, previous: [String], after: String?, on loop: EventLoop) -> EventLoopFuture<Int> {
-        let req = CatchUpRequest(requester: config.id, since: since, afterKey: after, previousMembers: previous,
+    func pull(from peer: String, since: Int64, previous: [String], mode: CatchUpRequest.Mode, after: String?,
+              on loop: EventLoop) -> EventLoopFuture<Int> {
+        var req = CatchUpRequest(requester: config.id, since: since, afterKey: after, previousMembers: previous,
                                  members: ring.members)
+        req.mode = mode
         return client(for: peer).request(.catchUp, body: req.encode(), timeout: .seconds(30)).flatMap { [self] frame -> EventLoopFuture<Int> in
             guard let page = try? CatchUpResult.decode(frame.body) else { return loop.makeSucceededFuture(0) }
             let records = page.records.compactMap { Record(encoded: $0) }
@@ -177,7 +184,7 @@ extension ClusterRuntime {
             }
             return p.futureResult.flatMap { [self] n in
                 guard let next = page.nextKey else { return loop.makeSucceededFuture(n) }
-                return pull(from: peer, since: since, previous: previous, after: next, on: loop).map { n + $0 }
+                return pull(from: peer, since: since, previous: previous, mode: mode, after: next, on: loop).map { n + $0 }
             }
         }.hop(to: loop)
     }

@@ -28,7 +28,7 @@ public final class ClusterRuntime: @unchecked Sendable {
         /// Whether the first catch-up after start has been scheduled.
         var started = false
         var previousRing: [String] = []
-        var queued: [(Int64, [String])] = []
+        var queued: [(Int64, [String], CatchUpRequest.Mode)] = []
     }
     let catchUpState = Mutex(CatchUpState())
     /// Catch-up after a restart starts this long before the newest record we hold.
@@ -82,7 +82,7 @@ public final class ClusterRuntime: @unchecked Sendable {
         }
         antiEntropyTask = group.next().scheduleRepeatedTask(initialDelay: Self.antiEntropyInterval, delay: Self.antiEntropyInterval) { [weak self] _ in
             guard let self, self.config.rf > 1, self.ring.members.contains(self.config.id), self.ring.members.count > 1 else { return }
-            self.runCatchUp(since: Self.now() - Self.antiEntropyWindowMs, previousMembers: [])
+            self.runCatchUp(since: Self.now() - Self.antiEntropyWindowMs, previousMembers: [], mode: .standIn)
         }
     }
 
