@@ -37,7 +37,7 @@ public final class ClusterRuntime: @unchecked Sendable {
     /// repairs copies a stand-in took while views briefly differed (our own ring never changed,
     /// so no ring-change catch-up ran) and peers that failed during a catch-up.
     static let antiEntropyInterval: TimeAmount = .seconds(30)
-    static let antiEntropyWindowMs: Int64 = 600_000
+    static let antiEntropyWindowMs: Int64 = 120_000
 
     public var selfID: String { config.id }
     public static let queryTimeout: TimeAmount = .seconds(2)
