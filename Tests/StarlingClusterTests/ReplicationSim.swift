@@ -114,51 +114,10 @@ struct ReplicationSimPacket {
     var message: ReplicationSimMessage
 }
 
-/// A binary min-heap of packets by (deliverAt, send order): equal times go in send order, so a
-/// seed replays exactly.
-struct ReplicationSimQueue {
-    private var heap: [ReplicationSimPacket] = []
-    var first: ReplicationSimPacket? { heap.first }
-    var count: Int { heap.count }
+extension ReplicationSimPacket: SimTimed {}
 
-    private func less(_ a: Int, _ b: Int) -> Bool {
-        heap[a].deliverAt != heap[b].deliverAt ? heap[a].deliverAt < heap[b].deliverAt : heap[a].order < heap[b].order
-    }
-
-    mutating func push(_ p: ReplicationSimPacket) {
-        heap.append(p)
-        var i = heap.count - 1
-        while i > 0 {
-            let parent = (i - 1) / 2
-            guard less(i, parent) else { break }
-            heap.swapAt(i, parent)
-            i = parent
-        }
-    }
-
-    mutating func pop() -> ReplicationSimPacket? {
-        guard !heap.isEmpty else { return nil }
-        heap.swapAt(0, heap.count - 1)
-        let top = heap.removeLast()
-        var i = 0
-        while true {
-            let l = 2 * i + 1, r = l + 1
-            var m = i
-            if l < heap.count && less(l, m) { m = l }
-            if r < heap.count && less(r, m) { m = r }
-            guard m != i else { break }
-            heap.swapAt(i, m)
-            i = m
-        }
-        return top
-    }
-
-    mutating func removeAll(where drop: (ReplicationSimPacket) -> Bool) {
-        let kept = heap.filter { !drop($0) }
-        heap = []
-        for p in kept { push(p) }
-    }
-}
+/// Packets by (deliverAt, send order), the heap shared with the membership simulation.
+typealias ReplicationSimQueue = SimTimedQueue<ReplicationSimPacket>
 
 /// N nodes running membership, routing and replication on a simulated clock.
 final class ReplicationSimCluster {

@@ -10,17 +10,25 @@ struct SimPacket {
     var bytes: [UInt8]
 }
 
-/// A binary min-heap of packets by (deliverAt, order).
-struct SimPacketQueue {
-    private var heap: [SimPacket] = []
+/// Something scheduled for a simulated time; ties go in send order, so runs replay exactly.
+protocol SimTimed {
+    var deliverAt: Int64 { get }
+    var order: UInt64 { get }
+}
+
+extension SimPacket: SimTimed {}
+
+/// A binary min-heap by (deliverAt, order), shared by the simulations.
+struct SimTimedQueue<P: SimTimed> {
+    private var heap: [P] = []
     var count: Int { heap.count }
-    var first: SimPacket? { heap.first }
+    var first: P? { heap.first }
 
     private func less(_ a: Int, _ b: Int) -> Bool {
         heap[a].deliverAt != heap[b].deliverAt ? heap[a].deliverAt < heap[b].deliverAt : heap[a].order < heap[b].order
     }
 
-    mutating func push(_ p: SimPacket) {
+    mutating func push(_ p: P) {
         heap.append(p)
         var i = heap.count - 1
         while i > 0 {
@@ -31,7 +39,7 @@ struct SimPacketQueue {
         }
     }
 
-    mutating func pop() -> SimPacket? {
+    mutating func pop() -> P? {
         guard !heap.isEmpty else { return nil }
         heap.swapAt(0, heap.count - 1)
         let top = heap.removeLast()
@@ -48,12 +56,14 @@ struct SimPacketQueue {
         return top
     }
 
-    mutating func removeAll(where drop: (SimPacket) -> Bool) {
+    mutating func removeAll(where drop: (P) -> Bool) {
         let kept = heap.filter { !drop($0) }
         heap = []
         for p in kept { push(p) }
     }
 }
+
+typealias SimPacketQueue = SimTimedQueue<SimPacket>
 
 /// N `Membership` instances on a simulated clock and a seeded, faulty network (TigerBeetle's
 /// VOPR in miniature). Every message goes through `encode` -> bytes -> `decode`. Faults: loss,
