@@ -31,6 +31,9 @@ public final class NodeMetrics: Sendable {
     public let replicaRecords: Counter
     public let replicationFailures: Counter
     public let catchUpRecords: Counter
+    public let catchUpRunning: Gauge
+    public let ringShare: Gauge
+    public let replicationSeconds: DurationHistogram
 
     static func d(_ name: String, _ unit: String, _ help: String) -> MetricNameDescriptor {
         MetricNameDescriptor(namespace: "starling", metricName: name, unitName: unit, helpText: help)
@@ -74,6 +77,12 @@ public final class NodeMetrics: Sendable {
         replicaRecords = registry.makeCounter(descriptor: Self.d("replica_records", "total", "Records stored as a follower (replication and catch-up)"))
         replicationFailures = registry.makeCounter(descriptor: Self.d("replication_failures", "total", "Write groups whose replication to a follower failed (answered 503)"))
         catchUpRecords = registry.makeCounter(descriptor: Self.d("catch_up_records", "total", "Records pulled from peers by catch-up"))
+        catchUpRunning = registry.makeGauge(descriptor: Self.d("catch_up", "running", "1 while a catch-up (handoff, restart, anti-entropy) is streaming"))
+        ringShare = registry.makeGauge(descriptor: Self.d("ring", "share", "Fraction of the key space this node owns"))
+        replicationSeconds = registry.makeDurationHistogram(
+            descriptor: Self.d("replication", "seconds", "Time from shipping a write group to every follower's answer"),
+            buckets: [.microseconds(250), .microseconds(500), .milliseconds(1), .milliseconds(2), .milliseconds(5),
+                      .milliseconds(10), .milliseconds(25), .milliseconds(50), .milliseconds(100), .milliseconds(500), .seconds(5)])
     }
 
     public func ingested(_ t: Transport, _ n: Int) {

@@ -54,9 +54,11 @@ extension ClusterRuntime {
                 .hop(to: loop)
         }
         let metrics = engine.metrics
+        let started = ContinuousClock.now
         EventLoopFuture.whenAllSucceed(futures, on: loop).whenSuccess { results in
             let failure = results.compactMap { $0 }.first
             if failure != nil { metrics.replicationFailures.increment() }
+            metrics.replicationSeconds.record(ContinuousClock.now - started)
             done(failure)
         }
     }
@@ -128,6 +130,7 @@ extension ClusterRuntime {
             return true
         }
         guard startNow else { return }
+        engine.metrics.catchUpRunning.set(Double(1))
         let peers = members.filter { $0.id != config.id && $0.status.isLive }
         let loop = group.next()
         var chain = loop.makeSucceededFuture(0)
@@ -153,6 +156,7 @@ extension ClusterRuntime {
                 s.running = 0
                 return s.queued.isEmpty ? nil : s.queued.removeFirst()
             }
+            engine.metrics.catchUpRunning.set(Double(0))
             if let next { runCatchUp(since: next.0, previousMembers: next.1, mode: next.2) }
         }
     }

@@ -119,6 +119,7 @@ public final class ClusterRuntime: @unchecked Sendable {
         }
         engine.metrics.membershipEpoch.set(Double(epoch))
         engine.metrics.liveMembers.set(Double(members.count))
+        engine.metrics.ringShare.set(ring.ownedShare()[config.id] ?? 0)
         guard changed else { return }
         let peers = all.filter { $0.id != config.id && $0.status != .left }.map(\.peer)
         let updated: ClusterMeta? = meta.withLock { m in
