@@ -368,10 +368,8 @@ public final class Engine: @unchecked Sendable {
     public func shutdown() {
         pending.withLock { $0.stopped = true }
         for t in timers { t.cancel() }
-        writer.sync {
-            // Anything queued before `stopped` was set is written by the drain already scheduled.
-        }
-        // Wait until the drain loop is idle.
+        // Jobs queued before `stopped` was set are written by the drain already scheduled:
+        // wait until that drain loop is idle.
         while pending.withLock({ $0.draining }) { writer.sync {} }
         writer.sync {
             syncNow()

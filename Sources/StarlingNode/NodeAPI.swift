@@ -229,23 +229,22 @@ public final class NodeAPI: Sendable {
                 return .failure(.invalidJSON("body is not valid JSON"))
             }
             guard case .object(let o) = v else { return .failure(.init(code: "invalid_event", message: "identify body must be a JSON object")) }
-            func str(_ name: String, _ max: Int) -> Result<String?, IngestError> {
-                guard let f = o[name] else { return .success(nil) }
-                guard case .string(let s) = f else { return .failure(.invalidField(name, "must be a string")) }
-                guard s.utf8.count <= max else { return .failure(.invalidField(name, "is longer than \(max) bytes")) }
-                return .success(s.isEmpty ? nil : s)
+            do {
+                // The same field rules as events (EventValidator); empty identities count as absent.
+                guard let sid = try EventValidator.string(o, "session_id", min: 1, max: limits.sessionIDBytesMax) else {
+                    throw IngestError.missingField("session_id")
+                }
+                let uid = try EventValidator.string(o, "user_id", min: 0, max: limits.identityBytesMax).flatMap { $0.isEmpty ? nil : $0 }
+                let tid = try EventValidator.string(o, "terminal_id", min: 0, max: limits.identityBytesMax).flatMap { $0.isEmpty ? nil : $0 }
+                guard uid != nil || tid != nil else {
+                    throw IngestError(code: "missing_field", message: "identify needs 'user_id' or 'terminal_id'")
+                }
+                return .success((sid, uid, tid))
+            } catch let e as IngestError {
+                return .failure(e)
+            } catch {
+                return .failure(.init(code: "invalid_event", message: "\(error)"))
             }
-            guard case .success(let sid?) = str("session_id", limits.sessionIDBytesMax) else {
-                if case .failure(let e) = str("session_id", limits.sessionIDBytesMax) { return .failure(e) }
-                return .failure(.missingField("session_id"))
-            }
-            let uid: String?, tid: String?
-            switch str("user_id", limits.identityBytesMax) { case .success(let v): uid = v; case .failure(let e): return .failure(e) }
-            switch str("terminal_id", limits.identityBytesMax) { case .success(let v): tid = v; case .failure(let e): return .failure(e) }
-            guard uid != nil || tid != nil else {
-                return .failure(.init(code: "missing_field", message: "identify needs 'user_id' or 'terminal_id'"))
-            }
-            return .success((sid, uid, tid))
         }
         switch parsed {
         case .failure(let e): return loop.makeSucceededFuture(.error(e))

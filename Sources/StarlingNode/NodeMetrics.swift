@@ -35,6 +35,12 @@ public final class NodeMetrics: Sendable {
     public let ringShare: Gauge
     public let replicationSeconds: DurationHistogram
 
+    /// Buckets shared by the request and replication latency histograms.
+    static let latencyBuckets: [Duration] = [
+        .microseconds(250), .microseconds(500), .milliseconds(1), .milliseconds(2), .milliseconds(5), .milliseconds(10),
+        .milliseconds(25), .milliseconds(50), .milliseconds(100), .milliseconds(250), .milliseconds(500), .seconds(1), .seconds(5),
+    ]
+
     static func d(_ name: String, _ unit: String, _ help: String) -> MetricNameDescriptor {
         MetricNameDescriptor(namespace: "starling", metricName: name, unitName: unit, helpText: help)
     }
@@ -62,9 +68,7 @@ public final class NodeMetrics: Sendable {
             buckets: [1, 2, 5, 10, 50, 100, 500, 1000, 5000, 10000])
         requestSeconds = registry.makeDurationHistogram(
             descriptor: Self.d("http_request_duration", "seconds", "HTTP request latency, from request head to response"),
-            buckets: [.microseconds(250), .microseconds(500), .milliseconds(1), .milliseconds(2), .milliseconds(5),
-                      .milliseconds(10), .milliseconds(25), .milliseconds(50), .milliseconds(100), .milliseconds(250),
-                      .milliseconds(500), .seconds(1), .seconds(5)])
+            buckets: Self.latencyBuckets)
         rateLimited = registry.makeCounter(descriptor: Self.d("rate_limited_requests", "total", "Ingest requests refused by the per-IP rate limiter"))
         httpErrors = registry.makeCounter(descriptor: Self.d("http_protocol_errors", "total", "Malformed HTTP requests"))
         retentionDeletedDays = registry.makeCounter(descriptor: Self.d("retention_deleted_days", "total", "Day directories removed by retention"))
@@ -81,8 +85,7 @@ public final class NodeMetrics: Sendable {
         ringShare = registry.makeGauge(descriptor: Self.d("ring", "share", "Fraction of the key space this node owns"))
         replicationSeconds = registry.makeDurationHistogram(
             descriptor: Self.d("replication", "seconds", "Time from shipping a write group to every follower's answer"),
-            buckets: [.microseconds(250), .microseconds(500), .milliseconds(1), .milliseconds(2), .milliseconds(5),
-                      .milliseconds(10), .milliseconds(25), .milliseconds(50), .milliseconds(100), .milliseconds(500), .seconds(5)])
+            buckets: Self.latencyBuckets)
     }
 
     public func ingested(_ t: Transport, _ n: Int) {

@@ -51,8 +51,6 @@ public final class StarlingServer: Sendable {
     public func start() throws {
         let api = self.api
         let inFlight = self.inFlight
-        let headerLimit = config.limits.headerBytesMax
-        _ = headerLimit
         let http = try ServerBootstrap(group: group)
             .serverChannelOption(.backlog, value: 1024)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)

@@ -160,6 +160,9 @@ import StarlingCore
         #expect(list.first?["linked_at"] is Int)
         #expect(try node.call("POST", "/v1/identify", #"{"session_id":"S"}"#).status == 400)
         #expect(try node.call("POST", "/v1/identify", #"{"user_id":"u"}"#).status == 400)
+        let (badStatus, bad) = try node.json("POST", "/v1/identify", #"{"session_id":7,"user_id":"u"}"#)
+        #expect(badStatus == 400)
+        #expect(errorCode(bad) == "invalid_field")
     }
 
     @Test func operationsEndpoints() throws {

@@ -148,7 +148,8 @@ public enum EventValidator {
         return ASCIISearch.equals(l, "error") || ASCIISearch.equals(l, "fatal") || ASCIISearch.equals(l, "critical")
     }
 
-    static func string(_ obj: JSONObject, _ name: String, min: Int, max: Int) throws -> String? {
+    /// A string field within length bounds; nil when absent.
+    public static func string(_ obj: JSONObject, _ name: String, min: Int, max: Int) throws -> String? {
         guard let v = obj[name] else { return nil }
         guard case .string(let s) = v else { throw IngestError.invalidField(name, "must be a string") }
         let n = s.utf8.count
