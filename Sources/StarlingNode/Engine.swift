@@ -24,10 +24,13 @@ public final class Engine: @unchecked Sendable {
     public let recovery: RecoveryReport
     public let recoveryMillis: Int64
 
-    /// An event with its stored-JSON prefix already serialised (on the caller's thread).
+    /// An event as the writer gets it. When its session is known, its record (id, stamps,
+    /// stored JSON) was already built on the caller's I/O thread, so the single writer thread
+    /// only dedupes client-given ids and appends; identity-only events are finished by the
+    /// writer, which resolves their session in log order.
     struct Prepared: Sendable {
         var event: IncomingEvent
-        var prefix: [UInt8]
+        var record: Record?
     }
 
     enum Payload: Sendable {
@@ -126,7 +129,19 @@ public final class Engine: @unchecked Sendable {
             completion(.failure(reason))
             return
         }
-        let prepared = events.map { Prepared(event: $0, prefix: StoredEvent.prefix(of: $0)) }
+        let now = clock()
+        var rng = SplitMix64(seed: UInt64.random(in: 1...UInt64.max))   // one system random per request
+        let node = config.id
+        let prepared = events.map { e -> Prepared in
+            guard let sid = e.sessionID else { return Prepared(event: e, record: nil) }
+            let eid = e.eventID ?? EventID.make(nowMs: now, using: &rng)
+            let ts = e.ts ?? now
+            let json = StoredEvent.finish(prefix: e.prefix, resolvedSessionID: nil, eventID: eid, ts: ts,
+                                          receivedAt: now, node: node, ip: ip)
+            return Prepared(event: e, record: Record(kind: .event, isError: e.isError, ts: ts, receivedAt: now, sessionID: sid,
+                                                     eventID: eid, key: e.key, component: e.component ?? "", via: e.via ?? "",
+                                                     userID: e.userID ?? "", terminalID: e.terminalID ?? "", json: json))
+        }
         enqueue(Job(payload: .events(prepared, ip: ip, transport: transport), count: events.count, bytes: bytes, completion: completion))
     }
 
@@ -235,6 +250,19 @@ public final class Engine: @unchecked Sendable {
                     var stored = 0, dups = 0
                     for p in events {
                         let e = p.event
+                        if let r = p.record {
+                            if let given = e.eventID {
+                                let scope = NodeIndex.scope(sessionID: r.sessionID, userID: e.userID, terminalID: e.terminalID)
+                                if idx.contains(eventID: given, in: scope) || seenIDs[scope]?.contains(given) == true {
+                                    dups += 1
+                                    continue
+                                }
+                                seenIDs[scope, default: []].insert(given)
+                            }
+                            records.append(r)
+                            stored += 1
+                            continue
+                        }
                         var sid = e.sessionID
                         if sid == nil {
                             sid = e.userID.flatMap { newLinks["u:" + $0] } ?? e.terminalID.flatMap { newLinks["t:" + $0] }
@@ -253,7 +281,7 @@ public final class Engine: @unchecked Sendable {
                         }
                         seenIDs[scope, default: []].insert(eid)
                         let ts = e.ts ?? now
-                        let json = StoredEvent.finish(prefix: p.prefix, resolvedSessionID: e.sessionID == nil ? sid : nil, eventID: eid,
+                        let json = StoredEvent.finish(prefix: e.prefix, resolvedSessionID: e.sessionID == nil ? sid : nil, eventID: eid,
                                                       ts: ts, receivedAt: now, node: config.id, ip: ip)
                         records.append(Record(kind: .event, isError: e.isError, ts: ts, receivedAt: now,
                                               sessionID: sid ?? "", eventID: eid, key: e.key, component: e.component ?? "",

@@ -19,6 +19,8 @@ final class HTTPHandler: ChannelInboundHandler, RemovableChannelHandler {
     let api: NodeAPI
     let inFlight: InFlightCounter
     var state = State.idle
+    /// The peer's address as text, formatted once per connection.
+    var remoteIP: String??
 
     init(api: NodeAPI, inFlight: InFlightCounter) {
         self.api = api
@@ -72,7 +74,8 @@ final class HTTPHandler: ChannelInboundHandler, RemovableChannelHandler {
     }
 
     func dispatch(context: ChannelHandlerContext, head: HTTPRequestHead, body: ByteBuffer?, started: ContinuousClock.Instant) {
-        let remote = context.channel.remoteAddress?.ipAddress
+        if remoteIP == nil { remoteIP = .some(context.channel.remoteAddress?.ipAddress) }
+        let remote = remoteIP ?? nil
         let req = APIRequest(method: head.method, uri: head.uri, headers: head.headers, body: body, remoteIP: remote)
         inFlight.add(1)
         let future = api.handle(req, on: context.eventLoop)
@@ -104,11 +107,12 @@ final class HTTPHandler: ChannelInboundHandler, RemovableChannelHandler {
             buf.writeBytes(response.body)
             context.write(wrapOutboundOut(.body(.byteBuffer(buf))), promise: nil)
         }
-        let done = context.writeAndFlushPromise(wrapOutboundOut(.end(nil)))
         api.engine.metrics.requestSeconds.record(ContinuousClock.now - started)
-        if !keepAlive {
+        if keepAlive {
+            context.writeAndFlush(wrapOutboundOut(.end(nil)), promise: nil)
+        } else {
             let channel = context.channel
-            done.whenComplete { _ in channel.close(promise: nil) }
+            context.writeAndFlushPromise(wrapOutboundOut(.end(nil))).whenComplete { _ in channel.close(promise: nil) }
         }
     }
 

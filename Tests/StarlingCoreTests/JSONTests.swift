@@ -457,3 +457,79 @@ private func randomValue(_ rng: inout FuzzRNG, depth: Int) -> JSONValue {
         #expect(throws: JSONParseError.self) { try JSONParser.parseTopLevelElements(Array(tooDeep.utf8)) }
     }
 }
+
+@Suite struct JSONScanTests {
+    /// The scanner is the ingest path's validator: on every input it must accept exactly what the
+    /// tree parser accepts, fail with the same message, and report the same element spans.
+    @Test func scannerAgreesWithTheParserUnderMutation() throws {
+        var rng = FuzzRNG(seed: 0x5CA1_AB1E)
+        let seeds: [[UInt8]] = [
+            #"[{"session_id":"s-1","key":"k","value":{"p":[1,2.5e-3,-0,{"q":"\u00e9"}]},"attrs":{"level":"error"}},{"b":[[],{}]},"x",7]"#,
+            #"{"key":"signup","session_id":"s-1","ts":"2026-11-22T10:00:00Z","a":{"n":[true,false,null]}}"#,
+            #"[{"k\"ey":"v\\","e":"\ud83d\ude00\n\t\/"}, [ [ [ ] ] ] ]"#,
+        ].map { Array($0.utf8) }
+        let interesting: [UInt8] = Array(#"{}[]",:\u0123456789eE+-.tfn"#.utf8) + [0x00, 0x1F, 0x80, 0xBF, 0xC3, 0xED, 0xF4, 0xFF, 0x20]
+        var accepted = 0, rejected = 0
+        for _ in 0..<4_000 {
+            var doc = seeds[rng.below(seeds.count)]
+            for _ in 0..<rng.below(4) {
+                let pos = rng.below(doc.count + 1)
+                let byte = rng.below(3) == 0 ? UInt8(truncatingIfNeeded: rng.next()) : interesting[rng.below(interesting.count)]
+                switch rng.below(5) {
+                case 0 where pos < doc.count: doc[pos] = byte
+                case 1: doc.insert(byte, at: pos)
+                case 2 where pos < doc.count: doc.remove(at: pos)
+                case 3: doc.removeSubrange(pos...)
+                default: doc.insert(contentsOf: doc[pos...].prefix(rng.below(8)), at: pos)
+                }
+            }
+            let depth = 1 + rng.below(6)
+            let parsed: Result<(isArray: Bool, elements: [(value: JSONValue, byteCount: Int)]), JSONParseError> =
+                Result { () throws(JSONParseError) in try JSONParser.parseTopLevelElements(doc, maxDepth: depth) }
+            let scanned = doc.withUnsafeBytes { buf in
+                Result { () throws(JSONParseError) in try JSONParser.scanTopLevelElements(buf, maxDepth: depth) }
+            }
+            switch (parsed, scanned) {
+            case (.success(let p), .success(let s)):
+                accepted += 1
+                #expect(p.isArray == s.isArray)
+                #expect(p.elements.map(\.byteCount) == s.elements.map(\.range.count))
+                for (pe, se) in zip(p.elements, s.elements) {
+                    // Each member's span re-parses to the member the tree parser saw.
+                    if case .object(let obj) = pe.value, case .object(_, let members) = se {
+                        #expect(obj.fields.map(\.key) == members.map(\.key))
+                        for (field, m) in zip(obj.fields, members) {
+                            let v = try JSONParser.parse(Array(doc[m.valueStart..<m.end]), maxDepth: 64)
+                            #expect(v == field.value)
+                        }
+                    } else if case .object = pe.value {
+                        Issue.record("the scanner missed an object")
+                    }
+                }
+            case (.failure(let p), .failure(let s)):
+                rejected += 1
+                #expect(p.message == s.message, "\(String(decoding: doc, as: UTF8.self))")
+            default:
+                Issue.record("parser and scanner disagree on \(String(decoding: doc, as: UTF8.self))")
+            }
+        }
+        #expect(accepted > 100 && rejected > 100)
+    }
+
+    @Test func deepNestingBeyondSixtyFourLevels() throws {
+        let deep = "{\"a\":" + String(repeating: "[{\"b\":", count: 70) + "1" + String(repeating: "}]", count: 70) + "}"
+        let span = try Array(deep.utf8).withUnsafeBytes { try JSONParser.scan($0, maxDepth: 200) }
+        guard case .object(let r, let members) = span else { Issue.record("not an object"); return }
+        #expect(r.count == deep.utf8.count)
+        #expect(members.map(\.key) == ["a"])
+        #expect(throws: JSONParseError.self) { try Array(deep.utf8).withUnsafeBytes { try JSONParser.scan($0, maxDepth: 100) } }
+        let unbalanced = "{\"a\":" + String(repeating: "[{\"b\":", count: 70) + "1" + String(repeating: "}]", count: 69) + "}}"
+        #expect(throws: JSONParseError.self) { try Array(unbalanced.utf8).withUnsafeBytes { try JSONParser.scan($0, maxDepth: 200) } }
+    }
+
+    @Test func decodeStringHandlesEscapes() {
+        let text = Array(#"x"a\"b\u00e9\ud83d\ude00""#.utf8)
+        #expect(text.withUnsafeBytes { JSONParser.decodeString($0, at: 1) } == "a\"b\u{e9}\u{1F600}")
+        #expect(text.withUnsafeBytes { JSONParser.decodeString($0, at: 0) } == nil)
+    }
+}

@@ -186,3 +186,42 @@ func errorCode<T>(_ r: Result<T, IngestError>) -> String? {
         #expect(o["session_id"] == .string("s9"))
     }
 }
+
+@Suite struct StoredPrefixTests {
+    @Test func clientMembersAreCopiedAsSentMinusStampedOnes() throws {
+        let text = #"{ "session_id" : "s", "key":"k", "value": {"a" : [1, 2.50]}, "ts":1, "event_id":"e1", "ip":"1.2.3.4", "x":"\u00e9" }"#
+        let e = try validate(text).get()
+        #expect(String(decoding: e.prefix, as: UTF8.self) == #"{"session_id" : "s","key":"k","value": {"a" : [1, 2.50]},"x":"\u00e9","#)
+        #expect(e.ts == 1)
+        #expect(e.eventID == "e1")
+    }
+
+    @Test func escapedKeysAreRecognised() throws {
+        let e = try validate(#"{"session\u005fid":"s","k\u0065y":"k","value":1,"t\u0073":5}"#).get()
+        #expect(e.sessionID == "s")
+        #expect(e.key == "k")
+        #expect(e.ts == 5)
+        #expect(!String(decoding: e.prefix, as: UTF8.self).contains("t\\u0073"))
+        #expect(errorCode(validate(#"{"session_id":"s","ke\u0079":"k","key":"j","value":1}"#)) == "invalid_field")
+    }
+
+    @Test func clientJSONRevalidatesToTheSameEvent() throws {
+        for text in [#"{"session_id":"s","key":"k","value":[1,{"b":null}],"ts":"2023-11-14T22:13:20Z","event_id":"E1","via":"mail","attrs":{"level":"fatal"}}"#,
+                     #"{"user_id":"u","key":"k","value":1}"#] {
+            let e = try validate(text).get()
+            let again = try e.clientJSON().withUnsafeBytes { EventValidator.event(fromJSON: $0, limits: Limits()) }.get()
+            #expect(again == e)
+        }
+        var e = try validate(#"{"user_id":"u","key":"k","value":1}"#).get()
+        e.resolve(sessionID: "s7")
+        let again = try e.clientJSON().withUnsafeBytes { EventValidator.event(fromJSON: $0, limits: Limits()) }.get()
+        #expect(again.sessionID == "s7")
+        #expect(again.fields["session_id"] == .string("s7"))
+    }
+
+    @Test func attrsLevelIsReadFromTheFirstLevelMember() throws {
+        #expect(try validate(#"{"session_id":"s","key":"k","value":1,"attrs":{"level":"ERROR","level":"info"}}"#).get().isError)
+        #expect(try !validate(#"{"session_id":"s","key":"k","value":1,"attrs":{"level":3}}"#).get().isError)
+        #expect(errorCode(validate(#"{"session_id":"s","key":"k","value":1,"attrs":[1]}"#)) == "invalid_field")
+    }
+}

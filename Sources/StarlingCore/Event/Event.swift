@@ -1,9 +1,10 @@
 /// An event as accepted from a client, validated, before the node stamps it.
 ///
-/// `fields` keeps the object exactly as sent (order and unknown fields included);
-/// the typed properties are the fields Starling itself reads.
+/// `prefix` is the start of the stored JSON (see `StoredEvent`): the client's members as
+/// sent (order, unknown fields and spelling included), minus the server-stamped ones; the
+/// typed properties are the fields Starling itself reads.
 public struct IncomingEvent: Sendable, Equatable {
-    public var fields: JSONObject
+    public var prefix: [UInt8]
     public var sessionID: String?
     public var key: String
     /// Client time in epoch milliseconds, if sent (RFC 3339 strings are converted).
@@ -17,10 +18,10 @@ public struct IncomingEvent: Sendable, Equatable {
     /// Counted as an error in `/v1/stats/components` (see `EventValidator.looksLikeError`).
     public var isError: Bool
 
-    public init(fields: JSONObject, sessionID: String?, key: String, ts: Int64? = nil, eventID: String? = nil,
+    public init(prefix: [UInt8], sessionID: String?, key: String, ts: Int64? = nil, eventID: String? = nil,
                 userID: String? = nil, terminalID: String? = nil, accountID: String? = nil,
                 component: String? = nil, via: String? = nil, isError: Bool = false) {
-        self.fields = fields
+        self.prefix = prefix
         self.sessionID = sessionID
         self.key = key
         self.ts = ts
@@ -31,6 +32,42 @@ public struct IncomingEvent: Sendable, Equatable {
         self.component = component
         self.via = via
         self.isError = isError
+    }
+}
+
+extension IncomingEvent {
+    /// The event as a client would send it again: the prefix plus the client's own `ts`
+    /// (normalised to epoch ms) and `event_id`. What a node forwards to the session's owner.
+    public func clientJSON() -> [UInt8] {
+        var out = prefix
+        if let ts {
+            out.append(contentsOf: #""ts":"#.utf8)
+            out.append(contentsOf: String(ts).utf8)
+            out.append(UInt8(ascii: ","))
+        }
+        if let eventID {
+            out.append(contentsOf: #""event_id":"#.utf8)
+            JSONWriter.writeString(eventID, into: &out)
+            out.append(UInt8(ascii: ","))
+        }
+        if out.last == UInt8(ascii: ",") { out[out.count - 1] = UInt8(ascii: "}") } else { out.append(UInt8(ascii: "}")) }
+        return out
+    }
+
+    /// The client's fields as a parsed object (tests and diagnostics; the stamped ones excluded).
+    public var fields: JSONObject {
+        var text = prefix
+        if text.last == UInt8(ascii: ",") { text[text.count - 1] = UInt8(ascii: "}") } else { text.append(UInt8(ascii: "}")) }
+        if case .object(let o)? = try? JSONParser.parse(text, maxDepth: JSONParser.depthCeiling) { return o }
+        return JSONObject()
+    }
+
+    /// Sets the session id the server resolved for an identity-only event.
+    public mutating func resolve(sessionID: String) {
+        self.sessionID = sessionID
+        prefix.append(contentsOf: #""session_id":"#.utf8)
+        JSONWriter.writeString(sessionID, into: &prefix)
+        prefix.append(UInt8(ascii: ","))
     }
 }
 
@@ -48,23 +85,16 @@ public enum Transport: String, Sendable, CaseIterable {
 /// (the client's fields, serialised once, without the stamped ones and without the closing
 /// brace) when the event arrives, and `finish` (a short suffix) in the log writer.
 public enum StoredEvent {
-    static let stamped: Set<String> = ["ts", "event_id", "received_at", "node", "ip"]
-
-    public static func prefix(of event: IncomingEvent) -> [UInt8] {
-        var out: [UInt8] = []
-        out.reserveCapacity(256)
-        out.append(UInt8(ascii: "{"))
-        var first = true
-        for (k, v) in event.fields.fields where !stamped.contains(k) {
-            if !first { out.append(UInt8(ascii: ",")) }
-            first = false
-            JSONWriter.writeString(k, into: &out)
-            out.append(UInt8(ascii: ":"))
-            JSONWriter.write(v, into: &out)
+    /// The fields the server stamps; a client's fields of these names are not stored.
+    @inline(__always)
+    public static func isStamped(_ key: String) -> Bool {
+        switch key {
+        case "ts", "event_id", "received_at", "node", "ip": return true
+        default: return false
         }
-        if !first { out.append(UInt8(ascii: ",")) }
-        return out
     }
+
+    public static func prefix(of event: IncomingEvent) -> [UInt8] { event.prefix }
 
     public static func finish(prefix: [UInt8], resolvedSessionID: String?, eventID: String, ts: Int64,
                               receivedAt: Int64, node: String, ip: String) -> [UInt8] {

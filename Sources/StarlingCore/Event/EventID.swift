@@ -11,23 +11,24 @@ public enum EventID {
         // 130 bits as 26 base32 digits: 2 zero bits, 48 bits of time, 80 random bits.
         let hi = time << 16 | (r2 & 0xFFFF)         // bits 127...64 (time then 16 random)
         let lo = r                                  // bits 63...0
-        var chars = [UInt8](repeating: 0, count: 26)
-        for i in 0..<26 {
-            let shift = 125 - 5 * i                 // position of this digit's lowest bit
-            let v: UInt64
-            if shift >= 64 {
-                v = (hi >> UInt64(shift - 64)) & 31
-            } else if shift > 59 {
-                // straddles: low bits from lo, high bits from hi
-                let fromLo = lo >> UInt64(shift)
-                let fromHi = hi << UInt64(64 - shift)
-                v = (fromLo | fromHi) & 31
-            } else {
-                v = (lo >> UInt64(shift)) & 31
+        return String(unsafeUninitializedCapacity: 26) { chars in
+            for i in 0..<26 {
+                let shift = 125 - 5 * i                 // position of this digit's lowest bit
+                let v: UInt64
+                if shift >= 64 {
+                    v = (hi >> UInt64(shift - 64)) & 31
+                } else if shift > 59 {
+                    // straddles: low bits from lo, high bits from hi
+                    let fromLo = lo >> UInt64(shift)
+                    let fromHi = hi << UInt64(64 - shift)
+                    v = (fromLo | fromHi) & 31
+                } else {
+                    v = (lo >> UInt64(shift)) & 31
+                }
+                chars[i] = alphabet[Int(v)]
             }
-            chars[i] = alphabet[Int(v)]
+            return 26
         }
-        return String(decoding: chars, as: UTF8.self)
     }
 }
 

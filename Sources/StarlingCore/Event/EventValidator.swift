@@ -26,25 +26,24 @@ public enum EventValidator {
 
     static func jsonBody(_ body: UnsafeRawBufferPointer, limits: Limits) -> Result<[IncomingEvent], IngestError> {
         if body.allSatisfy(isSpace) { return .failure(.init(code: "empty_body", message: "request body is empty")) }
-        let parsed: (isArray: Bool, elements: [(value: JSONValue, byteCount: Int)])
+        let scanned: (isArray: Bool, elements: [JSONSpan])
         do {
-            parsed = try JSONParser.parseTopLevelElements(body, maxDepth: limits.jsonDepthMax)
+            scanned = try JSONParser.scanTopLevelElements(body, maxDepth: limits.jsonDepthMax)
         } catch {
             return .failure(.invalidJSON("body is not valid JSON: \(error.message)"))
         }
-        if parsed.isArray && parsed.elements.isEmpty {
+        if scanned.isArray && scanned.elements.isEmpty {
             return .failure(.init(code: "empty_batch", message: "batch array holds no events"))
         }
-        if parsed.elements.count > limits.requestEventsMax {
-            return .failure(.init(code: "too_many_events", message: "batch holds \(parsed.elements.count) events, the limit is \(limits.requestEventsMax)"))
+        if scanned.elements.count > limits.requestEventsMax {
+            return .failure(.init(code: "too_many_events", message: "batch holds \(scanned.elements.count) events, the limit is \(limits.requestEventsMax)"))
         }
         var out: [IncomingEvent] = []
-        out.reserveCapacity(parsed.elements.count)
-        for (i, element) in parsed.elements.enumerated() {
-            let r = event(from: element.value, byteCount: element.byteCount, limits: limits)
-            switch r {
+        out.reserveCapacity(scanned.elements.count)
+        for (i, element) in scanned.elements.enumerated() {
+            switch event(from: element, in: body, limits: limits) {
             case .success(let e): out.append(e)
-            case .failure(let err): return .failure(parsed.isArray ? err.at(index: i) : err)
+            case .failure(let err): return .failure(scanned.isArray ? err.at(index: i) : err)
             }
         }
         return .success(out)
@@ -64,13 +63,7 @@ public enum EventValidator {
             if out.count >= limits.requestEventsMax {
                 return .failure(.init(code: "too_many_events", message: "body holds more than \(limits.requestEventsMax) events"))
             }
-            let value: JSONValue
-            do {
-                value = try JSONParser.parse(line, maxDepth: limits.jsonDepthMax)
-            } catch {
-                return .failure(IngestError.invalidJSON("line is not valid JSON: \(error.message)").at(index: index))
-            }
-            switch event(from: value, byteCount: line.count, limits: limits) {
+            switch event(fromJSON: line, limits: limits, what: "line") {
             case .success(let e): out.append(e)
             case .failure(let err): return .failure(err.at(index: index))
             }
@@ -85,56 +78,179 @@ public enum EventValidator {
         if bytes.count > limits.datagramBytesMax {
             return .failure(.init(status: 413, code: "datagram_too_large", message: "datagram is \(bytes.count) bytes, the limit is \(limits.datagramBytesMax)"))
         }
+        return event(fromJSON: bytes, limits: limits, what: "datagram")
+    }
+
+    /// Validates the text of one event (a datagram, an NDJSON line, a forwarded event);
+    /// `what` names it in the error message.
+    public static func event(fromJSON bytes: UnsafeRawBufferPointer, limits: Limits, what: String = "event") -> Result<IncomingEvent, IngestError> {
+        let span: JSONSpan
         do {
-            let value = try JSONParser.parse(bytes, maxDepth: limits.jsonDepthMax)
-            return event(from: value, byteCount: bytes.count, limits: limits)
+            span = try JSONParser.scan(bytes, maxDepth: limits.jsonDepthMax)
         } catch {
-            return .failure(.invalidJSON("datagram is not valid JSON: \(error.message)"))
+            return .failure(.invalidJSON("\(what) is not valid JSON: \(error.message)"))
+        }
+        return event(from: span, in: bytes, limits: limits)
+    }
+
+    /// Member index of each known field (-1: absent), by its slot in `knownFields`.
+    struct KnownFieldIndex {
+        var s0 = -1, s1 = -1, s2 = -1, s3 = -1, s4 = -1, s5 = -1, s6 = -1, s7 = -1, s8 = -1, s9 = -1, s10 = -1
+        subscript(slot: Int) -> Int {
+            get {
+                switch slot {
+                case 0: return s0
+                case 1: return s1
+                case 2: return s2
+                case 3: return s3
+                case 4: return s4
+                case 5: return s5
+                case 6: return s6
+                case 7: return s7
+                case 8: return s8
+                case 9: return s9
+                default: return s10
+                }
+            }
+            set {
+                switch slot {
+                case 0: s0 = newValue
+                case 1: s1 = newValue
+                case 2: s2 = newValue
+                case 3: s3 = newValue
+                case 4: s4 = newValue
+                case 5: s5 = newValue
+                case 6: s6 = newValue
+                case 7: s7 = newValue
+                case 8: s8 = newValue
+                case 9: s9 = newValue
+                default: s10 = newValue
+                }
+            }
         }
     }
 
-    /// Validates one event object whose text spanned `byteCount` bytes.
-    public static func event(from value: JSONValue, byteCount: Int, limits: Limits) -> Result<IncomingEvent, IngestError> {
-        if byteCount > limits.eventBytesMax { return .failure(.eventTooLarge(byteCount, limits.eventBytesMax)) }
-        guard case .object(let obj) = value else {
+    /// The names of the fields Starling reads, in the order their faults are reported.
+    static let knownFields = ["session_id", "key", "value", "ts", "event_id", "user_id", "terminal_id",
+                              "account_id", "component", "via", "attrs"]
+
+    @inline(__always)
+    static func knownSlot(_ key: String) -> Int {
+        switch key {
+        case "session_id": return 0
+        case "key": return 1
+        case "value": return 2
+        case "ts": return 3
+        case "event_id": return 4
+        case "user_id": return 5
+        case "terminal_id": return 6
+        case "account_id": return 7
+        case "component": return 8
+        case "via": return 9
+        case "attrs": return 10
+        default: return -1
+        }
+    }
+
+    /// Validates one scanned (syntactically valid) value as an event. Only the fields Starling
+    /// reads are decoded; the stored prefix is the client's members copied as sent, minus the
+    /// server-stamped ones.
+    public static func event(from span: JSONSpan, in bytes: UnsafeRawBufferPointer, limits: Limits) -> Result<IncomingEvent, IngestError> {
+        let range = span.range
+        if range.count > limits.eventBytesMax { return .failure(.eventTooLarge(range.count, limits.eventBytesMax)) }
+        guard case .object(_, let members) = span else {
             return .failure(.init(code: "invalid_event", message: "an event must be a JSON object"))
         }
-        for name in ["session_id", "key", "value", "ts", "event_id", "user_id", "terminal_id",
-                     "account_id", "component", "via", "attrs"] where obj.count(of: name) > 1 {
-            return .failure(.invalidField(name, "appears more than once"))
+        // Where each known field is (its member index), and how often it appears.
+        var at = KnownFieldIndex()
+        var seen: UInt32 = 0, repeated: UInt32 = 0
+        var prefix: [UInt8] = []
+        prefix.reserveCapacity(range.count + 16)
+        prefix.append(UInt8(ascii: "{"))
+        for (m, member) in members.enumerated() {
+            let slot = knownSlot(member.key)
+            if slot >= 0 {
+                let bit: UInt32 = 1 << UInt32(slot)
+                if seen & bit != 0 { repeated |= bit } else { seen |= bit }
+                at[slot] = m
+            }
+            if StoredEvent.isStamped(member.key) { continue }
+            prefix.append(contentsOf: UnsafeRawBufferPointer(rebasing: bytes[member.start..<member.end]))
+            prefix.append(UInt8(ascii: ","))
         }
-        do {
-            let sessionID = try string(obj, "session_id", min: 1, max: limits.sessionIDBytesMax)
-            let userID = try string(obj, "user_id", min: 0, max: limits.identityBytesMax).nonEmpty
-            let terminalID = try string(obj, "terminal_id", min: 0, max: limits.identityBytesMax).nonEmpty
-            let accountID = try string(obj, "account_id", min: 0, max: limits.identityBytesMax).nonEmpty
-            let component = try string(obj, "component", min: 0, max: limits.identityBytesMax).nonEmpty
-            let via = try string(obj, "via", min: 0, max: limits.identityBytesMax).nonEmpty
-            guard let key = try string(obj, "key", min: 1, max: limits.keyBytesMax) else {
+        if repeated != 0 {
+            let slot = repeated.trailingZeroBitCount
+            return .failure(.invalidField(knownFields[slot], "appears more than once"))
+        }
+        let found = at
+        func member(_ slot: Int) -> JSONMemberSpan? {
+            let m = found[slot]
+            return m < 0 ? nil : members[m]
+        }
+        func string(_ slot: Int, min: Int, max: Int) throws(IngestError) -> String? {
+            guard let m = member(slot) else { return nil }
+            let name = knownFields[slot]
+            guard bytes[m.valueStart] == UInt8(ascii: "\""), let s = JSONParser.decodeString(bytes, at: m.valueStart) else {
+                throw IngestError.invalidField(name, "must be a string")
+            }
+            let n = s.utf8.count
+            if n < min { throw IngestError.invalidField(name, "must not be empty") }
+            if n > max { throw IngestError.invalidField(name, "is \(n) bytes, the limit is \(max)") }
+            return s
+        }
+        do throws(IngestError) {
+            let sessionID = try string(0, min: 1, max: limits.sessionIDBytesMax)
+            let userID = try string(5, min: 0, max: limits.identityBytesMax).nonEmpty
+            let terminalID = try string(6, min: 0, max: limits.identityBytesMax).nonEmpty
+            let accountID = try string(7, min: 0, max: limits.identityBytesMax).nonEmpty
+            let component = try string(8, min: 0, max: limits.identityBytesMax).nonEmpty
+            let via = try string(9, min: 0, max: limits.identityBytesMax).nonEmpty
+            guard let key = try string(1, min: 1, max: limits.keyBytesMax) else {
                 throw IngestError.missingField("key")
             }
-            guard obj["value"] != nil else { throw IngestError.missingField("value") }
+            guard member(2) != nil else { throw IngestError.missingField("value") }
             if sessionID == nil && userID == nil && terminalID == nil {
                 throw IngestError(code: "missing_field", message: "an event needs one of 'session_id', 'user_id' or 'terminal_id'")
             }
-            let eventID = try string(obj, "event_id", min: 1, max: limits.eventIDBytesMax)
+            let eventID = try string(4, min: 1, max: limits.eventIDBytesMax)
             var ts: Int64?
-            if let t = obj["ts"] {
-                ts = try timestamp(t)
+            if let m = member(3) {
+                let text = UnsafeRawBufferPointer(rebasing: bytes[m.valueStart..<m.end])
+                guard let v = try? JSONParser.parse(text) else { throw IngestError.invalidField("ts", "is not valid JSON") }
+                ts = try timestamp(v)
             }
             var attrsLevel: String?
-            if let a = obj["attrs"] {
-                guard case .object(let attrs) = a else { throw IngestError.invalidField("attrs", "must be an object") }
-                if case .string(let level)? = attrs["level"] { attrsLevel = level }
+            if let m = member(10) {
+                let text = UnsafeRawBufferPointer(rebasing: bytes[m.valueStart..<m.end])
+                guard case .object(_, let attrs)? = try? JSONParser.scan(text) else {
+                    throw IngestError.invalidField("attrs", "must be an object")
+                }
+                if let level = attrs.first(where: { $0.key == "level" }), text[level.valueStart] == UInt8(ascii: "\"") {
+                    attrsLevel = JSONParser.decodeString(text, at: level.valueStart)
+                }
             }
             return .success(IncomingEvent(
-                fields: obj, sessionID: sessionID, key: key, ts: ts, eventID: eventID,
+                prefix: prefix, sessionID: sessionID, key: key, ts: ts, eventID: eventID,
                 userID: userID, terminalID: terminalID, accountID: accountID, component: component, via: via,
                 isError: looksLikeError(key: key, level: attrsLevel)))
-        } catch let e as IngestError {
-            return .failure(e)
         } catch {
-            return .failure(.init(code: "invalid_event", message: "\(error)"))
+            return .failure(error)
+        }
+    }
+
+    /// Validates one event given as a parsed value (events built in code, such as the pixel's).
+    public static func event(from value: JSONValue, byteCount: Int, limits: Limits) -> Result<IncomingEvent, IngestError> {
+        var text: [UInt8] = []
+        JSONWriter.write(value, into: &text)
+        return text.withUnsafeBytes { buf in
+            guard let span = try? JSONParser.scan(buf, maxDepth: JSONParser.depthCeiling) else {
+                return .failure(.init(code: "invalid_event", message: "an event must be a JSON object"))
+            }
+            // The size limit applies to what the client sent, not to this re-serialisation.
+            if byteCount > limits.eventBytesMax { return .failure(.eventTooLarge(byteCount, limits.eventBytesMax)) }
+            var relaxed = limits
+            relaxed.eventBytesMax = Int.max
+            return event(from: span, in: buf, limits: relaxed)
         }
     }
 
@@ -158,7 +274,7 @@ public enum EventValidator {
         return s
     }
 
-    static func timestamp(_ v: JSONValue) throws -> Int64 {
+    static func timestamp(_ v: JSONValue) throws(IngestError) -> Int64 {
         switch v {
         case .string(let s):
             guard let ms = Timestamps.parseRFC3339(s) else {

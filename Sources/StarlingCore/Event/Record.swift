@@ -66,19 +66,31 @@ public struct Record: Sendable, Equatable {
         out.appendLE(UInt16(0))
         out.appendLE(ts)
         out.appendLE(receivedAt)
-        for s in [sessionID, eventID, key, component, via, userID, terminalID] {
-            let u = s.utf8
-            // Validation bounds every string far below 64 KiB; clip defensively rather than corrupt.
-            let n = min(u.count, Int(UInt16.max))
-            out.appendLE(UInt16(n))
-            out.append(contentsOf: u.prefix(n))
-        }
+        Record.appendField(sessionID, to: &out)
+        Record.appendField(eventID, to: &out)
+        Record.appendField(key, to: &out)
+        Record.appendField(component, to: &out)
+        Record.appendField(via, to: &out)
+        Record.appendField(userID, to: &out)
+        Record.appendField(terminalID, to: &out)
         out.appendLE(UInt32(json.count))
         out.append(contentsOf: json)
         let bodyStart = start + 8
         let crc = out.withUnsafeBytes { CRC32C.checksum(UnsafeRawBufferPointer(rebasing: $0[bodyStart...])) }
         out.overwriteLE(UInt32(out.count - start - 4), at: start)
         out.overwriteLE(crc, at: start + 4)
+    }
+
+    /// u16 length + UTF-8 bytes. Validation bounds every string far below 64 KiB; clip
+    /// defensively rather than corrupt.
+    @inline(__always)
+    static func appendField(_ s: String, to out: inout [UInt8]) {
+        var s = s
+        s.withUTF8 { u in
+            let n = min(u.count, Int(UInt16.max))
+            out.appendLE(UInt16(n))
+            out.append(contentsOf: UnsafeBufferPointer(rebasing: u[0..<n]))
+        }
     }
 
     public var encoded: [UInt8] {

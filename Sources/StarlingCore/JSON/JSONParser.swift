@@ -101,6 +101,98 @@ public enum JSONParser {
     }
 }
 
+// MARK: - Spans (validate without building values)
+
+/// One member of a scanned object: its key (decoded) and where its text lies in the input.
+public struct JSONMemberSpan: Sendable, Equatable {
+    public var key: String
+    /// Offset of the key's opening quote.
+    public var start: Int
+    /// Offset of the value's first byte.
+    public var valueStart: Int
+    /// Offset just after the value's last byte.
+    public var end: Int
+
+    public init(key: String, start: Int, valueStart: Int, end: Int) {
+        self.key = key
+        self.start = start
+        self.valueStart = valueStart
+        self.end = end
+    }
+}
+
+/// A scanned value: an object with its members, or anything else, by byte range.
+public enum JSONSpan: Sendable, Equatable {
+    case object(Range<Int>, members: [JSONMemberSpan])
+    case other(Range<Int>)
+
+    public var range: Range<Int> {
+        switch self {
+        case .object(let r, _), .other(let r): return r
+        }
+    }
+}
+
+extension JSONParser {
+    /// The ingest fast path: validates the whole document by exactly the rules (and with the
+    /// same error messages) of `parseTopLevelElements`, but builds no values. Each top-level
+    /// element (or the single top-level value) comes back as a byte range, and objects with the
+    /// ranges of their members, so a caller decodes only the fields it reads and copies the rest
+    /// as they were sent.
+    public static func scanTopLevelElements(
+        _ bytes: UnsafeRawBufferPointer, maxDepth: Int = 64
+    ) throws(JSONParseError) -> (isArray: Bool, elements: [JSONSpan]) {
+        var scanner = JSONScanner(bytes: bytes, maxDepth: maxDepth)
+        scanner.skipWhitespace()
+        guard scanner.index < scanner.count else { throw scanner.endOfInput() }
+        guard bytes[scanner.index] == UInt8(ascii: "[") else {
+            let span = try scanner.scanElement(baseDepth: 0)
+            try scanner.expectEnd()
+            return (false, [span])
+        }
+        if maxDepth < 1 { throw scanner.tooDeep(at: scanner.index) }
+        scanner.index += 1
+        var elements: [JSONSpan] = []
+        scanner.skipWhitespace()
+        if scanner.index < scanner.count && bytes[scanner.index] == UInt8(ascii: "]") {
+            scanner.index += 1
+        } else {
+            while true {
+                elements.append(try scanner.scanElement(baseDepth: 1))
+                scanner.skipWhitespace()
+                guard scanner.index < scanner.count else { throw scanner.endOfInput() }
+                let c = bytes[scanner.index]
+                if c == UInt8(ascii: ",") {
+                    scanner.index += 1
+                } else if c == UInt8(ascii: "]") {
+                    scanner.index += 1
+                    break
+                } else {
+                    throw scanner.unexpected(expecting: "',' or ']'")
+                }
+            }
+        }
+        try scanner.expectEnd()
+        return (true, elements)
+    }
+
+    /// Validates exactly one value (surrounding whitespace allowed) without building it.
+    public static func scan(_ bytes: UnsafeRawBufferPointer, maxDepth: Int = 64) throws(JSONParseError) -> JSONSpan {
+        var scanner = JSONScanner(bytes: bytes, maxDepth: maxDepth)
+        let span = try scanner.scanElement(baseDepth: 0)
+        try scanner.expectEnd()
+        return span
+    }
+
+    /// Decodes the JSON string whose opening quote is at `offset` of text already validated.
+    public static func decodeString(_ bytes: UnsafeRawBufferPointer, at offset: Int) -> String? {
+        var scanner = JSONScanner(bytes: bytes, maxDepth: 1)
+        scanner.index = offset
+        guard offset < bytes.count, bytes[offset] == UInt8(ascii: "\""), let s = try? scanner.parseString() else { return nil }
+        return s
+    }
+}
+
 // MARK: - Scanner
 
 private enum ASCII {
@@ -316,6 +408,155 @@ private struct JSONScanner {
         }
     }
 
+    // MARK: Validating without building
+
+    /// One value at `index` (leading whitespace allowed); an object's members are recorded.
+    mutating func scanElement(baseDepth: Int) throws(JSONParseError) -> JSONSpan {
+        skipWhitespace()
+        guard index < count else { throw endOfInput() }
+        let start = index
+        guard bytes[index] == ASCII.openBrace else {
+            try skipValue(baseDepth: baseDepth)
+            return .other(start..<index)
+        }
+        if baseDepth + 1 > maxDepth { throw tooDeep(at: index) }
+        index += 1
+        skipWhitespace()
+        var members: [JSONMemberSpan] = []
+        if index < count && bytes[index] == ASCII.closeBrace {
+            index += 1
+            return .object(start..<index, members: members)
+        }
+        members.reserveCapacity(10)
+        while true {
+            let keyStart = index
+            let key = try parseKeyAndColon()
+            skipWhitespace()
+            let valueStart = index
+            try skipValue(baseDepth: baseDepth + 1)
+            members.append(JSONMemberSpan(key: key, start: keyStart, valueStart: valueStart, end: index))
+            skipWhitespace()
+            guard index < count else { throw endOfInput() }
+            let c = bytes[index]
+            if c == ASCII.comma {
+                index += 1
+                skipWhitespace()
+                continue
+            }
+            guard c == ASCII.closeBrace else { throw unexpected(expecting: "',' or '}'") }
+            index += 1
+            return .object(start..<index, members: members)
+        }
+    }
+
+    /// `parseValue` without the values: the same checks, the same errors, no allocation for
+    /// the first 64 levels of nesting.
+    mutating func skipValue(baseDepth: Int) throws(JSONParseError) {
+        var depth = 0
+        var kinds: UInt64 = 0              // bit d: the container at depth d+1 is an object
+        var deeper: [Bool] = []            // kinds beyond 64 levels
+        func isObject(_ d: Int) -> Bool { d < 64 ? (kinds >> UInt64(d)) & 1 == 1 : deeper[d - 64] }
+
+        nextValue: while true {
+            skipWhitespace()
+            guard index < count else { throw endOfInput() }
+            let c = bytes[index]
+            switch c {
+            case ASCII.openBrace, ASCII.openBracket:
+                if baseDepth + depth + 1 > maxDepth { throw tooDeep(at: index) }
+                let object = c == ASCII.openBrace
+                index += 1
+                skipWhitespace()
+                if index < count && bytes[index] == (object ? ASCII.closeBrace : ASCII.closeBracket) {
+                    index += 1
+                } else {
+                    if object { try skipKeyAndColon() }
+                    if depth < 64 {
+                        if object { kinds |= 1 << UInt64(depth) } else { kinds &= ~(1 << UInt64(depth)) }
+                    } else {
+                        deeper.append(object)
+                    }
+                    depth += 1
+                    continue nextValue
+                }
+            case ASCII.quote:
+                try skipString()
+            case UInt8(ascii: "t"):
+                try parseLiteral("true")
+            case UInt8(ascii: "f"):
+                try parseLiteral("false")
+            case UInt8(ascii: "n"):
+                try parseLiteral("null")
+            case ASCII.minus, ASCII.zero...ASCII.nine:
+                index = try numberEnd()
+            default:
+                throw unexpected()
+            }
+
+            while depth > 0 {
+                let object = isObject(depth - 1)
+                skipWhitespace()
+                guard index < count else { throw endOfInput() }
+                let c = bytes[index]
+                if c == ASCII.comma {
+                    index += 1
+                    if object {
+                        skipWhitespace()
+                        try skipKeyAndColon()
+                    }
+                    continue nextValue
+                }
+                if object {
+                    guard c == ASCII.closeBrace else { throw unexpected(expecting: "',' or '}'") }
+                } else {
+                    guard c == ASCII.closeBracket else { throw unexpected(expecting: "',' or ']'") }
+                }
+                index += 1
+                depth -= 1
+                if depth >= 64 { deeper.removeLast() }
+            }
+            return
+        }
+    }
+
+    private mutating func skipKeyAndColon() throws(JSONParseError) {
+        guard index < count else { throw endOfInput() }
+        guard bytes[index] == ASCII.quote else { throw unexpected(expecting: "a string key") }
+        try skipString()
+        skipWhitespace()
+        guard index < count else { throw endOfInput() }
+        guard bytes[index] == ASCII.colon else { throw unexpected(expecting: "':'") }
+        index += 1
+    }
+
+    /// `parseString` without the string.
+    private mutating func skipString() throws(JSONParseError) {
+        let open = index
+        var i = index + 1
+        while true {
+            while i + 8 <= count {
+                let w = bytes.loadUnaligned(fromByteOffset: i, as: UInt64.self)
+                if JSONScanner.needsAttention(w) { break }
+                i += 8
+            }
+            guard i < count else { throw fail("unterminated string starting", at: open) }
+            let b = bytes[i]
+            if b == ASCII.quote {
+                index = i + 1
+                return
+            } else if b == ASCII.backslash {
+                _ = try parseEscapedString(open: open, start: open + 1, firstEscape: i, building: false)
+                return
+            } else if b < 0x20 {
+                throw fail("unescaped control character \(JSONScanner.describe(b)) in string", at: i)
+            } else if b < 0x80 {
+                i += 1
+            } else {
+                i = try validateUTF8Sequence(at: i)
+            }
+        }
+    }
+
     // MARK: Numbers
 
     @inline(__always)
@@ -325,6 +566,13 @@ private struct JSONScanner {
 
     /// `-? (0 | [1-9][0-9]*) (. [0-9]+)? ([eE] [+-]? [0-9]+)?`
     private mutating func parseNumber() throws(JSONParseError) -> String {
+        let start = index
+        index = try numberEnd()
+        return String(decoding: UnsafeRawBufferPointer(rebasing: bytes[start..<index]), as: UTF8.self)
+    }
+
+    /// Validates the number at `index` and returns the offset after it (errors move `index` to the fault).
+    private mutating func numberEnd() throws(JSONParseError) -> Int {
         let start = index
         var i = index
         if bytes[i] == ASCII.minus { i += 1 }
@@ -357,14 +605,13 @@ private struct JSONScanner {
             }
             while isDigit(at: i) { i += 1 }
         }
-        index = i
-        return String(decoding: UnsafeRawBufferPointer(rebasing: bytes[start..<i]), as: UTF8.self)
+        return i
     }
 
     // MARK: Strings
 
     /// Parses a string whose opening quote is at `index`.
-    private mutating func parseString() throws(JSONParseError) -> String {
+    mutating func parseString() throws(JSONParseError) -> String {
         let open = index
         let start = index + 1
         var i = start
@@ -381,7 +628,7 @@ private struct JSONScanner {
                 index = i + 1
                 return String(decoding: UnsafeRawBufferPointer(rebasing: bytes[start..<i]), as: UTF8.self)
             } else if b == ASCII.backslash {
-                return try parseEscapedString(open: open, start: start, firstEscape: i)
+                return try parseEscapedString(open: open, start: start, firstEscape: i, building: true)
             } else if b < 0x20 {
                 throw fail("unescaped control character \(JSONScanner.describe(b)) in string", at: i)
             } else if b < 0x80 {
@@ -405,51 +652,52 @@ private struct JSONScanner {
         return ((hasQuote | hasBackslash | hasControl) & highs) | (w & highs) != 0
     }
 
-    /// The slow path for strings containing escapes: decodes into `scratch`.
-    private mutating func parseEscapedString(open: Int, start: Int, firstEscape: Int) throws(JSONParseError) -> String {
+    /// The slow path for strings containing escapes: decodes into `scratch` (or only
+    /// validates, returning "", when not `building`).
+    private mutating func parseEscapedString(open: Int, start: Int, firstEscape: Int, building: Bool) throws(JSONParseError) -> String {
         scratch.removeAll(keepingCapacity: true)
-        scratch.append(contentsOf: UnsafeRawBufferPointer(rebasing: bytes[start..<firstEscape]))
+        if building { scratch.append(contentsOf: UnsafeRawBufferPointer(rebasing: bytes[start..<firstEscape])) }
         var i = firstEscape
         while i < count {
             let b = bytes[i]
             if b == ASCII.quote {
                 index = i + 1
-                return String(decoding: scratch, as: UTF8.self)
+                return building ? String(decoding: scratch, as: UTF8.self) : ""
             } else if b == ASCII.backslash {
                 guard i + 1 < count else { break }
                 let e = bytes[i + 1]
                 switch e {
                 case ASCII.quote, ASCII.backslash, ASCII.slash:
-                    scratch.append(e)
+                    if building { scratch.append(e) }
                     i += 2
                 case UInt8(ascii: "b"):
-                    scratch.append(0x08)
+                    if building { scratch.append(0x08) }
                     i += 2
                 case UInt8(ascii: "f"):
-                    scratch.append(0x0C)
+                    if building { scratch.append(0x0C) }
                     i += 2
                 case UInt8(ascii: "n"):
-                    scratch.append(0x0A)
+                    if building { scratch.append(0x0A) }
                     i += 2
                 case UInt8(ascii: "r"):
-                    scratch.append(0x0D)
+                    if building { scratch.append(0x0D) }
                     i += 2
                 case UInt8(ascii: "t"):
-                    scratch.append(0x09)
+                    if building { scratch.append(0x09) }
                     i += 2
                 case UInt8(ascii: "u"):
-                    i = try decodeUnicodeEscape(at: i)
+                    i = try decodeUnicodeEscape(at: i, building: building)
                 default:
                     throw fail("invalid escape '\\\(JSONScanner.describe(e))' in string", at: i)
                 }
             } else if b < 0x20 {
                 throw fail("unescaped control character \(JSONScanner.describe(b)) in string", at: i)
             } else if b < 0x80 {
-                scratch.append(b)
+                if building { scratch.append(b) }
                 i += 1
             } else {
                 let next = try validateUTF8Sequence(at: i)
-                scratch.append(contentsOf: UnsafeRawBufferPointer(rebasing: bytes[i..<next]))
+                if building { scratch.append(contentsOf: UnsafeRawBufferPointer(rebasing: bytes[i..<next])) }
                 i = next
             }
         }
@@ -475,7 +723,7 @@ private struct JSONScanner {
     }
 
     /// Decodes `\uXXXX` (or a surrogate pair `\uD83D\uDE00`) at `i` into `scratch`; returns the next index.
-    private mutating func decodeUnicodeEscape(at i: Int) throws(JSONParseError) -> Int {
+    private mutating func decodeUnicodeEscape(at i: Int, building: Bool) throws(JSONParseError) -> Int {
         guard let unit = hex4(at: i + 2) else {
             throw fail("invalid \\u escape (four hex digits required)", at: i)
         }
@@ -492,7 +740,7 @@ private struct JSONScanner {
         } else if unit >= 0xDC00 && unit <= 0xDFFF {
             throw fail("lone low surrogate in \\u escape", at: i)
         }
-        appendUTF8(scalar)
+        if building { appendUTF8(scalar) }
         return next
     }
 

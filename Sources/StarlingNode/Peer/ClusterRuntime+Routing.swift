@@ -19,33 +19,43 @@ extension ClusterRuntime {
     /// Routes validated events to their owners and completes once every owner stored its share.
     func ingest(_ events: [IncomingEvent], ip: String, transport: Transport, bytes: Int, on loop: EventLoop) -> EventLoopFuture<Result<Int, IngestError>> {
         if let reason = unavailableReason() ?? engine.unavailableReason() { return loop.makeSucceededFuture(.failure(reason)) }
+        // The common case (every event names its session) routes at once, without a future hop.
+        if !events.contains(where: { $0.sessionID == nil }) {
+            return route(events, ip: ip, transport: transport, bytes: bytes, on: loop)
+        }
         return resolveIdentities(events, on: loop).flatMap { [self] resolved in
-            var byOwner: [String: [IncomingEvent]] = [:]
-            let ring = self.ring
-            for e in resolved {
-                let key = Placement.routingKey(sessionID: e.sessionID, userID: e.userID, terminalID: e.terminalID)
-                byOwner[Placement.owner(of: key, ring: ring, me: config.id), default: []].append(e)
+            route(resolved, ip: ip, transport: transport, bytes: bytes, on: loop)
+        }
+    }
+
+    func route(_ events: [IncomingEvent], ip: String, transport: Transport, bytes: Int, on loop: EventLoop) -> EventLoopFuture<Result<Int, IngestError>> {
+        var byOwner: [String: [IncomingEvent]] = [:]
+        let ring = self.ring
+        for e in events {
+            let key = Placement.routingKey(sessionID: e.sessionID, userID: e.userID, terminalID: e.terminalID)
+            byOwner[Placement.owner(of: key, ring: ring, me: config.id), default: []].append(e)
+        }
+        func send(_ list: [IncomingEvent], to owner: String) -> EventLoopFuture<Result<Int, IngestError>> {
+            if owner == config.id {
+                let p = loop.makePromise(of: Result<Int, IngestError>.self)
+                engine.submit(list, ip: ip, transport: transport, bytes: bytes) { p.succeed($0) }
+                return p.futureResult
             }
-            var futures: [EventLoopFuture<Result<Int, IngestError>>] = []
-            for (owner, list) in byOwner {
-                if owner == config.id {
-                    let p = loop.makePromise(of: Result<Int, IngestError>.self)
-                    engine.submit(list, ip: ip, transport: transport, bytes: bytes) { p.succeed($0) }
-                    futures.append(p.futureResult)
-                } else {
-                    futures.append(forward(list, to: owner, ip: ip, transport: transport, on: loop))
+            return forward(list, to: owner, ip: ip, transport: transport, on: loop)
+        }
+        if byOwner.count == 1, let (owner, list) = byOwner.first {
+            return send(list, to: owner)
+        }
+        let futures = byOwner.map { send($0.value, to: $0.key) }
+        return EventLoopFuture.whenAllSucceed(futures, on: loop).map { results in
+            var total = 0
+            for r in results {
+                switch r {
+                case .success(let n): total += n
+                case .failure(let e): return .failure(e)
                 }
             }
-            return EventLoopFuture.whenAllSucceed(futures, on: loop).map { results in
-                var total = 0
-                for r in results {
-                    switch r {
-                    case .success(let n): total += n
-                    case .failure(let e): return .failure(e)
-                    }
-                }
-                return .success(total)
-            }
+            return .success(total)
         }
     }
 
@@ -67,8 +77,7 @@ extension ClusterRuntime {
                 let sid = e.userID.flatMap { found["u:" + $0] ?? nil } ?? e.terminalID.flatMap { found["t:" + $0] ?? nil }
                 guard let sid else { return e }
                 var copy = e
-                copy.sessionID = sid
-                copy.fields.set("session_id", .string(sid))
+                copy.resolve(sessionID: sid)
                 return copy
             }
         }
@@ -95,9 +104,7 @@ extension ClusterRuntime {
         }
         let now = Self.now()
         let batch = events.map { e -> ForwardedEvent in
-            var out: [UInt8] = []
-            JSONWriter.write(.object(e.fields), into: &out)
-            return ForwardedEvent(transport: transport.wireCode, ip: ip, receivedAt: now, json: out)
+            ForwardedEvent(transport: transport.wireCode, ip: ip, receivedAt: now, json: e.clientJSON())
         }
         let queue = forwarders.withLock { f in
             if let q = f[owner] { return q }

@@ -287,12 +287,7 @@ public final class ClusterRuntime: @unchecked Sendable {
         var groups: [String: [IncomingEvent]] = [:]     // "transport|ip" -> events
         var bytes = 0
         for (i, f) in batch.events.enumerated() {
-            let parsed = f.json.withUnsafeBytes { buf -> Result<IncomingEvent, IngestError> in
-                guard let v = try? JSONParser.parse(buf, maxDepth: config.limits.jsonDepthMax) else {
-                    return .failure(.invalidJSON("forwarded event is not valid JSON"))
-                }
-                return EventValidator.event(from: v, byteCount: buf.count, limits: config.limits)
-            }
+            let parsed = f.json.withUnsafeBytes { EventValidator.event(fromJSON: $0, limits: config.limits, what: "forwarded event") }
             switch parsed {
             case .success(let e):
                 groups["\(f.transport)|\(f.ip)", default: []].append(e)
