@@ -25,12 +25,14 @@ public final class Engine: @unchecked Sendable {
     public let recoveryMillis: Int64
 
     /// An event as the writer gets it. When its session is known, its record (id, stamps,
-    /// stored JSON) was already built on the caller's I/O thread, so the single writer thread
-    /// only dedupes client-given ids and appends; identity-only events are finished by the
-    /// writer, which resolves their session in log order.
+    /// stored JSON) was already built on an I/O thread (this node's, or the forwarding
+    /// node's), so the single writer thread only dedupes client-given ids (`clientID`) and
+    /// appends; identity-only events (`record == nil`) are finished by the writer, which
+    /// resolves their session in log order.
     struct Prepared: Sendable {
-        var event: IncomingEvent
+        var event: IncomingEvent?
         var record: Record?
+        var clientID: Bool
     }
 
     enum Payload: Sendable {
@@ -129,20 +131,21 @@ public final class Engine: @unchecked Sendable {
             completion(.failure(reason))
             return
         }
-        let now = clock()
         var rng = SplitMix64(seed: UInt64.random(in: 1...UInt64.max))   // one system random per request
-        let node = config.id
-        let prepared = events.map { e -> Prepared in
-            guard let sid = e.sessionID else { return Prepared(event: e, record: nil) }
-            let eid = e.eventID ?? EventID.make(nowMs: now, using: &rng)
-            let ts = e.ts ?? now
-            let json = StoredEvent.finish(prefix: e.prefix, resolvedSessionID: nil, eventID: eid, ts: ts,
-                                          receivedAt: now, node: node, ip: ip)
-            return Prepared(event: e, record: Record(kind: .event, isError: e.isError, ts: ts, receivedAt: now, sessionID: sid,
-                                                     eventID: eid, key: e.key, component: e.component ?? "", via: e.via ?? "",
-                                                     userID: e.userID ?? "", terminalID: e.terminalID ?? "", json: json))
-        }
+        let records = StoredEvent.records(of: events, receivedAt: clock(), node: config.id, ip: ip, using: &rng)
+        let prepared = zip(events, records).map { Prepared(event: $0, record: $1, clientID: $0.eventID != nil) }
         enqueue(Job(payload: .events(prepared, ip: ip, transport: transport), count: events.count, bytes: bytes, completion: completion))
+    }
+
+    /// Appends events that another node validated and stamped for this node (their owner), as
+    /// this node's own: deduped when the client gave the id, then replicated like local events.
+    public func submit(forwarded items: [(record: Record, clientID: Bool)], transport: Transport, bytes: Int, completion: @escaping Completion) {
+        if let reason = unavailableReason() {
+            completion(.failure(reason))
+            return
+        }
+        let prepared = items.map { Prepared(event: nil, record: $0.record, clientID: $0.clientID) }
+        enqueue(Job(payload: .events(prepared, ip: "", transport: transport), count: items.count, bytes: bytes, completion: completion))
     }
 
     /// Appends records written by another node (replication, catch-up); completion once stored.
@@ -249,20 +252,20 @@ public final class Engine: @unchecked Sendable {
                 case .events(let events, let ip, _):
                     var stored = 0, dups = 0
                     for p in events {
-                        let e = p.event
                         if let r = p.record {
-                            if let given = e.eventID {
-                                let scope = NodeIndex.scope(sessionID: r.sessionID, userID: e.userID, terminalID: e.terminalID)
-                                if idx.contains(eventID: given, in: scope) || seenIDs[scope]?.contains(given) == true {
+                            if p.clientID {
+                                let scope = NodeIndex.scope(sessionID: r.sessionID, userID: nil, terminalID: nil)
+                                if idx.contains(eventID: r.eventID, in: scope) || seenIDs[scope]?.contains(r.eventID) == true {
                                     dups += 1
                                     continue
                                 }
-                                seenIDs[scope, default: []].insert(given)
+                                seenIDs[scope, default: []].insert(r.eventID)
                             }
                             records.append(r)
                             stored += 1
                             continue
                         }
+                        guard let e = p.event else { continue }
                         var sid = e.sessionID
                         if sid == nil {
                             sid = e.userID.flatMap { newLinks["u:" + $0] } ?? e.terminalID.flatMap { newLinks["t:" + $0] }
@@ -281,11 +284,7 @@ public final class Engine: @unchecked Sendable {
                         }
                         seenIDs[scope, default: []].insert(eid)
                         let ts = e.ts ?? now
-                        let json = StoredEvent.finish(prefix: e.prefix, resolvedSessionID: e.sessionID == nil ? sid : nil, eventID: eid,
-                                                      ts: ts, receivedAt: now, node: config.id, ip: ip)
-                        records.append(Record(kind: .event, isError: e.isError, ts: ts, receivedAt: now,
-                                              sessionID: sid ?? "", eventID: eid, key: e.key, component: e.component ?? "",
-                                              via: e.via ?? "", userID: e.userID ?? "", terminalID: e.terminalID ?? "", json: json))
+                        records.append(StoredEvent.record(of: e, sessionID: sid, eventID: eid, ts: ts, receivedAt: now, node: config.id, ip: ip))
                         stored += 1
                     }
                     perJob.append((stored, dups))

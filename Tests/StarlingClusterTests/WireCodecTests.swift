@@ -82,6 +82,11 @@ let wireBodyCases: [WireBodyCase] = [
     wireBodyCase("ForwardedEvent", wireSampleEvents, encode: { $0.encode() }, decode: { try ForwardedEvent.decode($0) }),
     wireBodyCase("EventBatch", [EventBatch(events: wireSampleEvents), EventBatch(events: [])],
              encode: { $0.encode() }, decode: { try EventBatch.decode($0) }),
+    wireBodyCase("RecordBatch", [
+        RecordBatch(items: [RecordBatch.Item(transport: 0, clientID: false, record: [1, 2, 3]),
+                            RecordBatch.Item(transport: 3, clientID: true, record: [])]),
+        RecordBatch(items: []),
+    ], encode: { $0.encode() }, decode: { try RecordBatch.decode($0) }),
     wireBodyCase("ForwardResult", [
         ForwardResult(status: 202, code: "", message: "", accepted: 12, index: -1),
         ForwardResult(status: 400, code: "invalid_event", message: "ts: \(wireUnicode)", accepted: 3, index: 3),
@@ -469,6 +474,8 @@ let wireBodyCases: [WireBodyCase] = [
         #expect(throws: FrameError.badBody("eventBatch.count")) { try EventBatch.decode([0xFF, 0xFF, 0xFF, 0xFF]) }
         #expect(throws: FrameError.badBody("queryResult.count")) { try QueryResult.decode([0xFF, 0xFF, 0xFF, 0xFF, 0, 0, 0]) }
         #expect(throws: FrameError.self) { try EventBatch.decode([2, 0, 0, 0] + wireSampleEvents[0].encode()) }
+        // Record flags other than bit 0 are reserved.
+        #expect(throws: FrameError.self) { try RecordBatch.decode([1, 0, 0, 0, 0, 2, 0, 0, 0, 0]) }
         // A blob length past the end.
         #expect(throws: FrameError.self) { try ForwardedEvent.decode([1, 0, 0] + Array(repeating: 0, count: 8) + [0xFF, 0xFF, 0xFF, 0xFF]) }
         // Presence and boolean bytes other than 0 and 1.

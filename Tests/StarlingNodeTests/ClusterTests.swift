@@ -73,4 +73,32 @@ import StarlingCore
             #expect(try node.call("GET", "/v1/sessions/L1/state").status == 200)
         }
     }
+
+    /// Events owned by the other node travel as finished records: stored once, stamped with
+    /// their owner's id, and a client-given id sent twice is stored once.
+    @Test func forwardedRecordsAreStampedByTheOwnerAndDeduped() throws {
+        let a = try LiveNode(id: "a")
+        defer { a.stop() }
+        let b = try LiveNode(id: "b") { $0.join = [HostPort(host: "127.0.0.1", port: a.server.peerPort!)] }
+        defer { b.stop() }
+        func upCount(_ n: LiveNode) -> Int {
+            ((try? n.json("GET", "/v1/cluster").1["members"] as? [[String: Any]]) ?? [])?.filter { $0["status"] as? String == "up" }.count ?? 0
+        }
+        #expect(eventually(10) { upCount(a) == 2 && upCount(b) == 2 })
+        let batch = "[" + (0..<40).map { #"{"session_id":"fr-\#($0)","key":"k","value":\#($0),"event_id":"id-\#($0)"}"# }.joined(separator: ",") + "]"
+        #expect(try b.call("POST", "/v1/events", batch).status == 202)
+        #expect(try b.call("POST", "/v1/events", batch).status == 202)
+        let forwarded = try b.call("GET", "/metrics").text.split(separator: "\n")
+            .first { $0.hasPrefix("starling_events_forwarded_total ") }.flatMap { Double($0.split(separator: " ")[1]) } ?? 0
+        #expect(forwarded >= 20, "about half of 80 events belong to a")
+        var owners = Set<String>()
+        for i in 0..<40 {
+            let list = events(try a.json("GET", "/v1/sessions/fr-\(i)").1)
+            #expect(list.count == 1, "fr-\(i)")
+            #expect(list.first?["event_id"] as? String == "id-\(i)")
+            #expect(list.first?["value"] as? Int == i)
+            if let n = list.first?["node"] as? String { owners.insert(n) }
+        }
+        #expect(owners == ["a", "b"])
+    }
 }

@@ -1,13 +1,14 @@
 #!/usr/bin/env python3
 """Benchmark run on this machine (loopback only, every run bounded): the nginx ceiling, then
-Starling 1 node rf=1, 3 nodes rf=2 directly and behind HAProxy. For each: events/s, latency
-percentiles (wrk --latency, closed loop), server CPU-seconds per million events (from /proc),
-bytes on disk per event, ratio to the ceiling. Writes docs/benchmarks.md and docs/benchmarks.json.
+Starling 1 node rf=1, 3 nodes rf=2 directly and behind HAProxy, and a scaling series of 1, 2, 4
+and 8 nodes, each node capped to the same CPU share with a cgroup (v1 cpu.cfs_quota_us), so
+linear scaling is visible on a 2-core machine. For each: events/s, latency percentiles (wrk
+--latency, closed loop), server CPU-seconds per million events (from /proc), bytes on disk per
+event, ratio to the ceiling. Writes docs/benchmarks.md, docs/benchmarks.json and
+docs/scaling.png (gnuplot).
 
   ops/bench/run [--seconds 10] [--bin .build/release/starling]
-
-Not yet here (see the open benchmark issue): open-loop fixed-rate runs, the cgroup-capped
-scaling series and the plot.
+                [--only ceiling,one,three,scaling] [--scaling-nodes 1,2,4,8] [--node-cpu 0.15]
 """
 import argparse, json, os, re, shutil, signal, subprocess, sys, tempfile, time
 
@@ -55,6 +56,47 @@ def wait_http(port, path="/healthz", seconds=20):
 def du(path):
     return sum(os.path.getsize(os.path.join(d, f)) for d, _, fs in os.walk(path) for f in fs if f.endswith(".seg"))
 
+CGROUP = "/sys/fs/cgroup/cpu/starling-bench"
+
+def cgroup_cap(pid, name, cpus, period_us=100_000):
+    """Caps process `pid` (all its threads) to `cpus` cores with a cgroup v1 CFS quota."""
+    d = os.path.join(CGROUP, name)
+    os.makedirs(d, exist_ok=True)
+    open(os.path.join(d, "cpu.cfs_period_us"), "w").write(str(period_us))
+    open(os.path.join(d, "cpu.cfs_quota_us"), "w").write(str(int(cpus * period_us)))
+    open(os.path.join(d, "cgroup.procs"), "w").write(str(pid))
+
+def cgroup_cleanup():
+    if os.path.isdir(CGROUP):
+        for name in os.listdir(CGROUP):
+            if os.path.isdir(os.path.join(CGROUP, name)):
+                try: os.rmdir(os.path.join(CGROUP, name))
+                except OSError: pass
+        try: os.rmdir(CGROUP)
+        except OSError: pass
+
+def cgroups_available():
+    try:
+        os.makedirs(CGROUP, exist_ok=True)
+        open(os.path.join(CGROUP, "cpu.cfs_quota_us")).read()
+        return True
+    except OSError:
+        return False
+
+def wait_members(ports, n, seconds=30):
+    """Until every node's /v1/cluster shows n members up (the ring has converged)."""
+    import urllib.request
+    end = time.time() + seconds
+    while time.time() < end:
+        try:
+            ok = all(sum(1 for m in json.loads(urllib.request.urlopen(f"http://127.0.0.1:{p}/v1/cluster", timeout=2).read())["members"]
+                         if m["status"] == "up") == n for p in ports)
+            if ok: return True
+        except (OSError, ValueError, KeyError):
+            pass
+        time.sleep(0.3)
+    return False
+
 def start_nodes(binary, work, n, rf, base=18100):
     procs = []
     for k in range(1, n + 1):
@@ -77,25 +119,31 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--seconds", type=int, default=10)
     ap.add_argument("--bin", default=os.path.join(ROOT, ".build/release/starling"))
+    ap.add_argument("--only", default="ceiling,one,three,scaling", help="sections to run (comma-separated)")
+    ap.add_argument("--scaling-nodes", default="1,2,4,8")
+    ap.add_argument("--node-cpu", type=float, default=0.15, help="CPU cores each node may use in the scaling series")
     a = ap.parse_args()
+    only = set(a.only.split(","))
     if not os.access(a.bin, os.X_OK):
         print("error: build first: swift build -c release", file=sys.stderr); return 2
     for tool in ("wrk", "nginx", "haproxy"):
         if not shutil.which(tool):
             subprocess.run(["apt-get", "install", "-y", "-qq", {"wrk": "wrk", "nginx": "nginx-light", "haproxy": "haproxy"}[tool]], check=True)
     work = tempfile.mkdtemp(prefix="starling-bench-")
-    rows = []
+    rows, series = [], []
+    ceiling = None
     # 1. The ceiling: nginx answering 204 with its access log on.
-    conf = f"""worker_processes 2; pid {work}/nginx.pid; error_log {work}/nginx-error.log;
+    if "ceiling" in only:
+        conf = f"""worker_processes 2; pid {work}/nginx.pid; error_log {work}/nginx-error.log;
 events {{ worker_connections 4096; }}
 http {{ access_log {work}/access.log; server {{ listen 127.0.0.1:18099; location / {{ return 204; }} }} }}"""
-    open(f"{work}/nginx.conf", "w").write(conf)
-    subprocess.run(["nginx", "-c", f"{work}/nginx.conf", "-p", work], check=True)
-    time.sleep(0.5)
-    rps, pct, _ = wrk("http://127.0.0.1:18099/v1/events", a.seconds, "single.lua")
-    subprocess.run(["nginx", "-c", f"{work}/nginx.conf", "-p", work, "-s", "quit"])
-    ceiling = rps
-    rows.append({"setup": "nginx 204, access log on (ceiling)", "load": "single-event POST", "events_per_s": round(rps), **pct})
+        open(f"{work}/nginx.conf", "w").write(conf)
+        subprocess.run(["nginx", "-c", f"{work}/nginx.conf", "-p", work], check=True)
+        time.sleep(0.5)
+        rps, pct, _ = wrk("http://127.0.0.1:18099/v1/events", a.seconds, "single.lua")
+        subprocess.run(["nginx", "-c", f"{work}/nginx.conf", "-p", work, "-s", "quit"])
+        ceiling = rps
+        rows.append({"setup": "nginx 204, access log on (ceiling)", "load": "single-event POST", "events_per_s": round(rps), **pct})
 
     def measure(name, procs, port, load, script, events_per_req, conns=64, env=None, data=None):
         pids = [p.pid for p in procs]
@@ -104,43 +152,88 @@ http {{ access_log {work}/access.log; server {{ listen 127.0.0.1:18099; location
         c1 = cpu_seconds(pids); d1 = du(data) if data else 0
         events = rps * a.seconds * events_per_req
         row = {"setup": name, "load": load, "events_per_s": round(rps * events_per_req), **pct,
-               "cpu_s_per_million_events": round((c1 - c0) / max(events, 1) * 1e6, 1),
-               "ratio_to_ceiling": round(rps / ceiling, 3), "non_2xx": errors}
+               "cpu_s_per_million_events": round((c1 - c0) / max(events, 1) * 1e6, 1), "non_2xx": errors}
+        if ceiling and events_per_req == 1:
+            row["ratio_to_ceiling"] = round(rps / ceiling, 3)
         if data and events:
             row["disk_bytes_per_event"] = round((d1 - d0) / events, 1)
         rows.append(row)
         print(row, flush=True)
 
+    batch_env = dict(os.environ, BATCH="100")
     # 2. One node, rf=1.
-    procs = start_nodes(a.bin, f"{work}/one", 1, 1)
-    measure("1 node rf=1", procs, 18101, "single-event POST", "single.lua", 1, data=f"{work}/one")
-    measure("1 node rf=1", procs, 18101, "100-event batches", "batch.lua", 100, conns=16, env=dict(os.environ, BATCH="100"), data=f"{work}/one")
-    out = subprocess.run([sys.executable, os.path.join(BENCH, "udp_blast.py"), "--port", "18101", "--count", "300000", "--prefix", "ub"],
-                         capture_output=True, text=True).stdout
-    time.sleep(2)
-    import urllib.request
-    m = urllib.request.urlopen("http://127.0.0.1:18101/metrics").read().decode()
-    got = int(float(re.search(r'starling_events_ingested_total\{transport="udp"\} ([\d.]+)', m).group(1)))
-    rows.append({"setup": "1 node rf=1", "load": "UDP datagrams (Python sender, one core)", "offered": out.strip(),
-                 "stored_of_300000": got, "loss_pct": round(100 * (1 - got / 300000), 1)})
-    stop(procs)
+    if "one" in only:
+        procs = start_nodes(a.bin, f"{work}/one", 1, 1)
+        measure("1 node rf=1", procs, 18101, "single-event POST", "single.lua", 1, data=f"{work}/one")
+        measure("1 node rf=1", procs, 18101, "100-event batches", "batch.lua", 100, conns=16, env=batch_env, data=f"{work}/one")
+        out = subprocess.run([sys.executable, os.path.join(BENCH, "udp_blast.py"), "--port", "18101", "--count", "300000", "--prefix", "ub"],
+                             capture_output=True, text=True).stdout
+        time.sleep(2)
+        import urllib.request
+        m = urllib.request.urlopen("http://127.0.0.1:18101/metrics").read().decode()
+        got = int(float(re.search(r'starling_events_ingested_total\{transport="udp"\} ([\d.]+)', m).group(1)))
+        rows.append({"setup": "1 node rf=1", "load": "UDP datagrams (Python sender, one core)", "offered": out.strip(),
+                     "stored_of_300000": got, "loss_pct": round(100 * (1 - got / 300000), 1)})
+        stop(procs)
     # 3. Three nodes, rf=2, directly and behind HAProxy.
-    procs = start_nodes(a.bin, f"{work}/three", 3, 2)
-    measure("3 nodes rf=2 (to node 1)", procs, 18101, "single-event POST", "single.lua", 1, data=f"{work}/three")
-    measure("3 nodes rf=2 (to node 1)", procs, 18101, "100-event batches", "batch.lua", 100, conns=16, env=dict(os.environ, BATCH="100"), data=f"{work}/three")
-    env = dict(os.environ, STARLING_BASE_PORT="18100", STARLING_LB_DIR=f"{work}/lb", STARLING_LB_RATE="1000000")
-    subprocess.run([os.path.join(ROOT, "ops/lb/start"), "haproxy", "3", "18180"], env=env, check=True, stdout=subprocess.DEVNULL)
-    time.sleep(2)
-    measure("3 nodes rf=2 behind HAProxy", procs, 18180, "single-event POST", "single.lua", 1, data=f"{work}/three")
-    subprocess.run([os.path.join(ROOT, "ops/lb/stop")], env=env, stdout=subprocess.DEVNULL)
-    stop(procs)
+    if "three" in only:
+        procs = start_nodes(a.bin, f"{work}/three", 3, 2)
+        wait_members([18101, 18102, 18103], 3)
+        measure("3 nodes rf=2 (to node 1)", procs, 18101, "single-event POST", "single.lua", 1, data=f"{work}/three")
+        measure("3 nodes rf=2 (to node 1)", procs, 18101, "100-event batches", "batch.lua", 100, conns=16, env=batch_env, data=f"{work}/three")
+        env = dict(os.environ, STARLING_BASE_PORT="18100", STARLING_LB_DIR=f"{work}/lb", STARLING_LB_RATE="1000000")
+        subprocess.run([os.path.join(ROOT, "ops/lb/start"), "haproxy", "3", "18180"], env=env, check=True, stdout=subprocess.DEVNULL)
+        time.sleep(2)
+        measure("3 nodes rf=2 behind HAProxy", procs, 18180, "single-event POST", "single.lua", 1, data=f"{work}/three")
+        subprocess.run([os.path.join(ROOT, "ops/lb/stop")], env=env, stdout=subprocess.DEVNULL)
+        stop(procs)
+    # 4. The scaling series: N nodes rf=1, each capped to the same CPU share, loaded through every node.
+    scaling_note = None
+    if "scaling" in only:
+        if not cgroups_available():
+            scaling_note = "skipped: cgroup v1 cpu controller not writable here (needs root)"
+        else:
+            for n in [int(x) for x in a.scaling_nodes.split(",")]:
+                series.append(scaling_point(a, work, n))
+            cgroup_cleanup()
     shutil.rmtree(work, ignore_errors=True)
 
-    cmd = "ops/bench/run --seconds %d" % a.seconds
-    result = {"command": cmd, "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "machine": f"{os.cpu_count()} cores, loopback, load tool on the same machine", "rows": rows}
-    os.makedirs(os.path.join(ROOT, "docs"), exist_ok=True)
-    json.dump(result, open(os.path.join(ROOT, "docs/benchmarks.json"), "w"), indent=2)
-    lines = ["# Benchmarks", "", f"Produced by `{cmd}` on {result['date']} ({result['machine']}; wrk closed loop, "
+    cmd = "ops/bench/run --seconds %d" % a.seconds + ("" if a.only == "ceiling,one,three,scaling" else f" --only {a.only}")
+    result = {"command": cmd, "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+              "machine": f"{os.cpu_count()} cores, loopback, load tool on the same machine", "rows": rows,
+              "scaling": {"node_cpu": a.node_cpu, "rf": 1, "points": series, "note": scaling_note}}
+    write_report(result)
+    return 0
+
+def scaling_point(a, work, n):
+    """One point of the series: n nodes (rf=1), each capped to a.node_cpu cores; one wrk per node
+    posting 100-event batches (closed loop), so the load spreads like a load balancer's."""
+    base = 18200
+    procs = start_nodes(a.bin, f"{work}/scale{n}", n, 1, base=base)
+    for k, p in enumerate(procs, 1):
+        cgroup_cap(p.pid, f"n{k}", a.node_cpu)
+    ports = [base + k for k in range(1, n + 1)]
+    converged = wait_members(ports, n)
+    time.sleep(1)
+    pids = [p.pid for p in procs]
+    c0 = [cpu_seconds([pid]) for pid in pids]
+    env = dict(os.environ, BATCH="100")
+    runs = [subprocess.Popen(["wrk", "-t1", "-c8", f"-d{a.seconds}s", "--latency", "-s", os.path.join(BENCH, "batch.lua"),
+                              f"http://127.0.0.1:{port}/"], stdout=subprocess.PIPE, text=True, env=env) for port in ports]
+    outs = [r.communicate(timeout=a.seconds + 30)[0] for r in runs]
+    c1 = [cpu_seconds([pid]) for pid in pids]
+    rps = sum(float(re.search(r"Requests/sec:\s+([\d.]+)", o).group(1)) for o in outs)
+    errors = sum(int(m.group(1)) for o in outs for m in [re.search(r"Non-2xx or 3xx responses: (\d+)", o)] if m)
+    stop(procs)
+    events = rps * 100
+    point = {"nodes": n, "events_per_s": round(events), "per_node_events_per_s": round(events / n),
+             "cpu_s_per_node": [round(c1[i] - c0[i], 2) for i in range(n)], "non_2xx": errors, "ring_converged": converged}
+    print(point, flush=True)
+    return point
+
+def write_report(result):
+    rows = result["rows"]
+    lines = ["# Benchmarks", "", f"Produced by `{result['command']}` on {result['date']} ({result['machine']}; wrk closed loop, "
              "so latencies include queueing at saturation). Figures move ±30% between runs on this shared machine.", "",
              "| setup | load | events/s | p50 ms | p99 ms | CPU s per 1M events | disk bytes/event | vs ceiling |", "|---|---|---|---|---|---|---|---|"]
     for r in rows:
@@ -149,9 +242,48 @@ http {{ access_log {work}/access.log; server {{ listen 127.0.0.1:18099; location
                          f"{r.get('cpu_s_per_million_events','')} | {r.get('disk_bytes_per_event','')} | {r.get('ratio_to_ceiling','')} |")
         else:
             lines.append(f"| {r['setup']} | {r['load']} | {r['stored_of_300000']:,} of 300,000 stored ({r['loss_pct']}% lost; {r['offered']}) | | | | | |")
+    sc = result["scaling"]
+    if sc["points"]:
+        one = next((p for p in sc["points"] if p["nodes"] == 1), None)
+        lines += ["", "## Scaling", "",
+                  f"Each node capped to {sc['node_cpu']} CPU cores (cgroup v1 `cpu.cfs_quota_us`), rf={sc['rf']}, one wrk per node "
+                  "posting 100-event batches (8 connections each), so clients spread over the nodes as behind a load balancer "
+                  "and most events are forwarded to their owner.", "",
+                  "| nodes | events/s | per node | vs linear | node CPU-s (each) |", "|---|---|---|---|---|"]
+        for p in sc["points"]:
+            lin = f"{p['events_per_s'] / (one['events_per_s'] * p['nodes']):.2f}" if one else ""
+            lines.append(f"| {p['nodes']} | {p['events_per_s']:,} | {p['per_node_events_per_s']:,} | {lin} | {', '.join(map(str, p['cpu_s_per_node']))} |")
+        if plot(sc["points"], os.path.join(ROOT, "docs/scaling.png")):
+            lines += ["", "![throughput vs nodes](scaling.png)"]
+    elif sc.get("note"):
+        lines += ["", "## Scaling", "", sc["note"]]
+    os.makedirs(os.path.join(ROOT, "docs"), exist_ok=True)
+    json.dump(result, open(os.path.join(ROOT, "docs/benchmarks.json"), "w"), indent=2)
     open(os.path.join(ROOT, "docs/benchmarks.md"), "w").write("\n".join(lines) + "\n")
     print("\n".join(lines))
-    return 0
+
+def plot(points, path):
+    """Throughput vs nodes with the linear line through the 1-node point (gnuplot, PNG)."""
+    if not shutil.which("gnuplot"):
+        subprocess.run(["apt-get", "install", "-y", "-qq", "gnuplot-nox"], stdout=subprocess.DEVNULL)
+    if not shutil.which("gnuplot"):
+        return False
+    one = next((p for p in points if p["nodes"] == 1), points[0])
+    per = one["events_per_s"] / one["nodes"]
+    data = "\n".join(f"{p['nodes']} {p['events_per_s']} {per * p['nodes']}" for p in points)
+    script = f"""set terminal pngcairo size 720,440
+set output '{path}'
+set title 'Starling: events/s vs nodes (each node capped to the same CPU share)'
+set xlabel 'nodes'; set ylabel 'events/s'; set key left top; set grid
+set xtics ({', '.join(str(p['nodes']) for p in points)})
+set yrange [0:*]
+$d << EOD
+{data}
+EOD
+plot $d using 1:3 with lines dashtype 2 lw 2 title 'linear (N x 1 node)', $d using 1:2 with linespoints pt 7 lw 2 title 'measured'
+"""
+    r = subprocess.run(["gnuplot"], input=script, text=True, capture_output=True)
+    return r.returncode == 0 and os.path.exists(path)
 
 if __name__ == "__main__":
     sys.exit(main())

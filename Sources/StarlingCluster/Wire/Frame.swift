@@ -5,7 +5,7 @@ import StarlingLog
 public enum MessageKind: UInt8, Sendable, CaseIterable {
     case hello = 1, helloAck = 2, refuse = 3,
          membership = 10,
-         forwardEvents = 20, forwardResult = 21,
+         forwardEvents = 20, forwardResult = 21, forwardRecords = 22,
          query = 30, queryResult = 31,
          identify = 40, identifyResult = 41,
          resolveIdentity = 42, resolveResult = 43,

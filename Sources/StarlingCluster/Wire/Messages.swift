@@ -276,6 +276,52 @@ public struct EventBatch: Sendable, Equatable {
     }
 }
 
+/// Body of `forwardRecords`: events the receiving node already validated and stamped for
+/// their owner, as records in their log encoding (CRC included), which the owner appends as
+/// its own. u32 count, then per record: transport u8, flags u8 (bit 0: the client gave the
+/// event id, so the owner dedupes it), record blob.
+public struct RecordBatch: Sendable, Equatable {
+    public struct Item: Sendable, Equatable {
+        public var transport: UInt8
+        public var clientID: Bool
+        public var record: [UInt8]
+        public init(transport: UInt8, clientID: Bool, record: [UInt8]) {
+            self.transport = transport
+            self.clientID = clientID
+            self.record = record
+        }
+    }
+    public var items: [Item]
+
+    public init(items: [Item]) { self.items = items }
+
+    public func encode() -> [UInt8] {
+        var w = BodyWriter()
+        w.u32(UInt32(clamping: items.count))
+        for i in items.prefix(Int(UInt32.max)) {
+            w.u8(i.transport)
+            w.u8(i.clientID ? 1 : 0)
+            w.blob(i.record)
+        }
+        return w.bytes
+    }
+
+    public static func decode(_ body: [UInt8]) throws(FrameError) -> RecordBatch {
+        try decodeBody(body, "recordBatch") { (r: inout BodyReader) throws(FrameError) in
+            let n = try r.count("count", minimumBytes: 1 + 1 + 4)
+            var items: [Item] = []
+            items.reserveCapacity(n)
+            for _ in 0..<n {
+                let transport = try r.u8("transport")
+                let flags = try r.u8("flags")
+                guard flags & ~1 == 0 else { throw FrameError.badBody("recordBatch: reserved flag bits set") }
+                items.append(Item(transport: transport, clientID: flags & 1 == 1, record: try r.blob("record")))
+            }
+            return RecordBatch(items: items)
+        }
+    }
+}
+
 /// Body of `forwardResult`: what the owner answered for a batch.
 public struct ForwardResult: Sendable, Equatable {
     /// The HTTP status the owner would answer (202, 400, 503...).

@@ -119,6 +119,28 @@ public enum StoredEvent {
         return out
     }
 
+    /// The log record of an event whose session is known: stored JSON finished, stamps set.
+    /// (`sessionID` nil: an identity-only event no link resolved; stored without a session.)
+    public static func record(of e: IncomingEvent, sessionID: String?, eventID: String, ts: Int64, receivedAt: Int64,
+                              node: String, ip: String) -> Record {
+        let json = finish(prefix: e.prefix, resolvedSessionID: e.sessionID == nil ? sessionID : nil, eventID: eventID,
+                          ts: ts, receivedAt: receivedAt, node: node, ip: ip)
+        return Record(kind: .event, isError: e.isError, ts: ts, receivedAt: receivedAt, sessionID: sessionID ?? "",
+                      eventID: eventID, key: e.key, component: e.component ?? "", via: e.via ?? "",
+                      userID: e.userID ?? "", terminalID: e.terminalID ?? "", json: json)
+    }
+
+    /// Records for events whose session is known, stamped now by `node` (the owner); ids are
+    /// drawn for events without one. Events without a session id get nil (the writer resolves them).
+    public static func records(of events: [IncomingEvent], receivedAt now: Int64, node: String, ip: String,
+                               using rng: inout some RandomNumberGenerator) -> [Record?] {
+        events.map { e -> Record? in
+            guard let sid = e.sessionID else { return nil }
+            return record(of: e, sessionID: sid, eventID: e.eventID ?? EventID.make(nowMs: now, using: &rng),
+                          ts: e.ts ?? now, receivedAt: now, node: node, ip: ip)
+        }
+    }
+
     /// Both steps at once (tests, and callers off the hot path).
     public static func json(of event: IncomingEvent, sessionID: String?, eventID: String, ts: Int64,
                             receivedAt: Int64, node: String, ip: String) -> [UInt8] {

@@ -46,7 +46,12 @@ extension ClusterRuntime {
         if byOwner.count == 1, let (owner, list) = byOwner.first {
             return send(list, to: owner)
         }
-        let futures = byOwner.map { send($0.value, to: $0.key) }
+        return Self.total(of: byOwner.map { send($0.value, to: $0.key) }, on: loop)
+    }
+
+    /// The events stored by several parts of one request: their sum, or the first failure.
+    static func total(of futures: [EventLoopFuture<Result<Int, IngestError>>], on loop: EventLoop) -> EventLoopFuture<Result<Int, IngestError>> {
+        if futures.count == 1 { return futures[0] }
         return EventLoopFuture.whenAllSucceed(futures, on: loop).map { results in
             var total = 0
             for r in results {
@@ -98,23 +103,43 @@ extension ClusterRuntime {
             .hop(to: loop)
     }
 
+    /// Sends events to their owner. Events whose session is known travel as finished records
+    /// (validated, stamped with the owner's id, encoded here), so the owner only appends them;
+    /// identity-only events travel as JSON, for the owner to resolve their session.
     func forward(_ events: [IncomingEvent], to owner: String, ip: String, transport: Transport, on loop: EventLoop) -> EventLoopFuture<Result<Int, IngestError>> {
         guard let peer = peerAddress(of: owner) else {
             return loop.makeSucceededFuture(.failure(IngestError(status: 503, code: "owner_unavailable", message: "owner \(owner) has no known address")))
         }
         let now = Self.now()
-        let batch = events.map { e -> ForwardedEvent in
-            ForwardedEvent(transport: transport.wireCode, ip: ip, receivedAt: now, json: e.clientJSON())
+        var rng = SplitMix64(seed: UInt64.random(in: 1...UInt64.max))
+        let stamped = StoredEvent.records(of: events, receivedAt: now, node: owner, ip: ip, using: &rng)
+        var records: [RecordBatch.Item] = []
+        var loose: [ForwardedEvent] = []
+        for (e, r) in zip(events, stamped) {
+            if let r {
+                records.append(RecordBatch.Item(transport: transport.wireCode, clientID: e.eventID != nil, record: r.encoded))
+            } else {
+                loose.append(ForwardedEvent(transport: transport.wireCode, ip: ip, receivedAt: now, json: e.clientJSON()))
+            }
         }
+        var futures: [EventLoopFuture<Result<Int, IngestError>>] = []
+        if !records.isEmpty { futures.append(enqueueForward(.records(records), to: owner, peer: peer, on: loop)) }
+        if !loose.isEmpty { futures.append(enqueueForward(.events(loose), to: owner, peer: peer, on: loop)) }
+        engine.metrics.forwardedEvents.increment(by: Int64(events.count))
+        return Self.total(of: futures, on: loop)
+    }
+
+    func enqueueForward(_ payload: ForwardQueue.Payload, to owner: String, peer: String, on loop: EventLoop) -> EventLoopFuture<Result<Int, IngestError>> {
+        let kind = payload.kind
         let queue = forwarders.withLock { f in
-            if let q = f[owner] { return q }
-            let q = ForwardQueue(owner: owner, runtime: self)
-            f[owner] = q
+            let key = "\(owner)|\(kind.rawValue)"
+            if let q = f[key] { return q }
+            let q = ForwardQueue(owner: owner, kind: kind, runtime: self)
+            f[key] = q
             return q
         }
         let p = loop.makePromise(of: Result<Int, IngestError>.self)
-        queue.enqueue(batch, peer: peer, promise: p)
-        engine.metrics.forwardedEvents.increment(by: Int64(events.count))
+        queue.enqueue(payload, peer: peer, promise: p)
         return p.futureResult
     }
 
@@ -275,9 +300,28 @@ final class ForwardQueue: @unchecked Sendable {
     static let batchEventsMax = 5_000
 
     let owner: String
+    /// `forwardRecords` or `forwardEvents`: one queue per owner and kind.
+    let kind: MessageKind
     unowned let runtime: ClusterRuntime
+    enum Payload {
+        case events([ForwardedEvent])
+        case records([RecordBatch.Item])
+
+        var count: Int {
+            switch self {
+            case .events(let e): return e.count
+            case .records(let r): return r.count
+            }
+        }
+        var kind: MessageKind {
+            switch self {
+            case .events: return .forwardEvents
+            case .records: return .forwardRecords
+            }
+        }
+    }
     struct Waiting {
-        var events: [ForwardedEvent]
+        var payload: Payload
         var promise: EventLoopPromise<Result<Int, IngestError>>
     }
     struct State {
@@ -288,21 +332,23 @@ final class ForwardQueue: @unchecked Sendable {
     }
     let state = Mutex(State())
 
-    init(owner: String, runtime: ClusterRuntime) {
+    init(owner: String, kind: MessageKind, runtime: ClusterRuntime) {
         self.owner = owner
+        self.kind = kind
         self.runtime = runtime
     }
 
-    func enqueue(_ events: [ForwardedEvent], peer: String, promise: EventLoopPromise<Result<Int, IngestError>>) {
+    func enqueue(_ payload: Payload, peer: String, promise: EventLoopPromise<Result<Int, IngestError>>) {
+        let count = payload.count
         let ok = state.withLock { s -> Bool in
-            guard s.queued + events.count <= Self.queuedEventsMax else { return false }
-            s.waiting.append(Waiting(events: events, promise: promise))
-            s.queued += events.count
+            guard s.queued + count <= Self.queuedEventsMax else { return false }
+            s.waiting.append(Waiting(payload: payload, promise: promise))
+            s.queued += count
             s.peer = peer
             return true
         }
         guard ok else {
-            runtime.engine.metrics.rejected(.peer, reason: "forward_queue_full", count: events.count)
+            runtime.engine.metrics.rejected(.peer, reason: "forward_queue_full", count: count)
             promise.succeed(.failure(IngestError(status: 503, code: "overloaded", message: "forward queue to \(owner) is full; retry later")))
             return
         }
@@ -314,8 +360,8 @@ final class ForwardQueue: @unchecked Sendable {
             let next: ([Waiting], String)? = state.withLock { s in
                 guard s.inFlight < Self.inFlightMax, !s.waiting.isEmpty else { return nil }
                 var take = 0, n = 0
-                while take < s.waiting.count && (take == 0 || n + s.waiting[take].events.count <= Self.batchEventsMax) {
-                    n += s.waiting[take].events.count
+                while take < s.waiting.count && (take == 0 || n + s.waiting[take].payload.count <= Self.batchEventsMax) {
+                    n += s.waiting[take].payload.count
                     take += 1
                 }
                 let group = Array(s.waiting[0..<take])
@@ -330,8 +376,16 @@ final class ForwardQueue: @unchecked Sendable {
     }
 
     func send(_ group: [Waiting], peer: String) {
-        let batch = EventBatch(events: group.flatMap(\.events))
-        let future = runtime.client(for: peer).request(.forwardEvents, body: batch.encode(), timeout: ClusterRuntime.forwardTimeout)
+        var events: [ForwardedEvent] = []
+        var records: [RecordBatch.Item] = []
+        for w in group {
+            switch w.payload {
+            case .events(let e): events.append(contentsOf: e)
+            case .records(let r): records.append(contentsOf: r)
+            }
+        }
+        let body = kind == .forwardRecords ? RecordBatch(items: records).encode() : EventBatch(events: events).encode()
+        let future = runtime.client(for: peer).request(kind, body: body, timeout: ClusterRuntime.forwardTimeout)
         future.whenComplete { [self] result in
             let outcome: Result<Int, IngestError>
             switch result {
@@ -348,7 +402,7 @@ final class ForwardQueue: @unchecked Sendable {
             }
             for w in group {
                 switch outcome {
-                case .success: w.promise.succeed(.success(w.events.count))
+                case .success: w.promise.succeed(.success(w.payload.count))
                 case .failure(let e): w.promise.succeed(.failure(e))
                 }
             }

@@ -241,6 +241,12 @@ public final class ClusterRuntime: @unchecked Sendable {
                 return loop.makeSucceededFuture(reply(.forwardResult, ForwardResult(status: 400, code: "bad_batch", message: "malformed event batch", accepted: 0).encode()))
             }
             return storeForwarded(batch, on: loop).map { reply(.forwardResult, $0.encode()) }
+        case .forwardRecords:
+            guard let batch = try? RecordBatch.decode(frame.body) else {
+                engine.metrics.peerProtocolErrors.increment()
+                return loop.makeSucceededFuture(reply(.forwardResult, ForwardResult(status: 400, code: "bad_batch", message: "malformed record batch", accepted: 0).encode()))
+            }
+            return storeForwarded(batch, on: loop).map { reply(.forwardResult, $0.encode()) }
         case .query:
             guard let q = try? QueryRequest.decode(frame.body) else {
                 return loop.makeSucceededFuture(reply(.queryResult, QueryResult(hits: [], truncated: false, state: nil, error: "malformed query").encode()))
@@ -282,7 +288,42 @@ public final class ClusterRuntime: @unchecked Sendable {
         }
     }
 
-    /// Stores events another node forwarded to us (we own their sessions).
+    /// Stores events another node validated and stamped for us (we own their sessions).
+    func storeForwarded(_ batch: RecordBatch, on loop: EventLoop) -> EventLoopFuture<ForwardResult> {
+        var groups: [UInt8: [(record: Record, clientID: Bool)]] = [:]     // by transport
+        var bytes = 0
+        for (i, item) in batch.items.enumerated() {
+            guard let r = Record(encoded: item.record), r.kind == .event, !r.sessionID.isEmpty else {
+                engine.metrics.peerProtocolErrors.increment()
+                return loop.makeSucceededFuture(ForwardResult(status: 400, code: "bad_record", message: "forwarded record \(i) is malformed or fails its CRC",
+                                                              accepted: 0, index: Int32(i)))
+            }
+            groups[item.transport, default: []].append((r, item.clientID))
+            bytes += item.record.count
+        }
+        let futures = groups.map { transport, items -> EventLoopFuture<Result<Int, IngestError>> in
+            let p = loop.makePromise(of: Result<Int, IngestError>.self)
+            engine.submit(forwarded: items, transport: Transport(wireCode: transport), bytes: bytes) { p.succeed($0) }
+            return p.futureResult
+        }
+        return Self.forwardResult(of: futures, on: loop)
+    }
+
+    /// One answer for a forwarded batch stored in parts: 202 with the total, or the first failure.
+    static func forwardResult(of futures: [EventLoopFuture<Result<Int, IngestError>>], on loop: EventLoop) -> EventLoopFuture<ForwardResult> {
+        EventLoopFuture.whenAllSucceed(futures, on: loop).map { results in
+            var total = 0
+            for r in results {
+                switch r {
+                case .success(let n): total += n
+                case .failure(let e): return ForwardResult(status: UInt16(e.status), code: e.code, message: e.message, accepted: 0)
+                }
+            }
+            return ForwardResult(status: 202, code: "", message: "", accepted: UInt32(total))
+        }
+    }
+
+    /// Stores events another node forwarded to us as JSON (we own their sessions).
     func storeForwarded(_ batch: EventBatch, on loop: EventLoop) -> EventLoopFuture<ForwardResult> {
         var groups: [String: [IncomingEvent]] = [:]     // "transport|ip" -> events
         var bytes = 0
@@ -305,16 +346,7 @@ public final class ClusterRuntime: @unchecked Sendable {
             engine.submit(events, ip: ip, transport: transport, bytes: bytes) { p.succeed($0) }
             futures.append(p.futureResult)
         }
-        return EventLoopFuture.whenAllSucceed(futures, on: loop).map { results in
-            var total = 0
-            for r in results {
-                switch r {
-                case .success(let n): total += n
-                case .failure(let e): return ForwardResult(status: UInt16(e.status), code: e.code, message: e.message, accepted: 0)
-                }
-            }
-            return ForwardResult(status: 202, code: "", message: "", accepted: UInt32(total))
-        }
+        return Self.forwardResult(of: futures, on: loop)
     }
 
     func localQuery(_ q: QueryRequest, on loop: EventLoop) -> EventLoopFuture<QueryResult> {
