@@ -11,12 +11,19 @@ final class UDPHandler: ChannelInboundHandler {
     /// `channelReadComplete` (one write-queue job per burst instead of one per datagram).
     var burst: [String: [IncomingEvent]] = [:]
     var burstBytes = 0
+    /// The last sender and its address as text (formatting an address per datagram showed in profiles).
+    var lastSender: SocketAddress?
+    var lastIP = "unknown"
     init(api: NodeAPI) { self.api = api }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         let envelope = unwrapInboundIn(data)
         let metrics = api.engine.metrics
-        let ip = envelope.remoteAddress.ipAddress ?? "unknown"
+        if envelope.remoteAddress != lastSender {
+            lastSender = envelope.remoteAddress
+            lastIP = envelope.remoteAddress.ipAddress ?? "unknown"
+        }
+        let ip = lastIP
         guard api.allowDatagram(from: ip) else {
             metrics.rejected(.udp, reason: "rate_limited")
             return
