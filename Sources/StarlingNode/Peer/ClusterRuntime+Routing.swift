@@ -38,7 +38,7 @@ extension ClusterRuntime {
         func send(_ list: [IncomingEvent], to owner: String) -> EventLoopFuture<Result<Int, IngestError>> {
             if owner == config.id {
                 let p = loop.makePromise(of: Result<Int, IngestError>.self)
-                engine.submit(list, ip: ip, transport: transport, bytes: bytes) { p.succeed($0) }
+                engine.submit(list, ip: ip, transport: transport, bytes: bytes, on: loop) { p.succeed($0) }
                 return p.futureResult
             }
             return forward(list, to: owner, ip: ip, transport: transport, on: loop)

@@ -303,7 +303,7 @@ public final class ClusterRuntime: @unchecked Sendable {
         }
         let futures = groups.map { transport, items -> EventLoopFuture<Result<Int, IngestError>> in
             let p = loop.makePromise(of: Result<Int, IngestError>.self)
-            engine.submit(forwarded: items, transport: Transport(wireCode: transport), bytes: bytes) { p.succeed($0) }
+            engine.submit(forwarded: items, transport: Transport(wireCode: transport), bytes: bytes, on: loop) { p.succeed($0) }
             return p.futureResult
         }
         return Self.forwardResult(of: futures, on: loop)
@@ -343,7 +343,7 @@ public final class ClusterRuntime: @unchecked Sendable {
             let transport = Transport(wireCode: parts.first.flatMap { UInt8($0) } ?? 3)
             let ip = parts.count > 1 ? String(parts[1]) : ""
             let p = loop.makePromise(of: Result<Int, IngestError>.self)
-            engine.submit(events, ip: ip, transport: transport, bytes: bytes) { p.succeed($0) }
+            engine.submit(events, ip: ip, transport: transport, bytes: bytes, on: loop) { p.succeed($0) }
             futures.append(p.futureResult)
         }
         return Self.forwardResult(of: futures, on: loop)
