@@ -298,6 +298,24 @@ public final class SegmentedLog: @unchecked Sendable {
         dirty = false
     }
 
+    /// For an fdatasync off the writer thread (`--fsync interval`): a duplicate of the active
+    /// segment's descriptor (a rotation that closes the original cannot close it under the
+    /// syncing thread) and the segment's path, or nil when nothing was written since the last
+    /// sync. Call where appends happen; the caller syncs and closes the descriptor.
+    public func takeSyncHandle() -> (fd: Int32, path: String)? {
+        guard dirty, activeFD >= 0 else { return nil }
+        let d = dup(activeFD)
+        guard d >= 0 else { return nil }
+        dirty = false
+        return (d, active?.path ?? "")
+    }
+
+    /// fdatasync and close of a handle from `takeSyncHandle` (any thread).
+    public static func syncAndClose(_ handle: (fd: Int32, path: String)) throws {
+        defer { close(handle.fd) }
+        try FileIO.sync(handle.fd, path: handle.path)
+    }
+
     // MARK: Reading
 
     /// Reads and verifies one block. Safe to call from any thread.

@@ -21,6 +21,8 @@ public final class Engine: @unchecked Sendable {
     let logger: Logger
     let clock: @Sendable () -> Int64
     let writer = DispatchQueue(label: "starling.log-writer")
+    let syncer = DispatchQueue(label: "starling.log-sync")
+    let syncRunning = Mutex(false)
     let blockCache = BlockCache(capacity: 64)
     public let recovery: RecoveryReport
     public let recoveryMillis: Int64
@@ -104,7 +106,7 @@ public final class Engine: @unchecked Sendable {
             let t = DispatchSource.makeTimerSource(queue: writer)
             let ms = max(1, config.fsyncIntervalMs)
             t.schedule(deadline: .now() + .milliseconds(ms), repeating: .milliseconds(ms))
-            t.setEventHandler { [weak self] in self?.syncNow() }
+            t.setEventHandler { [weak self] in self?.syncInBackground() }
             t.resume()
             list.append(t)
         }
@@ -247,6 +249,12 @@ public final class Engine: @unchecked Sendable {
         var seenIDs: [NodeIndex.Scope: Set<String>] = [:]   // ids admitted earlier in this group
         var replicaRecords: [Record] = []
         index.withLock { idx in
+            /// False when `id` is already stored in `scope` or was admitted earlier in this group.
+            func admit(_ id: String, in scope: NodeIndex.Scope) -> Bool {
+                if idx.contains(eventID: id, in: scope) || seenIDs[scope]?.contains(id) == true { return false }
+                seenIDs[scope, default: []].insert(id)
+                return true
+            }
             for job in jobs {
                 switch job.payload {
                 case .replica(let list):
@@ -256,11 +264,10 @@ public final class Engine: @unchecked Sendable {
                             let scope = NodeIndex.scope(sessionID: r.sessionID.isEmpty ? nil : r.sessionID,
                                                         userID: r.userID.isEmpty ? nil : r.userID,
                                                         terminalID: r.terminalID.isEmpty ? nil : r.terminalID)
-                            if idx.contains(eventID: r.eventID, in: scope) || seenIDs[scope]?.contains(r.eventID) == true {
+                            guard admit(r.eventID, in: scope) else {
                                 dups += 1
                                 continue
                             }
-                            seenIDs[scope, default: []].insert(r.eventID)
                         }
                         replicaRecords.append(r)
                         stored += 1
@@ -276,13 +283,9 @@ public final class Engine: @unchecked Sendable {
                     var stored = 0, dups = 0
                     for p in events {
                         if let r = p.record {
-                            if p.clientID {
-                                let scope = NodeIndex.scope(sessionID: r.sessionID, userID: nil, terminalID: nil)
-                                if idx.contains(eventID: r.eventID, in: scope) || seenIDs[scope]?.contains(r.eventID) == true {
-                                    dups += 1
-                                    continue
-                                }
-                                seenIDs[scope, default: []].insert(r.eventID)
+                            if p.clientID && !admit(r.eventID, in: .session(r.sessionID)) {
+                                dups += 1
+                                continue
                             }
                             records.append(r)
                             stored += 1
@@ -295,17 +298,11 @@ public final class Engine: @unchecked Sendable {
                                 ?? idx.resolveSession(userID: e.userID, terminalID: e.terminalID)
                         }
                         let scope = NodeIndex.scope(sessionID: sid, userID: e.userID, terminalID: e.terminalID)
-                        let eid: String
-                        if let given = e.eventID {
-                            if idx.contains(eventID: given, in: scope) || seenIDs[scope]?.contains(given) == true {
-                                dups += 1
-                                continue
-                            }
-                            eid = given
-                        } else {
-                            eid = EventID.make(nowMs: now, using: &idRandom)
+                        let eid = e.eventID ?? EventID.make(nowMs: now, using: &idRandom)
+                        guard admit(eid, in: scope) else {
+                            dups += 1
+                            continue
                         }
-                        seenIDs[scope, default: []].insert(eid)
                         let ts = e.ts ?? now
                         records.append(StoredEvent.record(of: e, sessionID: sid, eventID: eid, ts: ts, receivedAt: now, node: config.id, ip: ip))
                         stored += 1
@@ -389,6 +386,25 @@ public final class Engine: @unchecked Sendable {
             throw error
         }
         metrics.fsyncSeconds.record(ContinuousClock.now - start)
+    }
+
+    /// `--fsync interval`: the fdatasync runs on its own queue, so appends (and the callers
+    /// waiting on them) never queue behind a slow flush; a tick while one is still running is
+    /// skipped. Runs on the writer queue (it takes the descriptor where appends happen).
+    func syncInBackground() {
+        guard !syncRunning.withLock({ $0 }), let handle = log.takeSyncHandle() else { return }
+        syncRunning.withLock { $0 = true }
+        syncer.async { [self] in
+            let start = ContinuousClock.now
+            do {
+                try SegmentedLog.syncAndClose(handle)
+                metrics.fsyncSeconds.record(ContinuousClock.now - start)
+            } catch {
+                metrics.logWriteErrors.increment()
+                logger.error("fsync failed: \(error)")
+            }
+            syncRunning.withLock { $0 = false }
+        }
     }
 
     func syncNow() {

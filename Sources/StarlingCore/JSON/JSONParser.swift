@@ -44,30 +44,37 @@ public enum JSONParser {
     public static func parseTopLevelElements(
         _ bytes: UnsafeRawBufferPointer, maxDepth: Int = 64
     ) throws(JSONParseError) -> (isArray: Bool, elements: [(value: JSONValue, byteCount: Int)]) {
+        try topLevel(bytes, maxDepth: maxDepth) { (scanner: inout JSONScanner, baseDepth: Int) throws(JSONParseError) in
+            scanner.skipWhitespace()
+            let start = scanner.index
+            let value = try scanner.parseValue(baseDepth: baseDepth)
+            return (value: value, byteCount: scanner.index - start)
+        }
+    }
+
+    /// The top-level walk both entry points share: the elements of a top-level array, or the
+    /// single top-level value, each read by `element` at the given base depth.
+    fileprivate static func topLevel<T>(
+        _ bytes: UnsafeRawBufferPointer, maxDepth: Int,
+        _ element: (inout JSONScanner, Int) throws(JSONParseError) -> T
+    ) throws(JSONParseError) -> (isArray: Bool, elements: [T]) {
         var scanner = JSONScanner(bytes: bytes, maxDepth: maxDepth)
         scanner.skipWhitespace()
         guard scanner.index < scanner.count else { throw scanner.endOfInput() }
-
         guard bytes[scanner.index] == UInt8(ascii: "[") else {
-            let start = scanner.index
-            let value = try scanner.parseValue(baseDepth: 0)
-            let span = scanner.index - start
+            let value = try element(&scanner, 0)
             try scanner.expectEnd()
-            return (false, [(value: value, byteCount: span)])
+            return (false, [value])
         }
-
         if maxDepth < 1 { throw scanner.tooDeep(at: scanner.index) }
         scanner.index += 1
-        var elements: [(value: JSONValue, byteCount: Int)] = []
+        var elements: [T] = []
         scanner.skipWhitespace()
         if scanner.index < scanner.count && bytes[scanner.index] == UInt8(ascii: "]") {
             scanner.index += 1
         } else {
             while true {
-                scanner.skipWhitespace()
-                let start = scanner.index
-                let value = try scanner.parseValue(baseDepth: 1)
-                elements.append((value: value, byteCount: scanner.index - start))
+                elements.append(try element(&scanner, 1))
                 scanner.skipWhitespace()
                 guard scanner.index < scanner.count else { throw scanner.endOfInput() }
                 let c = bytes[scanner.index]
@@ -142,38 +149,9 @@ extension JSONParser {
     public static func scanTopLevelElements(
         _ bytes: UnsafeRawBufferPointer, maxDepth: Int = 64
     ) throws(JSONParseError) -> (isArray: Bool, elements: [JSONSpan]) {
-        var scanner = JSONScanner(bytes: bytes, maxDepth: maxDepth)
-        scanner.skipWhitespace()
-        guard scanner.index < scanner.count else { throw scanner.endOfInput() }
-        guard bytes[scanner.index] == UInt8(ascii: "[") else {
-            let span = try scanner.scanElement(baseDepth: 0)
-            try scanner.expectEnd()
-            return (false, [span])
+        try topLevel(bytes, maxDepth: maxDepth) { (scanner: inout JSONScanner, baseDepth: Int) throws(JSONParseError) in
+            try scanner.scanElement(baseDepth: baseDepth)
         }
-        if maxDepth < 1 { throw scanner.tooDeep(at: scanner.index) }
-        scanner.index += 1
-        var elements: [JSONSpan] = []
-        scanner.skipWhitespace()
-        if scanner.index < scanner.count && bytes[scanner.index] == UInt8(ascii: "]") {
-            scanner.index += 1
-        } else {
-            while true {
-                elements.append(try scanner.scanElement(baseDepth: 1))
-                scanner.skipWhitespace()
-                guard scanner.index < scanner.count else { throw scanner.endOfInput() }
-                let c = bytes[scanner.index]
-                if c == UInt8(ascii: ",") {
-                    scanner.index += 1
-                } else if c == UInt8(ascii: "]") {
-                    scanner.index += 1
-                    break
-                } else {
-                    throw scanner.unexpected(expecting: "',' or ']'")
-                }
-            }
-        }
-        try scanner.expectEnd()
-        return (true, elements)
     }
 
     /// Validates exactly one value (surrounding whitespace allowed) without building it.
@@ -225,7 +203,7 @@ private struct JSONFrame {
     var key: String = ""
 }
 
-private struct JSONScanner {
+fileprivate struct JSONScanner {
     let bytes: UnsafeRawBufferPointer
     let count: Int
     let maxDepth: Int
