@@ -153,6 +153,7 @@ import Testing
         let o = try #require(sum.openLoop)
         #expect(o.targetRate == 5 && o.achievedRate == 2 && o.missed == 3 && o.late == 1 && o.maxLagMicros == 3_000)
         #expect(sum.text().contains("never sent 3"))
+        #expect(sum.text().contains("3 requests due in the window were never sent"))
         let back = try JSONDecoder().decode(BenchSummary.self, from: sum.json())
         #expect(back == sum)
     }

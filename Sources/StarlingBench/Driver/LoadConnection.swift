@@ -57,6 +57,10 @@ final class LoadConnection<D: LoadDialect>: NIOScheduledCallbackHandler {
     var finished = false
 
     static var reconnectDelay: TimeAmount { .milliseconds(100) }
+    /// Open loop: a request due before the end whose timer fired a little after it still goes out.
+    static var endGraceNanos: UInt64 { 100_000_000 }
+    /// Open-loop UDP sends what is due at most this often (below the 1 ms "late" threshold).
+    static var datagramTickNanos: UInt64 { 500_000 }
     /// Datagrams written per turn of the loop in closed-loop UDP, before letting I/O run.
     static var udpBurst: Int { 64 }
 
@@ -267,6 +271,12 @@ final class LoadConnection<D: LoadDialect>: NIOScheduledCallbackHandler {
         var wrote = 0
         let pipeline = config.pipeline
         if let s = schedule {
+            if now >= times.end + Self.endGraceNanos {
+                // The window is over: requests still waiting for a free slot are never sent
+                // (reported as such); answers in flight may still come back.
+                sendingDone = true
+                return maybeFinish()
+            }
             let due = s.dueCount(at: now)
             while seq < due && (D.isAnswered ? pending.count < pipeline : context.channel.isWritable) {
                 let intended = s.intended(seq)
@@ -278,7 +288,11 @@ final class LoadConnection<D: LoadDialect>: NIOScheduledCallbackHandler {
             if seq >= s.limit {
                 sendingDone = true
             } else if seq >= due {
-                arm(at: s.intended(seq))
+                // Datagrams get no answer to time, so they leave in small bursts (one timer
+                // and one sendmmsg per tick instead of one per datagram); HTTP and peer
+                // requests leave at their due time.
+                let next = s.intended(seq)
+                arm(at: D.isAnswered ? next : max(next, now + Self.datagramTickNanos))
             }
             // Otherwise the pipeline is full (an answer pumps again) or the socket is (writability pumps).
         } else if now < times.start {

@@ -108,7 +108,9 @@ public struct BenchSummary: Codable, Sendable, Equatable {
             eventsPerSecond = Double(s.sentEvents) * per
             latencyMicros = nil
         }
-        openLoop = c.isOpenLoop ? OpenLoop(targetRate: c.rate, achievedRate: Double(s.sent) * per,
+        // Sends stop at the end of the window; answers may come later.
+        let window = min(seconds, c.timeLimit)
+        openLoop = c.isOpenLoop ? OpenLoop(targetRate: c.rate, achievedRate: window > 0 ? Double(s.sent) / window : 0,
                                            missed: max(0, s.scheduled - s.sent), late: s.late,
                                            maxLagMicros: s.maxLagNanos / 1_000) : nil
         verification = nil
@@ -143,6 +145,9 @@ public struct BenchSummary: Codable, Sendable, Equatable {
         if let o = openLoop {
             let pct = requestsSent > 0 ? Double(o.late) * 100 / Double(requestsSent) : 0
             out.append("  rate          target \(Self.group(Int(o.targetRate.rounded())))/s, achieved \(Self.group(Int(o.achievedRate.rounded())))/s; late sends \(Self.group(o.late)) (\(Self.fmt(pct))%, max lag \(Self.micros(o.maxLagMicros))); never sent \(Self.group(o.missed))")
+            if o.missed > 0 {
+                out.append("  warning       \(Self.group(o.missed)) requests due in the window were never sent: the target rate is more than the server (or the generator) sustained; the percentiles leave them out")
+            }
         }
         if errors.isEmpty {
             out.append("  errors        none")
