@@ -116,8 +116,10 @@ struct PeerDialect: LoadDialect {
     mutating func writeRequest(firstEvent: Int, requestID: UInt64, into buffer: inout ByteBuffer) {
         // Patch in place (the array is uniquely referenced between frames), then encode.
         let sessions = self.sessions
-        let template = body
-        body.bytes.withUnsafeMutableBytes { template.patch($0, firstEvent: firstEvent, sessions: sessions) }
+        let slots = body.slots, width = body.width
+        body.bytes.withUnsafeMutableBytes {
+            RequestTemplate.patch($0, slots: slots, width: width, firstEvent: firstEvent, sessions: sessions)
+        }
         let frame = Frame(kind: .forwardEvents, clusterID: clusterID, requestID: requestID, sender: clientID, body: body.bytes)
         buffer.writeBytes(FrameCodec.encode(frame, compress: false))
     }

@@ -22,6 +22,12 @@ public struct RequestTemplate: Sendable, Equatable {
     /// `sessions`) into the slots of `buffer`, which holds a copy of `bytes`.
     @inlinable
     public func patch(_ buffer: UnsafeMutableRawBufferPointer, firstEvent: Int, sessions: Int) {
+        Self.patch(buffer, slots: slots, width: width, firstEvent: firstEvent, sessions: sessions)
+    }
+
+    /// The same, for callers that patch `bytes` in place (so must not hold a second reference to it).
+    @inlinable
+    public static func patch(_ buffer: UnsafeMutableRawBufferPointer, slots: [Int], width: Int, firstEvent: Int, sessions: Int) {
         var n = firstEvent % sessions
         if n < 0 { n += sessions }
         for offset in slots {
