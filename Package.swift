@@ -14,6 +14,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-metrics.git", from: "2.13.0"),
         .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.4.1"),
         .package(url: "https://github.com/LebJe/TOMLKit.git", from: "0.6.0"),
+        .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift", from: "0.2.0"),
     ],
     targets: [
         // Pure core: event model, JSON, validation, session state, identity map,
@@ -35,8 +36,16 @@ let package = Package(
             .product(name: "Metrics", package: "swift-metrics"),
             .product(name: "Prometheus", package: "swift-prometheus"),
         ]),
+        // `starling bench`: the load generator. Plan/ and Report/ are pure (workload bytes, rate
+        // schedule, response parsing, summaries); Driver/ is the NIO shell.
+        .target(name: "StarlingBench", dependencies: [
+            "StarlingCore", "StarlingCluster",
+            .product(name: "NIOCore", package: "swift-nio"),
+            .product(name: "NIOPosix", package: "swift-nio"),
+            .product(name: "Histogram", package: "hdrhistogram-swift"),
+        ]),
         .executableTarget(name: "starling", dependencies: [
-            "StarlingCore", "StarlingLog", "StarlingNode",
+            "StarlingCore", "StarlingLog", "StarlingNode", "StarlingBench",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
             .product(name: "TOMLKit", package: "TOMLKit"),
@@ -46,6 +55,12 @@ let package = Package(
         .testTarget(name: "StarlingCoreTests", dependencies: ["StarlingCore"]),
         .testTarget(name: "StarlingLogTests", dependencies: ["StarlingLog", "StarlingCore"]),
         .testTarget(name: "StarlingClusterTests", dependencies: ["StarlingCluster", "StarlingCore"]),
+        .testTarget(name: "StarlingBenchTests", dependencies: [
+            "StarlingBench", "StarlingNode", "StarlingCore", "StarlingCluster",
+            .product(name: "NIOCore", package: "swift-nio"),
+            .product(name: "NIOPosix", package: "swift-nio"),
+            .product(name: "Histogram", package: "hdrhistogram-swift"),
+        ]),
         .testTarget(name: "StarlingNodeTests", dependencies: [
             "StarlingNode", "StarlingCore", "StarlingLog", "StarlingCluster",
             .product(name: "NIOTestUtils", package: "swift-nio"),

@@ -223,7 +223,9 @@ public final class ClusterRuntime: @unchecked Sendable {
 
     // MARK: Inbound requests
 
-    func handle(_ frame: Frame, from hello: Hello, on loop: EventLoop) -> EventLoopFuture<Frame?> {
+    /// Answers one request frame of an accepted connection. `remoteIP` is the connection's
+    /// peer address (events sent by clients are stamped with it).
+    func handle(_ frame: Frame, from hello: Hello, remoteIP: String? = nil, on loop: EventLoop) -> EventLoopFuture<Frame?> {
         @Sendable func reply(_ kind: MessageKind, _ body: [UInt8]) -> Frame {
             Frame(kind: kind, isResponse: true, clusterID: clusterID, requestID: frame.requestID, sender: config.id, body: body)
         }
@@ -240,8 +242,18 @@ public final class ClusterRuntime: @unchecked Sendable {
             guard let batch = try? EventBatch.decode(frame.body) else {
                 return loop.makeSucceededFuture(reply(.forwardResult, ForwardResult(status: 400, code: "bad_batch", message: "malformed event batch", accepted: 0).encode()))
             }
-            return storeForwarded(batch, on: loop).map { reply(.forwardResult, $0.encode()) }
+            // A ring member forwards events it routed to us; anyone else (a client on the peer
+            // port) gets HTTP-ingest semantics: validated whole, routed to owners and replicas.
+            if ring.members.contains(hello.nodeID) {
+                return storeForwarded(batch, on: loop).map { reply(.forwardResult, $0.encode()) }
+            }
+            return ingestFromClient(batch, ip: remoteIP ?? "", on: loop).map { reply(.forwardResult, $0.encode()) }
         case .forwardRecords:
+            // Stamped records skip validation, so only ring members may send them.
+            guard ring.members.contains(hello.nodeID) else {
+                return loop.makeSucceededFuture(reply(.forwardResult, ForwardResult(status: 403, code: "not_a_member",
+                                                                                    message: "only cluster members may forward records", accepted: 0).encode()))
+            }
             guard let batch = try? RecordBatch.decode(frame.body) else {
                 engine.metrics.peerProtocolErrors.increment()
                 return loop.makeSucceededFuture(reply(.forwardResult, ForwardResult(status: 400, code: "bad_batch", message: "malformed record batch", accepted: 0).encode()))
@@ -347,6 +359,57 @@ public final class ClusterRuntime: @unchecked Sendable {
             futures.append(p.futureResult)
         }
         return Self.forwardResult(of: futures, on: loop)
+    }
+
+    /// `forwardEvents` from a client that is not a ring member (SPEC: the peer port is also for
+    /// fast clients): the same path as `POST /v1/events` with a batch. Every event is validated
+    /// before anything is stored (400 with the index of the first bad one), then the batch goes
+    /// through `ingest` — grouped by owner, forwarded, replicated to `rf` nodes — and the answer
+    /// is the same `forwardResult` a member gets. The client address is the connection's, the
+    /// transport `peer`; the `transport`, `ip` and `received_at` fields the client sent are ignored.
+    func ingestFromClient(_ batch: EventBatch, ip: String, on loop: EventLoop) -> EventLoopFuture<ForwardResult> {
+        let metrics = engine.metrics
+        guard !batch.events.isEmpty else {
+            metrics.rejected(.peer, reason: "empty_batch")
+            return loop.makeSucceededFuture(ForwardResult(status: 400, code: "empty_batch", message: "batch holds no events", accepted: 0))
+        }
+        guard batch.events.count <= config.limits.requestEventsMax else {
+            metrics.rejected(.peer, reason: "too_many_events", count: batch.events.count)
+            return loop.makeSucceededFuture(ForwardResult(status: 400, code: "too_many_events",
+                                                          message: "batch holds \(batch.events.count) events, the limit is \(config.limits.requestEventsMax)",
+                                                          accepted: 0))
+        }
+        var events: [IncomingEvent] = []
+        events.reserveCapacity(batch.events.count)
+        var bytes = 0
+        for (i, f) in batch.events.enumerated() {
+            let parsed = f.json.withUnsafeBytes { buf -> Result<IncomingEvent, IngestError> in
+                guard let v = try? JSONParser.parse(buf, maxDepth: config.limits.jsonDepthMax) else {
+                    return .failure(.invalidJSON("event is not valid JSON"))
+                }
+                return EventValidator.event(from: v, byteCount: buf.count, limits: config.limits)
+            }
+            switch parsed {
+            case .success(let e):
+                events.append(e)
+                bytes += f.json.count
+            case .failure(let e):
+                let err = e.at(index: i)
+                metrics.rejected(.peer, reason: err.reason)
+                return loop.makeSucceededFuture(ForwardResult(status: UInt16(err.status), code: err.code, message: err.message,
+                                                              accepted: 0, index: Int32(i)))
+            }
+        }
+        let count = events.count
+        return ingest(events, ip: ip, transport: .peer, bytes: bytes, on: loop).map { result in
+            switch result {
+            case .success:
+                return ForwardResult(status: 202, code: "", message: "", accepted: UInt32(count))
+            case .failure(let e):
+                metrics.rejected(.peer, reason: e.reason, count: count)
+                return ForwardResult(status: UInt16(e.status), code: e.code, message: e.message, accepted: 0)
+            }
+        }
     }
 
     func localQuery(_ q: QueryRequest, on loop: EventLoop) -> EventLoopFuture<QueryResult> {

@@ -11,6 +11,8 @@ final class PeerServerHandler: ChannelInboundHandler {
 
     let api: NodeAPI
     var hello: Hello?
+    /// The connection's peer address, read once (a client's events are stamped with it).
+    var remoteIP: String?
 
     init(api: NodeAPI) { self.api = api }
 
@@ -25,13 +27,14 @@ final class PeerServerHandler: ChannelInboundHandler {
             context.writeAndFlush(wrapOutboundOut(reply), promise: nil)
             if let accepted {
                 self.hello = accepted
+                remoteIP = context.channel.remoteAddress?.ipAddress
             } else {
                 context.close(promise: nil)
             }
             return
         }
         let loopBound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
-        runtime.handle(frame, from: hello, on: context.eventLoop).whenSuccess { reply in
+        runtime.handle(frame, from: hello, remoteIP: remoteIP, on: context.eventLoop).whenSuccess { reply in
             guard let reply else { return }
             let (handler, context) = loopBound.value
             context.writeAndFlush(handler.wrapOutboundOut(reply), promise: nil)
