@@ -121,6 +121,12 @@ public final class ClusterRuntime: @unchecked Sendable {
         engine.metrics.liveMembers.set(Double(members.count))
         engine.metrics.ringShare.set(ring.ownedShare()[config.id] ?? 0)
         guard changed else { return }
+        // Connections to members that left the ring may be stalled (a partition leaves TCP in
+        // retransmission backoff): drop them, so pings and requests after healing start afresh.
+        let inRing = Set(members)
+        for m in all where m.id != config.id && !inRing.contains(m.id) {
+            clients.withLock { $0[m.peer] }?.resetConnection()
+        }
         let peers = all.filter { $0.id != config.id && $0.status != .left }.map(\.peer)
         let updated: ClusterMeta? = meta.withLock { m in
             guard Set(m.peers) != Set(peers) else { return nil }

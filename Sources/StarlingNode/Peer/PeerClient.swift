@@ -21,6 +21,7 @@ final class PeerClient: Sendable {
     let logger: Logger
     /// Requests waiting for an answer, bounded: beyond this the caller gets an error at once.
     static let pendingMax = 4096
+    static let helloTimeout = TimeAmount.seconds(2)
 
     struct State {
         var channel: Channel?
@@ -75,6 +76,10 @@ final class PeerClient: Sendable {
                 return id
             }
             channel.writeAndFlush(Frame(kind: .hello, clusterID: cid, requestID: id, sender: hello.nodeID, body: hello.encode()), promise: nil)
+            // A peer that accepts the connection but never greets back must not hold every later
+            // request behind this handshake.
+            let helloTimer = channel.eventLoop.scheduleTask(in: Self.helloTimeout) { channel.close(promise: nil) }
+            p.futureResult.whenComplete { _ in helloTimer.cancel() }
             return p.futureResult.flatMapThrowing { [self] reply -> Channel in
                 switch reply.kind {
                 case .helloAck:
@@ -124,6 +129,11 @@ final class PeerClient: Sendable {
             let timer = channel.eventLoop.scheduleTask(in: timeout) { [self] in
                 if let p = state.withLock({ $0.pending.removeValue(forKey: id) }) {
                     p.fail(PeerUnavailable(description: "\(address) did not answer \(kind) within \(timeout.nanoseconds / 1_000_000) ms"))
+                    // An unanswered request means the connection cannot be trusted (after a
+                    // partition TCP may sit in retransmission backoff for minutes): drop it, so
+                    // the next request connects afresh.
+                    logger.warning("peer \(address) did not answer \(kind) in time; reconnecting")
+                    channel.close(promise: nil)
                 }
             }
             p.futureResult.whenComplete { _ in timer.cancel() }
@@ -154,6 +164,13 @@ final class PeerClient: Sendable {
             return list
         }
         for p in pending { p.fail(PeerUnavailable(description: "connection to \(address) lost")) }
+    }
+
+    /// Drops the current connection (the member went down: its connection may be stalled in
+    /// TCP backoff); the client stays usable and the next request reconnects.
+    func resetConnection() {
+        let c = state.withLock { $0.channel }
+        c?.close(promise: nil)
     }
 
     func close() {
