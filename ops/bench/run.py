@@ -41,6 +41,18 @@ def wrk(url, seconds, script=None, conns=64, env=None):
     non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
     return rps, pct, int(non2xx.group(1)) if non2xx else 0
 
+def bench(binary, args, seconds):
+    """One `starling bench` run; returns its JSON summary (None when it failed)."""
+    out = tempfile.mktemp(suffix=".json")
+    r = subprocess.run([binary, "bench", "--quiet", "--duration", str(seconds), "--json", out] + args,
+                       capture_output=True, text=True, timeout=seconds + 60)
+    if r.returncode != 0 or not os.path.exists(out):
+        print("starling bench failed:", " ".join(args), r.stdout[-400:], r.stderr[-400:], flush=True)
+        return None
+    result = json.load(open(out))
+    os.unlink(out)
+    return result
+
 def wait_http(port, path="/healthz", seconds=20):
     import http.client
     end = time.time() + seconds
@@ -107,6 +119,10 @@ def start_nodes(binary, work, n, rf, base=18100):
         time.sleep(0.3)
     for k in range(1, n + 1):
         wait_http(base + k, "/readyz", 30)
+    dead = [k for k, p in enumerate(procs, 1) if p.poll() is not None]
+    if dead:
+        stop(procs)
+        sys.exit(f"error: node(s) {dead} exited at start (a port in {base + 1}..{base + 100 + n} in use?)")
     return procs
 
 def stop(procs):
@@ -160,20 +176,44 @@ http {{ access_log {work}/access.log; server {{ listen 127.0.0.1:18099; location
         rows.append(row)
         print(row, flush=True)
 
+    def fixed_rate(name, load, args, procs=None):
+        """Open loop (starling bench --rate): latency from each request's due time, so queueing shows."""
+        pids = [p.pid for p in procs or []]
+        c0 = cpu_seconds(pids)
+        r = bench(a.bin, args, a.seconds)
+        c1 = cpu_seconds(pids)
+        if not r:
+            rows.append({"setup": name, "load": load, "failed": True}); return
+        lat = r.get("latencyMicros")     # none for UDP (fire and forget)
+        ol = r.get("openLoop") or {}
+        row = {"setup": name, "load": load, "events_per_s": round(r["eventsPerSecond"]), "loop": r["loop"],
+               "errors": r["errorCount"], "late_sends": ol.get("late"), "never_sent": ol.get("missed")}
+        if lat:
+            row.update({"p50_ms": round(lat["p50"] / 1000, 2), "p99_ms": round(lat["p99"] / 1000, 2), "p999_ms": round(lat["p999"] / 1000, 2)})
+        if pids and r["eventsAcked"]:
+            row["cpu_s_per_million_events"] = round((c1 - c0) / r["eventsAcked"] * 1e6, 1)
+        if r.get("verification"):
+            v = r["verification"]
+            row["stored"], row["expected"] = v["stored"], v["expected"]
+            row["loss_pct"] = round(100 * (1 - v["stored"] / max(v["expected"], 1)), 3)
+        rows.append(row)
+        print(row, flush=True)
+
     batch_env = dict(os.environ, BATCH="100")
     # 2. One node, rf=1.
     if "one" in only:
         procs = start_nodes(a.bin, f"{work}/one", 1, 1)
         measure("1 node rf=1", procs, 18101, "single-event POST", "single.lua", 1, data=f"{work}/one")
         measure("1 node rf=1", procs, 18101, "100-event batches", "batch.lua", 100, conns=16, env=batch_env, data=f"{work}/one")
-        out = subprocess.run([sys.executable, os.path.join(BENCH, "udp_blast.py"), "--port", "18101", "--count", "300000", "--prefix", "ub"],
-                             capture_output=True, text=True).stdout
-        time.sleep(2)
-        import urllib.request
-        m = urllib.request.urlopen("http://127.0.0.1:18101/metrics").read().decode()
-        got = int(float(re.search(r'starling_events_ingested_total\{transport="udp"\} ([\d.]+)', m).group(1)))
-        rows.append({"setup": "1 node rf=1", "load": "UDP datagrams (Python sender, one core)", "offered": out.strip(),
-                     "stored_of_300000": got, "loss_pct": round(100 * (1 - got / 300000), 1)})
+        fixed_rate("1 node rf=1", "single events, open loop 5,000/s", ["--mode", "http", "--target", "127.0.0.1:18101", "--rate", "5000",
+                   "--connections", "32", "--warmup", "1"], procs)
+        fixed_rate("1 node rf=1", "100-event batches, open loop 20,000 events/s", ["--mode", "batch", "--target", "127.0.0.1:18101",
+                   "--rate", "200", "--warmup", "1"], procs)
+        fixed_rate("1 node rf=1", "100-event frames on the peer port (binary protocol), closed loop",
+                   ["--mode", "peer", "--peer", "127.0.0.1:18201", "--connections", "4", "--warmup", "1"], procs)
+        for rate in (100_000, 300_000):
+            fixed_rate("1 node rf=1", f"UDP datagrams, open loop {rate:,}/s", ["--mode", "udp", "--udp", "127.0.0.1:18101", "--rate", str(rate),
+                       "--verify-url", "127.0.0.1:18101"], procs)
         stop(procs)
     # 3. Three nodes, rf=2, directly and behind HAProxy.
     if "three" in only:
@@ -181,6 +221,10 @@ http {{ access_log {work}/access.log; server {{ listen 127.0.0.1:18099; location
         wait_members([18101, 18102, 18103], 3)
         measure("3 nodes rf=2 (to node 1)", procs, 18101, "single-event POST", "single.lua", 1, data=f"{work}/three")
         measure("3 nodes rf=2 (to node 1)", procs, 18101, "100-event batches", "batch.lua", 100, conns=16, env=batch_env, data=f"{work}/three")
+        fixed_rate("3 nodes rf=2", "single events, open loop 2,000/s over the 3 nodes", ["--mode", "http", "--target", "127.0.0.1:18101",
+                   "--rate", "2000", "--connections", "32", "--warmup", "1"], procs)
+        fixed_rate("3 nodes rf=2", "100-event batches, open loop 20,000 events/s", ["--mode", "batch", "--target", "127.0.0.1:18101",
+                   "--rate", "200", "--warmup", "1"], procs)
         env = dict(os.environ, STARLING_BASE_PORT="18100", STARLING_LB_DIR=f"{work}/lb", STARLING_LB_RATE="1000000")
         subprocess.run([os.path.join(ROOT, "ops/lb/start"), "haproxy", "3", "18180"], env=env, check=True, stdout=subprocess.DEVNULL)
         time.sleep(2)
@@ -233,15 +277,24 @@ def scaling_point(a, work, n):
 
 def write_report(result):
     rows = result["rows"]
-    lines = ["# Benchmarks", "", f"Produced by `{result['command']}` on {result['date']} ({result['machine']}; wrk closed loop, "
-             "so latencies include queueing at saturation). Figures move ±30% between runs on this shared machine.", "",
-             "| setup | load | events/s | p50 ms | p99 ms | CPU s per 1M events | disk bytes/event | vs ceiling |", "|---|---|---|---|---|---|---|---|"]
+    lines = ["# Benchmarks", "", f"Produced by `{result['command']}` on {result['date']} ({result['machine']}). "
+             "Figures move ±30% between runs on this shared machine.",
+             "Closed-loop rows (wrk, or `starling bench` without a rate) measure throughput; open-loop rows (`starling bench --rate`) "
+             "measure latency at a fixed rate from each request's due time (no coordinated omission).", "",
+             "| setup | load | events/s | p50 ms | p99 ms | p99.9 ms | CPU s per 1M events | disk bytes/event | vs ceiling | notes |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
-        if "events_per_s" in r:
-            lines.append(f"| {r['setup']} | {r['load']} | {r['events_per_s']:,} | {r.get('p50_ms','')} | {r.get('p99_ms','')} | "
-                         f"{r.get('cpu_s_per_million_events','')} | {r.get('disk_bytes_per_event','')} | {r.get('ratio_to_ceiling','')} |")
-        else:
-            lines.append(f"| {r['setup']} | {r['load']} | {r['stored_of_300000']:,} of 300,000 stored ({r['loss_pct']}% lost; {r['offered']}) | | | | | |")
+        if r.get("failed"):
+            lines.append(f"| {r['setup']} | {r['load']} | failed | | | | | | | |")
+            continue
+        notes = []
+        if r.get("non_2xx"): notes.append(f"{r['non_2xx']} non-2xx")
+        if r.get("errors"): notes.append(f"{r['errors']} errors")
+        if r.get("late_sends"): notes.append(f"{r['late_sends']} late sends")
+        if r.get("never_sent"): notes.append(f"{r['never_sent']} never sent")
+        if "loss_pct" in r: notes.append(f"stored {r['stored']:,} of {r['expected']:,} ({r['loss_pct']}% lost)")
+        lines.append(f"| {r['setup']} | {r['load']} | {r['events_per_s']:,} | {r.get('p50_ms','')} | {r.get('p99_ms','')} | {r.get('p999_ms','')} | "
+                     f"{r.get('cpu_s_per_million_events','')} | {r.get('disk_bytes_per_event','')} | {r.get('ratio_to_ceiling','')} | {'; '.join(notes)} |")
     sc = result["scaling"]
     if sc["points"]:
         one = next((p for p in sc["points"] if p["nodes"] == 1), None)
