@@ -295,7 +295,7 @@ extension Record {
 /// `inFlightMax`), new events queue and go out together in the next batch. Bounded: past
 /// `queuedEventsMax` the caller gets 503 at once.
 final class ForwardQueue: @unchecked Sendable {
-    static let inFlightMax = 4
+    static let inFlightMax = 2
     static let queuedEventsMax = 50_000
     static let batchEventsMax = 5_000
 
