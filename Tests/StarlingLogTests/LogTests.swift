@@ -250,3 +250,27 @@ func segmentFiles(_ dir: String) -> [String] {
         #expect(archived.count == 1)
     }
 }
+
+@Suite struct BackgroundSyncTests {
+    /// `--fsync interval` syncs a duplicate descriptor off the writer thread: a handle only when
+    /// something was written since the last one, and a rotation cannot close it under the syncer.
+    @Test func syncHandleOnlyWhenDirtyAndSurvivesRotation() throws {
+        let tmp = TempDir()
+        var limits = Limits()
+        limits.segmentBytesMax = 4096
+        let (log, _, _) = try recoverAll(tmp.path, limits: limits)
+        #expect(log.takeSyncHandle() == nil, "nothing written yet")
+        _ = try log.append([rec(1)], nowMs: day0)
+        let handle = try #require(log.takeSyncHandle())
+        #expect(log.takeSyncHandle() == nil, "already taken: not dirty")
+        // Enough appends to rotate to new segments while the handle is out.
+        for i in 0..<200 { _ = try log.append([rec(i)], nowMs: day0) }
+        #expect(segmentFiles(tmp.path).count > 1)
+        try SegmentedLog.syncAndClose(handle)
+        let again = try #require(log.takeSyncHandle(), "written since the last handle")
+        try SegmentedLog.syncAndClose(again)
+        log.closeFiles()
+        let (_, seen, _) = try recoverAll(tmp.path, limits: limits)
+        #expect(seen.count == 201)
+    }
+}
