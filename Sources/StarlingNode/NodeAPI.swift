@@ -59,7 +59,13 @@ public final class NodeAPI: Sendable {
     public let engine: Engine
     let runtimeBox = Mutex<ClusterRuntime?>(nil)
     /// Called by `POST /v1/admin/leave`: the process shell stops the node as on SIGTERM.
-    public let stopRequest = Mutex<(@Sendable () -> Void)?>(nil)
+    /// What `POST /v1/admin/leave` calls (set once by the CLI). Behind a class reference, like
+    /// `Engine.replicateHook`: a closure stored directly in a `Mutex` gains thunks on every access.
+    public final class StopRequest: Sendable {
+        let call: @Sendable () -> Void
+        public init(_ call: @escaping @Sendable () -> Void) { self.call = call }
+    }
+    public let stopRequest = Mutex<StopRequest?>(nil)
     /// The cluster runtime, set once the peer port is bound (requests before that get 503).
     public var cluster: ClusterRuntime? { runtimeBox.withLock { $0 } }
     let limiter: Mutex<RateLimiter?>
@@ -131,7 +137,7 @@ public final class NodeAPI: Sendable {
         case 2 where segs[0] == "v1" && segs[1] == "cluster": return only(get, "GET", { loop.makeSucceededFuture(clusterView()) })
         case 3 where segs[0] == "v1" && segs[1] == "admin" && segs[2] == "leave":
             return only(req.method == .POST, "POST", {
-                guard let stop = stopRequest.withLock({ $0 }) else {
+                guard let stop = stopRequest.withLock({ $0 })?.call else {
                     return loop.makeSucceededFuture(.error(IngestError(status: 501, code: "not_supported", message: "this node cannot be stopped over HTTP")))
                 }
                 // Answer first, then leave the cluster and exit as on SIGTERM.

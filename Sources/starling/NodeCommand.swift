@@ -65,7 +65,7 @@ struct NodeCommand: ParsableCommand {
         signal(SIGTERM, SIG_IGN)
         signal(SIGINT, SIG_IGN)
         let done = DispatchSemaphore(value: 0)
-        server.api.stopRequest.withLock { $0 = { done.signal() } }
+        server.api.stopRequest.withLock { $0 = NodeAPI.StopRequest { done.signal() } }
         let q = DispatchQueue(label: "starling.signals")
         var sources: [DispatchSourceSignal] = []
         for sig in [SIGTERM, SIGINT] {
