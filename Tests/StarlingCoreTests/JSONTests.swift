@@ -361,6 +361,23 @@ private func randomValue(_ rng: inout FuzzRNG, depth: Int) -> JSONValue {
     }
 }
 
+/// Seeded byte mutations of a JSON document: replaced, inserted, removed, cut or repeated bytes,
+/// biased towards bytes that matter to JSON.
+private func mutateJSON(_ doc: inout [UInt8], times: Int, using rng: inout FuzzRNG) {
+    let interesting: [UInt8] = Array(#"{}[]",:\u0123456789eE+-.tfn"#.utf8) + [0x00, 0x1F, 0x80, 0xBF, 0xC3, 0xED, 0xF4, 0xFF, 0x20]
+    for _ in 0..<times {
+        let pos = rng.below(doc.count + 1)
+        let byte = rng.below(3) == 0 ? UInt8(truncatingIfNeeded: rng.next()) : interesting[rng.below(interesting.count)]
+        switch rng.below(5) {
+        case 0 where pos < doc.count: doc[pos] = byte
+        case 1: doc.insert(byte, at: pos)
+        case 2 where pos < doc.count: doc.remove(at: pos)
+        case 3: doc.removeSubrange(pos...)
+        default: doc.insert(contentsOf: doc[pos...].prefix(rng.below(8)), at: pos)
+        }
+    }
+}
+
 @Suite struct JSONFuzzTests {
     /// Random byte mutations of valid documents must never trap; whatever parses must round-trip.
     @Test func seededMutationsNeverTrap() throws {
@@ -370,21 +387,10 @@ private func randomValue(_ rng: inout FuzzRNG, depth: Int) -> JSONValue {
             #"[{"a":"\u00e9\ud83d\ude00\n"},{"b":[[],{}]},"plain",12345678901234567890]"#,
             "\"h\u{e9}llo \u{20ac} \u{1F600}\"",
         ].map { Array($0.utf8) }
-        let interesting: [UInt8] = Array(#"{}[]",:\u0123456789eE+-.tfn"#.utf8) + [0x00, 0x1F, 0x80, 0xBF, 0xC3, 0xED, 0xF4, 0xFF, 0x20]
         var parsedCount = 0
         for _ in 0..<2_000 {
             var doc = seeds[rng.below(seeds.count)]
-            for _ in 0..<(1 + rng.below(4)) {
-                let pos = rng.below(doc.count + 1)
-                let byte = rng.below(3) == 0 ? UInt8(truncatingIfNeeded: rng.next()) : interesting[rng.below(interesting.count)]
-                switch rng.below(5) {
-                case 0 where pos < doc.count: doc[pos] = byte
-                case 1: doc.insert(byte, at: pos)
-                case 2 where pos < doc.count: doc.remove(at: pos)
-                case 3: doc.removeSubrange(pos...)
-                default: doc.insert(contentsOf: doc[pos...].prefix(rng.below(8)), at: pos)
-                }
-            }
+            mutateJSON(&doc, times: 1 + rng.below(4), using: &rng)
             do {
                 let v = try JSONParser.parse(doc, maxDepth: 1 + rng.below(6))
                 parsedCount += 1
@@ -468,21 +474,10 @@ private func randomValue(_ rng: inout FuzzRNG, depth: Int) -> JSONValue {
             #"{"key":"signup","session_id":"s-1","ts":"2026-11-22T10:00:00Z","a":{"n":[true,false,null]}}"#,
             #"[{"k\"ey":"v\\","e":"\ud83d\ude00\n\t\/"}, [ [ [ ] ] ] ]"#,
         ].map { Array($0.utf8) }
-        let interesting: [UInt8] = Array(#"{}[]",:\u0123456789eE+-.tfn"#.utf8) + [0x00, 0x1F, 0x80, 0xBF, 0xC3, 0xED, 0xF4, 0xFF, 0x20]
         var accepted = 0, rejected = 0
         for _ in 0..<4_000 {
             var doc = seeds[rng.below(seeds.count)]
-            for _ in 0..<rng.below(4) {
-                let pos = rng.below(doc.count + 1)
-                let byte = rng.below(3) == 0 ? UInt8(truncatingIfNeeded: rng.next()) : interesting[rng.below(interesting.count)]
-                switch rng.below(5) {
-                case 0 where pos < doc.count: doc[pos] = byte
-                case 1: doc.insert(byte, at: pos)
-                case 2 where pos < doc.count: doc.remove(at: pos)
-                case 3: doc.removeSubrange(pos...)
-                default: doc.insert(contentsOf: doc[pos...].prefix(rng.below(8)), at: pos)
-                }
-            }
+            mutateJSON(&doc, times: rng.below(4), using: &rng)
             let depth = 1 + rng.below(6)
             let parsed: Result<(isArray: Bool, elements: [(value: JSONValue, byteCount: Int)]), JSONParseError> =
                 Result { () throws(JSONParseError) in try JSONParser.parseTopLevelElements(doc, maxDepth: depth) }

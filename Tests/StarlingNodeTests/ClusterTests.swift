@@ -3,6 +3,17 @@ import Testing
 import StarlingCore
 @testable import StarlingNode
 
+/// Two live nodes in one process, b joined to a, both seeing two members up.
+func twoNodes() throws -> (LiveNode, LiveNode) {
+    let a = try LiveNode(id: "a")
+    let b = try LiveNode(id: "b") { $0.join = [HostPort(host: "127.0.0.1", port: a.server.peerPort!)] }
+    func upCount(_ n: LiveNode) -> Int {
+        ((try? n.json("GET", "/v1/cluster").1["members"] as? [[String: Any]]) ?? [])?.filter { $0["status"] as? String == "up" }.count ?? 0
+    }
+    #expect(eventually(10) { upCount(a) == 2 && upCount(b) == 2 })
+    return (a, b)
+}
+
 @Suite(.serialized) struct ClusterTests {
     @Test func nodeOfAnotherClusterIsRefusedAtHello() throws {
         let a = try LiveNode(id: "a")
@@ -50,14 +61,8 @@ import StarlingCore
     }
 
     @Test func twoNodesInOneProcessShareSessionsAndLinks() throws {
-        let a = try LiveNode(id: "a")
-        defer { a.stop() }
-        let b = try LiveNode(id: "b") { $0.join = [HostPort(host: "127.0.0.1", port: a.server.peerPort!)] }
-        defer { b.stop() }
-        func upCount(_ n: LiveNode) -> Int {
-            ((try? n.json("GET", "/v1/cluster").1["members"] as? [[String: Any]]) ?? [])?.filter { $0["status"] as? String == "up" }.count ?? 0
-        }
-        #expect(eventually(10) { upCount(a) == 2 && upCount(b) == 2 })
+        let (a, b) = try twoNodes()
+        defer { a.stop(); b.stop() }
         // Identity link through one node, identity-only events through the other.
         #expect(try a.call("POST", "/v1/identify", #"{"session_id":"L1","user_id":"lu"}"#).status == 204)
         for i in 0..<10 {
@@ -77,14 +82,8 @@ import StarlingCore
     /// Events owned by the other node travel as finished records: stored once, stamped with
     /// their owner's id, and a client-given id sent twice is stored once.
     @Test func forwardedRecordsAreStampedByTheOwnerAndDeduped() throws {
-        let a = try LiveNode(id: "a")
-        defer { a.stop() }
-        let b = try LiveNode(id: "b") { $0.join = [HostPort(host: "127.0.0.1", port: a.server.peerPort!)] }
-        defer { b.stop() }
-        func upCount(_ n: LiveNode) -> Int {
-            ((try? n.json("GET", "/v1/cluster").1["members"] as? [[String: Any]]) ?? [])?.filter { $0["status"] as? String == "up" }.count ?? 0
-        }
-        #expect(eventually(10) { upCount(a) == 2 && upCount(b) == 2 })
+        let (a, b) = try twoNodes()
+        defer { a.stop(); b.stop() }
         let batch = "[" + (0..<40).map { #"{"session_id":"fr-\#($0)","key":"k","value":\#($0),"event_id":"id-\#($0)"}"# }.joined(separator: ",") + "]"
         #expect(try b.call("POST", "/v1/events", batch).status == 202)
         #expect(try b.call("POST", "/v1/events", batch).status == 202)

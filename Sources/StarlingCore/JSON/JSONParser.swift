@@ -509,30 +509,7 @@ fileprivate struct JSONScanner {
 
     /// `parseString` without the string.
     private mutating func skipString() throws(JSONParseError) {
-        let open = index
-        var i = index + 1
-        while true {
-            while i + 8 <= count {
-                let w = bytes.loadUnaligned(fromByteOffset: i, as: UInt64.self)
-                if JSONScanner.needsAttention(w) { break }
-                i += 8
-            }
-            guard i < count else { throw fail("unterminated string starting", at: open) }
-            let b = bytes[i]
-            if b == ASCII.quote {
-                index = i + 1
-                return
-            } else if b == ASCII.backslash {
-                _ = try parseEscapedString(open: open, start: open + 1, firstEscape: i, building: false)
-                return
-            } else if b < 0x20 {
-                throw fail("unescaped control character \(JSONScanner.describe(b)) in string", at: i)
-            } else if b < 0x80 {
-                i += 1
-            } else {
-                i = try validateUTF8Sequence(at: i)
-            }
-        }
+        _ = try parseString(building: false)
     }
 
     // MARK: Numbers
@@ -588,8 +565,9 @@ fileprivate struct JSONScanner {
 
     // MARK: Strings
 
-    /// Parses a string whose opening quote is at `index`.
-    mutating func parseString() throws(JSONParseError) -> String {
+    /// Parses a string whose opening quote is at `index` (only validates it, returning "",
+    /// when not `building`).
+    mutating func parseString(building: Bool = true) throws(JSONParseError) -> String {
         let open = index
         let start = index + 1
         var i = start
@@ -604,9 +582,9 @@ fileprivate struct JSONScanner {
             let b = bytes[i]
             if b == ASCII.quote {
                 index = i + 1
-                return String(decoding: UnsafeRawBufferPointer(rebasing: bytes[start..<i]), as: UTF8.self)
+                return building ? String(decoding: UnsafeRawBufferPointer(rebasing: bytes[start..<i]), as: UTF8.self) : ""
             } else if b == ASCII.backslash {
-                return try parseEscapedString(open: open, start: start, firstEscape: i, building: true)
+                return try parseEscapedString(open: open, start: start, firstEscape: i, building: building)
             } else if b < 0x20 {
                 throw fail("unescaped control character \(JSONScanner.describe(b)) in string", at: i)
             } else if b < 0x80 {
