@@ -527,14 +527,16 @@ public final class Engine: @unchecked Sendable {
         var refs: [String: [EventRef]] = [:]
         var links: [String: [NodeIndex.Link]] = [:]
         index.withLock { idx in
-            for (sid, e) in idx.sessions where wants(sid) && (afterKey.map { sid > $0 } ?? true) {
+            // Cheap tests first: this runs under the index lock (the writer waits), and the
+            // periodic anti-entropy pass scans every session for the last two minutes only.
+            for (sid, e) in idx.sessions where e.newestReceivedAt >= since && (afterKey.map { sid > $0 } ?? true) && wants(sid) {
                 let r = e.events.filter { $0.receivedAt >= since }
                 if !r.isEmpty { keys.append(sid); refs[sid] = r }
             }
             for (prefix, map) in [("u:", idx.users), ("t:", idx.terminals)] {
-                for (id, e) in map {
+                for (id, e) in map where e.newestReceivedAt >= since {
                     let key = prefix + id
-                    guard wants(key), afterKey.map({ key > $0 }) ?? true else { continue }
+                    guard afterKey.map({ key > $0 }) ?? true, wants(key) else { continue }
                     let l = e.links.filter { $0.linkedAt >= since }
                     let r = e.events.filter { $0.receivedAt >= since }
                     if !l.isEmpty || !r.isEmpty {

@@ -85,6 +85,18 @@ func loc(_ i: Int) -> RecordLocation { RecordLocation(segment: 1, blockOffset: 1
         #expect(idx.lastSeq == 3)
     }
 
+    /// Catch-up scans skip entries by their newest time; refs are not in time order after a
+    /// catch-up appended older records, so the newest is a maximum, not the last one.
+    @Test func newestReceivedAtIsTheMaximumInAnyApplyOrder() {
+        var idx = NodeIndex(ttl: ttl)
+        idx.apply(eventRecord("s1", at: 50, id: "a", user: "u1"), at: loc(0), seq: 1)
+        idx.apply(eventRecord("s1", at: 10, id: "b", terminal: "t1"), at: loc(1), seq: 2)
+        idx.apply(Record(kind: .link, ts: 70, receivedAt: 70, sessionID: "s1", userID: "u1"), at: loc(2), seq: 3)
+        #expect(idx.sessions["s1"]?.newestReceivedAt == 50)
+        #expect(idx.users["u1"]?.newestReceivedAt == 70)
+        #expect(idx.terminals["t1"]?.newestReceivedAt == 10)
+    }
+
     @Test func dedupeIsPerScope() {
         var idx = NodeIndex(ttl: ttl)
         idx.apply(eventRecord("s1", at: 1, id: "dup"), at: loc(0), seq: 1)

@@ -51,9 +51,13 @@ public struct NodeIndex: Sendable {
         var ids: Set<UInt64> = []
         public var userID: String?
         public var terminalID: String?
+        /// The latest `received_at` among its events: lets a scan for recent events skip
+        /// a session without looking at its refs (they are not in time order after a catch-up).
+        public var newestReceivedAt: Int64 = .min
 
         mutating func observe(_ r: Record, ref: EventRef, idHash: UInt64, via: String?, ttl: TTLSettings) {
             events.append(ref)
+            newestReceivedAt = max(newestReceivedAt, r.receivedAt)
             ids.insert(idHash)
             if !r.userID.isEmpty { userID = r.userID }
             if !r.terminalID.isEmpty { terminalID = r.terminalID }
@@ -79,6 +83,10 @@ public struct NodeIndex: Sendable {
     public struct IdentityEntry: Sendable {
         public var links: [Link] = []
         public var events: [EventRef] = []
+        /// The latest `received_at` / `linked_at` among its events and links (see `SessionEntry`).
+        public var newestReceivedAt: Int64 = .min
+
+        mutating func saw(_ at: Int64) { newestReceivedAt = max(newestReceivedAt, at) }
         /// Event ids of events that had no session (their dedupe scope is the identity).
         var ids: Set<UInt64> = []
     }
@@ -134,6 +142,7 @@ public struct NodeIndex: Sendable {
                 if !(users[r.userID]?.links.contains { $0.sessionID == r.sessionID } ?? false) {
                     users[r.userID, default: IdentityEntry()].links.append(link)
                 }
+                users[r.userID, default: IdentityEntry()].saw(r.receivedAt)
                 sessions[r.sessionID, default: SessionEntry()].userID = r.userID
                 sessions[r.sessionID]?.state?.userID = r.userID
             }
@@ -141,6 +150,7 @@ public struct NodeIndex: Sendable {
                 if !(terminals[r.terminalID]?.links.contains { $0.sessionID == r.sessionID } ?? false) {
                     terminals[r.terminalID, default: IdentityEntry()].links.append(link)
                 }
+                terminals[r.terminalID, default: IdentityEntry()].saw(r.receivedAt)
                 sessions[r.sessionID, default: SessionEntry()].terminalID = r.terminalID
                 sessions[r.sessionID]?.state?.terminalID = r.terminalID
             }
@@ -155,10 +165,12 @@ public struct NodeIndex: Sendable {
             }
             if !r.userID.isEmpty {
                 users[r.userID, default: IdentityEntry()].events.append(ref)
+                users[r.userID]!.saw(r.receivedAt)
                 if r.sessionID.isEmpty { users[r.userID]!.ids.insert(h) }
             }
             if !r.terminalID.isEmpty {
                 terminals[r.terminalID, default: IdentityEntry()].events.append(ref)
+                terminals[r.terminalID]!.saw(r.receivedAt)
                 if r.sessionID.isEmpty && r.userID.isEmpty { terminals[r.terminalID]!.ids.insert(h) }
             }
             if !r.component.isEmpty {
