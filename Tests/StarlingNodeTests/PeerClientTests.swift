@@ -118,4 +118,23 @@ import Testing
         let r = try client.forward([#"{"session_id":"x","key":"k","value":1}"#], id: 2)
         #expect(r.status == 503 && r.code == "not_enough_replicas")
     }
+
+    /// Stamped records skip validation, so a client may not send them: 403 and counted.
+    @Test func aClientCannotForwardStampedRecords() throws {
+        let a = try LiveNode(id: "a")
+        defer { a.stop() }
+        let client = try Client(port: a.server.peerPort!)
+        client.send(Frame(kind: .hello, clusterID: 0, requestID: 1, sender: "client-3",
+                          body: Hello(nodeID: "client-3", peer: "", http: "", incarnation: 0).encode()))
+        #expect(try client.receive().kind == .helloAck)
+        let record = Record(kind: .event, ts: 1, receivedAt: 1, sessionID: "forged", eventID: "E", key: "k",
+                            json: Array(#"{"session_id":"forged","key":"k","value":1}"#.utf8))
+        let batch = RecordBatch(items: [RecordBatch.Item(transport: 0, clientID: false, record: record.encoded)])
+        client.send(Frame(kind: .forwardRecords, clusterID: 0, requestID: 2, sender: "client-3", body: batch.encode()))
+        let answer = try client.receive()
+        let r = try ForwardResult.decode(answer.body)
+        #expect(answer.kind == .forwardResult && r.status == 403 && r.code == "not_a_member")
+        #expect(events(try a.json("GET", "/v1/sessions/forged").1).isEmpty)
+        #expect(try a.call("GET", "/metrics").text.contains(#"starling_events_rejected_total{transport="peer",reason="not_a_member"} 1"#))
+    }
 }

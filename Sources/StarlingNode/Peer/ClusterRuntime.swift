@@ -257,6 +257,7 @@ public final class ClusterRuntime: @unchecked Sendable {
         case .forwardRecords:
             // Stamped records skip validation, so only ring members may send them.
             guard ring.members.contains(hello.nodeID) else {
+                engine.metrics.rejected(.peer, reason: "not_a_member")
                 return loop.makeSucceededFuture(reply(.forwardResult, ForwardResult(status: 403, code: "not_a_member",
                                                                                     message: "only cluster members may forward records", accepted: 0).encode()))
             }
