@@ -623,23 +623,9 @@ fileprivate struct JSONScanner {
                 guard i + 1 < count else { break }
                 let e = bytes[i + 1]
                 switch e {
-                case ASCII.quote, ASCII.backslash, ASCII.slash:
-                    if building { scratch.append(e) }
-                    i += 2
-                case UInt8(ascii: "b"):
-                    if building { scratch.append(0x08) }
-                    i += 2
-                case UInt8(ascii: "f"):
-                    if building { scratch.append(0x0C) }
-                    i += 2
-                case UInt8(ascii: "n"):
-                    if building { scratch.append(0x0A) }
-                    i += 2
-                case UInt8(ascii: "r"):
-                    if building { scratch.append(0x0D) }
-                    i += 2
-                case UInt8(ascii: "t"):
-                    if building { scratch.append(0x09) }
+                case ASCII.quote, ASCII.backslash, ASCII.slash, UInt8(ascii: "b"), UInt8(ascii: "f"),
+                     UInt8(ascii: "n"), UInt8(ascii: "r"), UInt8(ascii: "t"):
+                    if building { scratch.append(JSONScanner.unescaped(e)) }
                     i += 2
                 case UInt8(ascii: "u"):
                     i = try decodeUnicodeEscape(at: i, building: building)
@@ -658,6 +644,18 @@ fileprivate struct JSONScanner {
             }
         }
         throw fail("unterminated string starting", at: open)
+    }
+
+    /// The byte a one-character escape stands for (`\n` → 0x0A; `\"`, `\\`, `\/` → themselves).
+    private static func unescaped(_ e: UInt8) -> UInt8 {
+        switch e {
+        case UInt8(ascii: "b"): return 0x08
+        case UInt8(ascii: "f"): return 0x0C
+        case UInt8(ascii: "n"): return 0x0A
+        case UInt8(ascii: "r"): return 0x0D
+        case UInt8(ascii: "t"): return 0x09
+        default: return e
+        }
     }
 
     /// Four hex digits at `i`, or nil.
