@@ -6,7 +6,7 @@ import Synchronization
 
 /// One outbound connection to a peer: connects lazily, says hello (cluster id and protocol
 /// version are checked by the other side), then multiplexes requests by request id.
-/// A dropped connection fails everything pending; the next request reconnects.
+/// A dropped connection fails every request pending on it; the next request reconnects.
 final class PeerClient: Sendable {
     struct PeerUnavailable: Error, CustomStringConvertible {
         var description: String
@@ -26,7 +26,9 @@ final class PeerClient: Sendable {
     struct State {
         var channel: Channel?
         var connecting: EventLoopFuture<Channel>?
-        var pending: [UInt64: EventLoopPromise<Frame>] = [:]
+        /// Requests waiting for an answer, with the connection each was written to: a connection
+        /// that closes fails only its own requests, not those already on its successor.
+        var pending: [UInt64: (promise: EventLoopPromise<Frame>, channel: ObjectIdentifier)] = [:]
         var nextID: UInt64 = 1
         var closed = false
     }
@@ -72,7 +74,7 @@ final class PeerClient: Sendable {
             let id: UInt64 = state.withLock { s in
                 let id = s.nextID
                 s.nextID += 1
-                s.pending[id] = p
+                s.pending[id] = (p, ObjectIdentifier(channel))
                 return id
             }
             channel.writeAndFlush(Frame(kind: .hello, clusterID: cid, requestID: id, sender: hello.nodeID, body: hello.encode()), promise: nil)
@@ -117,7 +119,7 @@ final class PeerClient: Sendable {
                 guard s.pending.count < Self.pendingMax else { return nil }
                 let id = s.nextID
                 s.nextID += 1
-                s.pending[id] = p
+                s.pending[id] = (p, ObjectIdentifier(channel))
                 return id
             }
             guard let id else {
@@ -127,7 +129,7 @@ final class PeerClient: Sendable {
             let (cid, hello) = identity()
             channel.writeAndFlush(Frame(kind: kind, clusterID: cid, requestID: id, sender: hello.nodeID, body: body), promise: nil)
             let timer = channel.eventLoop.scheduleTask(in: timeout) { [self] in
-                if let p = state.withLock({ $0.pending.removeValue(forKey: id) }) {
+                if let p = state.withLock({ $0.pending.removeValue(forKey: id) })?.promise {
                     p.fail(PeerUnavailable(description: "\(address) did not answer \(kind) within \(timeout.nanoseconds / 1_000_000) ms"))
                     // An unanswered request means the connection cannot be trusted (after a
                     // partition TCP may sit in retransmission backoff for minutes): drop it, so
@@ -151,17 +153,17 @@ final class PeerClient: Sendable {
 
     func received(_ frame: Frame) {
         guard frame.isResponse || frame.kind == .helloAck || frame.kind == .refuse else { return }
-        if let p = state.withLock({ $0.pending.removeValue(forKey: frame.requestID) }) {
+        if let p = state.withLock({ $0.pending.removeValue(forKey: frame.requestID) })?.promise {
             p.succeed(frame)
         }
     }
 
-    func disconnected() {
+    func disconnected(_ channel: Channel) {
+        let gone = ObjectIdentifier(channel)
         let pending: [EventLoopPromise<Frame>] = state.withLock { s in
-            s.channel = nil
-            let list = Array(s.pending.values)
-            s.pending.removeAll()
-            return list
+            if let current = s.channel, ObjectIdentifier(current) == gone { s.channel = nil }
+            let ids = s.pending.filter { $0.value.channel == gone }.map(\.key)
+            return ids.compactMap { s.pending.removeValue(forKey: $0)?.promise }
         }
         for p in pending { p.fail(PeerUnavailable(description: "connection to \(address) lost")) }
     }
@@ -192,7 +194,7 @@ final class PeerClientHandler: ChannelInboundHandler {
     }
 
     func channelInactive(context: ChannelHandlerContext) {
-        client.disconnected()
+        client.disconnected(context.channel)
         context.fireChannelInactive()
     }
 
