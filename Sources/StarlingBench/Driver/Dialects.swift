@@ -30,20 +30,28 @@ protocol LoadDialect: Sendable {
     mutating func next(_ buffer: inout ByteBuffer) throws -> DialectAnswer?
 }
 
-/// HTTP/1.1 requests (http, batch, pixel) from a pre-built template; answers parsed by
-/// `HTTPResponseParser` (status line, Content-Length, Connection only).
-struct HTTPDialect: LoadDialect {
-    static var isAnswered: Bool { true }
+/// A dialect without a handshake whose every request is one pre-built template with its
+/// session digits patched (HTTP, UDP).
+protocol TemplateDialect: LoadDialect {
+    var template: RequestTemplate { get }
+    var sessions: Int { get }
+}
+
+extension TemplateDialect {
     static var needsHandshake: Bool { false }
-    let template: RequestTemplate
-    let sessions: Int
     var requestBytes: Int { template.bytes.count }
-
     mutating func writeHandshake(into buffer: inout ByteBuffer) {}
-
     mutating func writeRequest(firstEvent: Int, requestID: UInt64, into buffer: inout ByteBuffer) {
         ByteBufferTemplate.write(template, firstEvent: firstEvent, sessions: sessions, into: &buffer)
     }
+}
+
+/// HTTP/1.1 requests (http, batch, pixel) from a pre-built template; answers parsed by
+/// `HTTPResponseParser` (status line, Content-Length, Connection only).
+struct HTTPDialect: TemplateDialect {
+    static var isAnswered: Bool { true }
+    let template: RequestTemplate
+    let sessions: Int
 
     mutating func next(_ buffer: inout ByteBuffer) throws -> DialectAnswer? {
         guard buffer.readableBytes > 0 else { return nil }
@@ -68,18 +76,10 @@ struct HTTPDialect: LoadDialect {
 }
 
 /// Datagrams: one JSON event each, no answers.
-struct UDPDialect: LoadDialect {
+struct UDPDialect: TemplateDialect {
     static var isAnswered: Bool { false }
-    static var needsHandshake: Bool { false }
     let template: RequestTemplate
     let sessions: Int
-    var requestBytes: Int { template.bytes.count }
-
-    mutating func writeHandshake(into buffer: inout ByteBuffer) {}
-
-    mutating func writeRequest(firstEvent: Int, requestID: UInt64, into buffer: inout ByteBuffer) {
-        ByteBufferTemplate.write(template, firstEvent: firstEvent, sessions: sessions, into: &buffer)
-    }
 
     mutating func next(_ buffer: inout ByteBuffer) throws -> DialectAnswer? {
         buffer.moveReaderIndex(forwardBy: buffer.readableBytes)

@@ -174,7 +174,8 @@ public enum EventValidator {
                 if seen & bit != 0 { repeated |= bit } else { seen |= bit }
                 at[slot] = m
             }
-            if StoredEvent.isStamped(member.key) { continue }
+            // `ts` and `event_id` are known slots; the other stamped names are not.
+            if slot == 3 || slot == 4 || (slot < 0 && StoredEvent.isStamped(member.key)) { continue }
             prefix.append(contentsOf: UnsafeRawBufferPointer(rebasing: bytes[member.start..<member.end]))
             prefix.append(UInt8(ascii: ","))
         }
