@@ -73,8 +73,9 @@ public enum BlockCodec {
         return out
     }
 
-    /// Parses and checks a header. `maxStoredBytes` bounds the payload before anything is read.
-    public static func header(_ bytes: UnsafeRawBufferPointer, maxStoredBytes: Int) throws -> Header {
+    /// Parses and checks a header. `maxPayloadBytes` bounds the payload, stored and uncompressed,
+    /// before anything is read (`Limits.blockPayloadBytesMax`, which the writer keeps to).
+    public static func header(_ bytes: UnsafeRawBufferPointer, maxPayloadBytes: Int) throws -> Header {
         guard bytes.count >= headerBytes else { throw DecodeError.truncated }
         guard bytes[0] == magic[0], bytes[1] == magic[1], bytes[2] == magic[2], bytes[3] == magic[3] else { throw DecodeError.badMagic }
         var r = ByteReader(UnsafeRawBufferPointer(rebasing: bytes[0..<headerBytes]), offset: 4)
@@ -83,7 +84,7 @@ public enum BlockCodec {
         guard CRC32C.checksum(UnsafeRawBufferPointer(rebasing: bytes[0..<32])) == hcrc else { throw DecodeError.badHeaderChecksum }
         guard v == version else { throw DecodeError.badVersion(v) }
         guard let storedN = Int(exactly: stored), let rawN = Int(exactly: raw), let countN = Int(exactly: count),
-              storedN <= maxStoredBytes, rawN <= maxStoredBytes * 4, countN <= rawN else { throw DecodeError.badLength }
+              storedN <= maxPayloadBytes, rawN <= maxPayloadBytes, countN <= rawN else { throw DecodeError.badLength }
         return Header(compressed: flags & 1 != 0, firstSeq: seq, count: countN, rawBytes: rawN,
                       storedBytes: storedN, payloadCRC: pcrc)
     }
@@ -156,8 +157,8 @@ public enum BlockCodec {
     }
 
     /// Decodes a complete block (header + payload) held in memory.
-    public static func decode(_ bytes: UnsafeRawBufferPointer, maxStoredBytes: Int) throws -> (Header, [Record]) {
-        let h = try header(bytes, maxStoredBytes: maxStoredBytes)
+    public static func decode(_ bytes: UnsafeRawBufferPointer, maxPayloadBytes: Int) throws -> (Header, [Record]) {
+        let h = try header(bytes, maxPayloadBytes: maxPayloadBytes)
         guard bytes.count >= h.totalBytes else { throw DecodeError.truncated }
         let recs = try records(header: h, payload: UnsafeRawBufferPointer(rebasing: bytes[headerBytes..<h.totalBytes]))
         return (h, recs)

@@ -16,6 +16,14 @@ public enum FsyncPolicy: String, Sendable, CaseIterable {
     case never
 }
 
+/// A record too large for a block the reader accepts; nothing of the append was written.
+public struct RecordTooLarge: Error, CustomStringConvertible, Sendable {
+    public var index: Int
+    public var bytes: Int
+    public var limit: Int
+    public var description: String { "record \(index) is \(bytes) bytes, the limit is \(limit)" }
+}
+
 /// What recovery found, for logs and metrics.
 public struct RecoveryReport: Sendable {
     public var segments = 0
@@ -27,6 +35,8 @@ public struct RecoveryReport: Sendable {
     /// Corrupt regions skipped in the middle of the log (bit rot), and their size.
     public var corruptBlocks = 0
     public var corruptBytes = 0
+    /// Segments whose 16-byte header was damaged; their blocks were recovered all the same.
+    public var corruptHeaders = 0
     public var messages: [String] = []
 }
 
@@ -45,7 +55,8 @@ public final class SegmentedLog: @unchecked Sendable {
 
     public let directory: String
     public let limits: Limits
-    var maxStoredBytes: Int { limits.blockBytesMax * 2 + 64 * 1024 }
+    /// The reader's bound on one block's payload, the same number the writer keeps to.
+    var maxPayloadBytes: Int { limits.blockPayloadBytesMax }
 
     struct Segment {
         var number: UInt32
@@ -104,10 +115,13 @@ public final class SegmentedLog: @unchecked Sendable {
             }
         }
         found.sort { $0.number < $1.number }
+        var lastHeaderDamaged = false
         for (i, seg) in found.enumerated() {
             let isLast = i == found.count - 1
-            let (validEnd, fileSize) = try scan(seg, isLast: isLast, report: &report, visit: visit)
-            if validEnd < fileSize && isLast {
+            let scanned = try scan(seg, isLast: isLast, report: &report, visit: visit)
+            let (validEnd, fileSize) = (scanned.validEnd, scanned.size)
+            if isLast { lastHeaderDamaged = scanned.headerDamaged }
+            if validEnd < fileSize && isLast && !scanned.headerDamaged {
                 let fd = try FileIO.openFile(seg.path, flags: O_RDWR)
                 defer { close(fd) }
                 try FileIO.truncate(fd, to: validEnd, path: seg.path)
@@ -117,15 +131,18 @@ public final class SegmentedLog: @unchecked Sendable {
             }
             shared.withLock { $0.segments[seg.number] = seg }
             report.segments += 1
-            totalBytes += min(validEnd, fileSize)
+            totalBytes += scanned.headerDamaged ? fileSize : min(validEnd, fileSize)
             nextSegment = max(nextSegment, seg.number + 1)
         }
-        if let last = found.last {
+        // A segment with a damaged header is read but never written again (appends roll a new
+        // segment): nothing in it is cut, so a block that recovery could not read stays on disk.
+        if let last = found.last, !lastHeaderDamaged {
             active = last
             activeFD = try FileIO.openFile(last.path, flags: O_RDWR)
             activeSize = try FileIO.size(activeFD, path: last.path)
             if activeSize < Self.segmentHeaderBytes {
-                // A segment whose header itself was torn: rewrite the header.
+                // A segment whose header itself was torn (a crash while it was created, before
+                // any block): rewrite the header.
                 try writeSegmentHeader(fd: activeFD, number: last.number, path: last.path)
                 activeSize = Self.segmentHeaderBytes
             }
@@ -133,22 +150,27 @@ public final class SegmentedLog: @unchecked Sendable {
         return report
     }
 
-    /// Scans one segment. Returns the offset after its last valid block and the file size.
+    /// Scans one segment: the offset after its last valid block, the file size, and whether its
+    /// header was damaged. A damaged header does not hide the blocks behind it: blocks carry their
+    /// own magic and checksums, so they are read from offset 16 as usual.
     func scan(_ seg: Segment, isLast: Bool, report: inout RecoveryReport,
-              visit: (Record, RecordLocation, UInt64) -> Void) throws -> (Int, Int) {
+              visit: (Record, RecordLocation, UInt64) -> Void) throws -> (validEnd: Int, size: Int, headerDamaged: Bool) {
         let fd = try FileIO.openFile(seg.path, flags: O_RDONLY)
         defer { close(fd) }
         let size = try FileIO.size(fd, path: seg.path)
         let bytes = try FileIO.readAll(fd, count: size, at: 0, path: seg.path)
-        return bytes.withUnsafeBytes { buf -> (Int, Int) in
-            guard checkSegmentHeader(buf, number: seg.number) else {
-                report.messages.append("segment \(seg.path) has no valid header (\(size) bytes); treated as empty")
-                return (min(size, 0), size)
+        return bytes.withUnsafeBytes { buf -> (validEnd: Int, size: Int, headerDamaged: Bool) in
+            // Shorter than a header: torn while the segment was created, before any block.
+            guard size >= Self.segmentHeaderBytes else { return (size, size, false) }
+            let damaged = !checkSegmentHeader(buf, number: seg.number)
+            if damaged {
+                report.corruptHeaders += 1
+                report.messages.append("segment \(seg.path) has a damaged header; its blocks are recovered and it takes no more appends")
             }
             var offset = Self.segmentHeaderBytes
             var validEnd = offset
             while offset < buf.count {
-                if let (h, recs) = try? BlockCodec.decode(UnsafeRawBufferPointer(rebasing: buf[offset...]), maxStoredBytes: maxStoredBytes) {
+                if let (h, recs) = try? BlockCodec.decode(UnsafeRawBufferPointer(rebasing: buf[offset...]), maxPayloadBytes: maxPayloadBytes) {
                     for (i, r) in recs.enumerated() {
                         let seq = h.firstSeq + UInt64(i)
                         visit(r, RecordLocation(segment: seg.number, blockOffset: UInt64(offset), index: UInt32(i)), seq)
@@ -169,14 +191,14 @@ public final class SegmentedLog: @unchecked Sendable {
                     offset = next
                     continue
                 }
-                if !isLast {
+                if !isLast || damaged {
                     report.corruptBlocks += 1
                     report.corruptBytes += buf.count - offset
                     report.messages.append("ignored \(buf.count - offset) invalid bytes at the end of \(seg.path) from offset \(offset)")
                 }
                 break
             }
-            return (validEnd, size)
+            return (validEnd, size, damaged)
         }
     }
 
@@ -185,7 +207,7 @@ public final class SegmentedLog: @unchecked Sendable {
         var i = offset + 1
         while i + BlockCodec.headerBytes <= buf.count {
             if buf[i] == m[0] && buf[i + 1] == m[1] && buf[i + 2] == m[2] && buf[i + 3] == m[3],
-               (try? BlockCodec.decode(UnsafeRawBufferPointer(rebasing: buf[i...]), maxStoredBytes: maxStoredBytes)) != nil {
+               (try? BlockCodec.decode(UnsafeRawBufferPointer(rebasing: buf[i...]), maxPayloadBytes: maxPayloadBytes)) != nil {
                 return i
             }
             i += 1
@@ -245,8 +267,16 @@ public final class SegmentedLog: @unchecked Sendable {
 
     /// Appends records as one or more blocks with a single write, returning each record's
     /// location and sequence number. On failure nothing is appended (the file is cut back).
+    ///
+    /// A block is closed before a record that would take its payload past
+    /// `Limits.blockPayloadBytesMax` (what the reader accepts) and once it reaches
+    /// `blockRecordsMax` records or `blockBytesMax` bytes. A record over `recordBytesMax` is
+    /// refused (`RecordTooLarge`) before anything is written: it could make its block unreadable.
     public func append(_ records: [Record], nowMs: Int64) throws -> [(location: RecordLocation, seq: UInt64)] {
         guard !records.isEmpty else { return [] }
+        for (i, r) in records.enumerated() where r.encodedCount > limits.recordBytesMax {
+            throw RecordTooLarge(index: i, bytes: r.encodedCount, limit: limits.recordBytesMax)
+        }
         let day = Timestamps.utcDay(nowMs)
         if active == nil || active!.day != day || activeSize >= limits.segmentBytesMax {
             try roll(day: day)
@@ -267,7 +297,8 @@ public final class SegmentedLog: @unchecked Sendable {
             payloadCount = 0
         }
         for r in records {
-            if payloadCount > 0 && (payloadCount >= limits.blockRecordsMax || payload.count >= limits.blockBytesMax) {
+            if payloadCount > 0 && (payloadCount >= limits.blockRecordsMax || payload.count >= limits.blockBytesMax
+                                    || payload.count + r.encodedCount > maxPayloadBytes) {
                 flushBlock()
             }
             if payloadCount == 0 { blockFirstSeq = seq }
@@ -340,7 +371,7 @@ public final class SegmentedLog: @unchecked Sendable {
         }
         guard let off = Int(exactly: offset) else { throw BlockCodec.DecodeError.badLength }
         let head = try FileIO.readAll(fd, count: BlockCodec.headerBytes, at: off, path: path)
-        let h = try head.withUnsafeBytes { (b) throws in try BlockCodec.header(b, maxStoredBytes: maxStoredBytes) }
+        let h = try head.withUnsafeBytes { (b) throws in try BlockCodec.header(b, maxPayloadBytes: maxPayloadBytes) }
         let payload = try FileIO.readAll(fd, count: h.storedBytes, at: off + BlockCodec.headerBytes, path: path)
         return (h, payload)
     }

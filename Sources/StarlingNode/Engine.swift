@@ -26,6 +26,8 @@ public final class Engine: @unchecked Sendable {
     let blockCache = BlockCache(capacity: 64)
     public let recovery: RecoveryReport
     public let recoveryMillis: Int64
+    /// Records recovery read but could not fold (`Record.problem`), skipped.
+    public private(set) var skippedAtRecovery = 0
 
     /// An event as the writer gets it. When its session is known, its record (id, stamps,
     /// stored JSON) was already built on an I/O thread (this node's, or the forwarding
@@ -92,18 +94,34 @@ public final class Engine: @unchecked Sendable {
         log = SegmentedLog(directory: config.dataDir, limits: config.limits)
         var idx = NodeIndex(ttl: config.ttl)
         let started = clock()
-        let report = try log.recover { record, location, seq in idx.apply(record, at: location, seq: seq) }
+        var skipped = 0
+        let limits = config.limits
+        let report = try log.recover { record, location, seq in
+            // A record that passed its CRC but cannot be folded (a time out of range, an oversize
+            // field: written by a faulty or older peer) is skipped and counted, never allowed to
+            // trap; the rest of its block is recovered.
+            if let problem = record.problem(limits: limits) {
+                skipped += 1
+                if skipped <= 10 { logger.error("log recovery skipped record seq \(seq) in segment \(location.segment): \(problem)") }
+                return
+            }
+            idx.apply(record, at: location, seq: seq)
+        }
         recoveryMillis = clock() - started
         recovery = report
         for m in report.messages { logger.warning("log recovery: \(m)") }
         metrics.logCorruptBlocks.increment(by: Int64(report.corruptBlocks))
         metrics.logTruncatedBytes.increment(by: Int64(report.truncatedBytes))
+        metrics.logCorruptHeaders.increment(by: Int64(report.corruptHeaders))
+        metrics.logSkippedRecords.increment(by: Int64(skipped))
+        skippedAtRecovery = skipped
         metrics.logBytes.set(Double(log.totalBytes))
         metrics.sessions.set(Double(idx.sessions.count))
         index = Mutex(idx)
         logger.info("log recovered", metadata: [
             "segments": "\(report.segments)", "records": "\(report.records)", "bytes": "\(report.bytes)",
             "millis": "\(recoveryMillis)", "truncated_bytes": "\(report.truncatedBytes)", "corrupt_blocks": "\(report.corruptBlocks)",
+            "corrupt_headers": "\(report.corruptHeaders)", "skipped_records": "\(skipped)",
         ])
         startTimers()
     }
@@ -256,10 +274,19 @@ public final class Engine: @unchecked Sendable {
         var newLinks: [String: String] = [:]         // "u:"/"t:" + id -> session, links made in this group
         var seenIDs: [NodeIndex.Scope: Set<String>] = [:]   // ids admitted earlier in this group
         var replicaRecords: [Record] = []
+        /// Stored copies of ids that clients sent again: shipped to the followers once more, since
+        /// the first attempt may have failed after the local append (then the client got 503 and
+        /// retried). A repeat is acknowledged only once every replica holds the stored copy.
+        var repeats: [EventRef] = []
         index.withLock { idx in
-            /// False when `id` is already stored in `scope` or was admitted earlier in this group.
-            func admit(_ id: String, in scope: NodeIndex.Scope) -> Bool {
-                if idx.contains(eventID: id, in: scope) || seenIDs[scope]?.contains(id) == true { return false }
+            /// False when `id` is already stored in `scope` or was admitted earlier in this group
+            /// (then it travels with this group anyway). `reship`: note a stored copy in `repeats`.
+            func admit(_ id: String, in scope: NodeIndex.Scope, reship: Bool = true) -> Bool {
+                if seenIDs[scope]?.contains(id) == true { return false }
+                if idx.contains(eventID: id, in: scope) {
+                    if reship, let ref = idx.storedRef(eventID: id, in: scope) { repeats.append(ref) }
+                    return false
+                }
                 seenIDs[scope, default: []].insert(id)
                 return true
             }
@@ -272,7 +299,7 @@ public final class Engine: @unchecked Sendable {
                             let scope = NodeIndex.scope(sessionID: r.sessionID.isEmpty ? nil : r.sessionID,
                                                         userID: r.userID.isEmpty ? nil : r.userID,
                                                         terminalID: r.terminalID.isEmpty ? nil : r.terminalID)
-                            guard admit(r.eventID, in: scope) else {
+                            guard admit(r.eventID, in: scope, reship: false) else {
                                 dups += 1
                                 continue
                             }
@@ -352,8 +379,22 @@ public final class Engine: @unchecked Sendable {
             Self.deliver(jobs.map { ($0, .failure(IngestError(status: 500, code: "internal", message: "\(error)"))) })
             return
         }
-        let own = Array(records.prefix(ownCount))
+        var own = Array(records.prefix(ownCount))
         let hook = replicateHook.withLock { $0 }?.call
+        if hook != nil && !repeats.isEmpty {
+            let copies = readRecords(repeats)
+            if copies.count < repeats.count {
+                // A stored copy that cannot be read cannot be copied: refuse rather than
+                // acknowledge a repeat that may have fewer than rf copies.
+                let e = IngestError(status: 503, code: "storage_unavailable",
+                                    message: "\(repeats.count - copies.count) stored event(s) sent again could not be read for replication")
+                logger.error("\(e.message)")
+                Self.deliver(jobs.compactMap { if case .replica = $0.payload { nil } else { ($0, .failure(e)) } })
+                Self.deliver(jobs.compactMap { if case .replica = $0.payload { ($0, .success($0.count)) } else { nil } })
+                return
+            }
+            own.append(contentsOf: copies)
+        }
         var waiting: [(Job, (stored: Int, duplicates: Int))] = []
         var replicasDone: [(Job, Result<Int, IngestError>)] = []
         for (job, r) in zip(jobs, perJob) {

@@ -14,6 +14,10 @@ public final class NodeMetrics: Sendable {
     public let logAppendedBytes: Counter
     public let logCorruptBlocks: Counter
     public let logTruncatedBytes: Counter
+    public let logCorruptHeaders: Counter
+    public let logSkippedRecords: Counter
+    public let peerRecordsRefused: Counter
+    public let oversizeFramesRefused: Counter
     public let logWriteErrors: Counter
     public let writeQueueEvents: Gauge
     public let fsyncSeconds: DurationHistogram
@@ -57,6 +61,10 @@ public final class NodeMetrics: Sendable {
         logAppendedBytes = registry.makeCounter(descriptor: Self.d("log_appended", "bytes_total", "Bytes appended to the log"))
         logCorruptBlocks = registry.makeCounter(descriptor: Self.d("log_corrupt_blocks", "total", "Corrupt log regions skipped at recovery"))
         logTruncatedBytes = registry.makeCounter(descriptor: Self.d("log_truncated", "bytes_total", "Bytes of torn log tail cut at recovery"))
+        logCorruptHeaders = registry.makeCounter(descriptor: Self.d("log_corrupt_segment_headers", "total", "Segments whose header was damaged at recovery (their blocks were recovered)"))
+        logSkippedRecords = registry.makeCounter(descriptor: Self.d("log_skipped_records", "total", "Records recovery read but could not fold (times or sizes out of range), skipped"))
+        peerRecordsRefused = registry.makeCounter(descriptor: Self.d("peer_records_refused", "total", "Records from peers refused by field checks (times, lengths, kinds)"))
+        oversizeFramesRefused = registry.makeCounter(descriptor: Self.d("peer_oversize_frames", "total", "Answers too large for one frame, replaced by an error answer"))
         logWriteErrors = registry.makeCounter(descriptor: Self.d("log_write_errors", "total", "Failed log writes or fsyncs (disk full, I/O error)"))
         writeQueueEvents = registry.makeGauge(descriptor: Self.d("write_queue", "events", "Events waiting for the log writer"))
         fsyncSeconds = registry.makeDurationHistogram(

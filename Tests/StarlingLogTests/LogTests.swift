@@ -47,7 +47,7 @@ func segmentFiles(_ dir: String) -> [String] {
         #expect(block[4] == 1)       // version
         #expect(block[5] == 1)       // compressed: repetitive JSON compresses
         #expect(block.count < payload.count)
-        let (h, records) = try block.withUnsafeBytes { try BlockCodec.decode($0, maxStoredBytes: 1 << 22) }
+        let (h, records) = try block.withUnsafeBytes { try BlockCodec.decode($0, maxPayloadBytes: 1 << 22) }
         #expect(h.firstSeq == 42)
         #expect(h.count == 100)
         #expect(records == (0..<100).map { rec($0) })
@@ -59,7 +59,7 @@ func segmentFiles(_ dir: String) -> [String] {
         let r = Record(kind: .event, ts: 1, receivedAt: 1, sessionID: "s", json: noise)
         let block = BlockCodec.encode(records: r.encoded, count: 1, firstSeq: 1)
         #expect(block[5] == 0)
-        let (_, records) = try block.withUnsafeBytes { try BlockCodec.decode($0, maxStoredBytes: 1 << 22) }
+        let (_, records) = try block.withUnsafeBytes { try BlockCodec.decode($0, maxPayloadBytes: 1 << 22) }
         #expect(records == [r])
     }
 
@@ -77,7 +77,7 @@ func segmentFiles(_ dir: String) -> [String] {
                 b[i] ^= UInt8(truncatingIfNeeded: rng.next() | 1)
             }
             if rng.next() % 5 == 0 { b.removeLast(Int(rng.next() % UInt64(b.count))) }
-            let ok = (try? b.withUnsafeBytes { try BlockCodec.decode($0, maxStoredBytes: 1 << 22) }) != nil
+            let ok = (try? b.withUnsafeBytes { try BlockCodec.decode($0, maxPayloadBytes: 1 << 22) }) != nil
             if !ok { rejected += 1 }
         }
         #expect(rejected == 3_000, "every mutated block must be rejected by its checksums")
@@ -86,7 +86,7 @@ func segmentFiles(_ dir: String) -> [String] {
     @Test func oversizeLengthIsRejectedFromTheHeader() {
         let block = BlockCodec.encode(records: rec(1).encoded, count: 1, firstSeq: 1)
         #expect(throws: BlockCodec.DecodeError.badLength) {
-            try block.withUnsafeBytes { try BlockCodec.header($0, maxStoredBytes: 4) }
+            try block.withUnsafeBytes { try BlockCodec.header($0, maxPayloadBytes: 4) }
         }
     }
 }

@@ -20,13 +20,39 @@ public struct Limits: Sendable, Equatable {
     /// Events waiting for the log writer; beyond this ingest answers 503.
     public var writeQueueEventsMax = 200_000
     public var writeQueueBytesMax = 256 * 1024 * 1024
-    /// A log block holds at most this many records / uncompressed bytes.
+    /// A log block holds at most this many records / uncompressed bytes (a block is closed once
+    /// it reaches either; the record that crosses `blockBytesMax` still goes in).
     public var blockRecordsMax = 512
     public var blockBytesMax = 64 * 1024
+    /// One record in its log encoding (`Record.encode`). Validated events stay far below it
+    /// (32 KiB of JSON, the stamps, seven bounded strings); the writer refuses a larger record
+    /// and so does every receiver of records from the network.
+    public var recordBytesMax = 64 * 1024
+    /// What the reader accepts as one block's payload (stored or uncompressed). The writer never
+    /// produces more: it closes a block at `blockBytesMax` and a record is at most
+    /// `recordBytesMax`, so a payload is below `blockBytesMax + recordBytesMax`
+    /// (`LimitsTests` holds the relation).
+    public var blockPayloadBytesMax = 192 * 1024
     /// A segment file rolls over past this size.
     public var segmentBytesMax = 128 * 1024 * 1024
     /// HTTP header bytes per request.
     public var headerBytesMax = 16 * 1024
+
+    // Between nodes.
+
+    /// Bytes of items (records, events, hits) one peer frame may carry. Receivers refuse frames
+    /// over 4 MiB as sent (`FrameLimits`); senders split at this budget, which leaves room for the
+    /// body's own framing (counts, lengths) and the header. A single item is at most
+    /// `recordBytesMax`, far below it.
+    public var frameItemBytesMax = 3 * 1024 * 1024
+    /// Members a node accepts in one list from a peer (gossip, a catch-up request's rings).
+    public var membersMax = 1_024
+    /// Outbound peer connections a node keeps (one per member; members beyond are not dialled).
+    public var peerClientsMax = 1_024
+    /// Requests in flight per peer connection, both ways: a client gets an error at once past it;
+    /// a server stops reading the connection until answers drain below it (and until the
+    /// socket is writable again).
+    public var peerInFlightMax = 4_096
 
     public init() {}
 }

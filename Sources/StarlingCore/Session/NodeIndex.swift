@@ -47,8 +47,11 @@ public struct ComponentStats: Sendable, Equatable {
 public struct NodeIndex: Sendable {
     public struct SessionEntry: Sendable {
         public var state: SessionState?
+        /// In log order (ascending `seq`): records are folded in sequence order.
         public var events: [EventRef] = []
-        var ids: Set<UInt64> = []
+        /// Dedupe: event-id hash -> sequence number of the stored copy (so a repeat can find the
+        /// stored record, which must reach every replica before the repeat is acknowledged).
+        var ids: [UInt64: UInt64] = [:]
         public var userID: String?
         public var terminalID: String?
         /// The latest `received_at` among its events: lets a scan for recent events skip
@@ -58,7 +61,7 @@ public struct NodeIndex: Sendable {
         mutating func observe(_ r: Record, ref: EventRef, idHash: UInt64, via: String?, ttl: TTLSettings) {
             events.append(ref)
             newestReceivedAt = max(newestReceivedAt, r.receivedAt)
-            ids.insert(idHash)
+            if ids[idHash] == nil { ids[idHash] = ref.seq }   // the first copy wins
             if !r.userID.isEmpty { userID = r.userID }
             if !r.terminalID.isEmpty { terminalID = r.terminalID }
             if state == nil {
@@ -87,8 +90,9 @@ public struct NodeIndex: Sendable {
         public var newestReceivedAt: Int64 = .min
 
         mutating func saw(_ at: Int64) { newestReceivedAt = max(newestReceivedAt, at) }
-        /// Event ids of events that had no session (their dedupe scope is the identity).
-        var ids: Set<UInt64> = []
+        /// Event ids of events that had no session (their dedupe scope is the identity), with
+        /// the sequence number of the stored copy.
+        var ids: [UInt64: UInt64] = [:]
     }
 
     public enum Scope: Sendable, Hashable {
@@ -124,12 +128,36 @@ public struct NodeIndex: Sendable {
     /// Whether an event with this id is already stored in this scope. Ids are compared
     /// by 64-bit FNV-1a hash (see ARCHITECTURE.md, "dedupe").
     public func contains(eventID: String, in scope: Scope) -> Bool {
+        storedSeq(eventID: eventID, in: scope) != nil
+    }
+
+    func storedSeq(eventID: String, in scope: Scope) -> UInt64? {
         let h = Self.idHash(eventID)
         switch scope {
-        case .session(let s): return sessions[s]?.ids.contains(h) ?? false
-        case .user(let u): return users[u]?.ids.contains(h) ?? false
-        case .terminal(let t): return terminals[t]?.ids.contains(h) ?? false
+        case .session(let s): return sessions[s]?.ids[h]
+        case .user(let u): return users[u]?.ids[h]
+        case .terminal(let t): return terminals[t]?.ids[h]
         }
+    }
+
+    /// Where the stored copy of `eventID` in `scope` is, if it is stored and still in the log
+    /// (nil too when retention removed its day: then there is nothing left to copy).
+    public func storedRef(eventID: String, in scope: Scope) -> EventRef? {
+        guard let seq = storedSeq(eventID: eventID, in: scope) else { return nil }
+        let refs: [EventRef]?
+        switch scope {
+        case .session(let s): refs = sessions[s]?.events
+        case .user(let u): refs = users[u]?.events
+        case .terminal(let t): refs = terminals[t]?.events
+        }
+        guard let refs else { return nil }
+        // Refs are in ascending seq (folded in log order): binary search.
+        var lo = 0, hi = refs.count
+        while lo < hi {
+            let mid = (lo + hi) / 2
+            if refs[mid].seq < seq { lo = mid + 1 } else { hi = mid }
+        }
+        return lo < refs.count && refs[lo].seq == seq ? refs[lo] : nil
     }
 
     /// Folds one record, stored at `location` with sequence number `seq`, into the index.
@@ -166,12 +194,12 @@ public struct NodeIndex: Sendable {
             if !r.userID.isEmpty {
                 users[r.userID, default: IdentityEntry()].events.append(ref)
                 users[r.userID]!.saw(r.receivedAt)
-                if r.sessionID.isEmpty { users[r.userID]!.ids.insert(h) }
+                if r.sessionID.isEmpty && users[r.userID]!.ids[h] == nil { users[r.userID]!.ids[h] = seq }
             }
             if !r.terminalID.isEmpty {
                 terminals[r.terminalID, default: IdentityEntry()].events.append(ref)
                 terminals[r.terminalID]!.saw(r.receivedAt)
-                if r.sessionID.isEmpty && r.userID.isEmpty { terminals[r.terminalID]!.ids.insert(h) }
+                if r.sessionID.isEmpty && r.userID.isEmpty && terminals[r.terminalID]!.ids[h] == nil { terminals[r.terminalID]!.ids[h] = seq }
             }
             if !r.component.isEmpty {
                 var c = components[r.component] ?? ComponentStats()

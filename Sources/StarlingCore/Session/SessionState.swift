@@ -28,8 +28,8 @@ public struct SessionState: Sendable, Equatable {
         firstSeen = t
         lastSeen = t
         events = 1
-        shortExpiresAt = t + ttl.shortMs
-        longExpiresAt = t + ttl.longMs
+        shortExpiresAt = TimeMath.add(t, ttl.shortMs)
+        longExpiresAt = TimeMath.add(t, ttl.longMs)
         viaFirst = via
         viaLast = via
     }
@@ -45,8 +45,8 @@ public struct SessionState: Sendable, Equatable {
         }
         events += 1
         lastSeen = max(lastSeen, t)
-        shortExpiresAt = lastSeen + ttl.shortMs
-        longExpiresAt = lastSeen + ttl.longMs
+        shortExpiresAt = TimeMath.add(lastSeen, ttl.shortMs)
+        longExpiresAt = TimeMath.add(lastSeen, ttl.longMs)
         if let via {
             if viaFirst == nil { viaFirst = via }
             viaLast = via

@@ -68,12 +68,15 @@ extension ClusterRuntime {
     func storeReplicated(_ batch: ReplicateBatch, from sender: String, on loop: EventLoop) -> EventLoopFuture<ReplicateResult> {
         var records: [Record] = []
         records.reserveCapacity(batch.records.count)
-        for bytes in batch.records {
-            guard let r = Record(encoded: bytes) else {
-                engine.metrics.peerProtocolErrors.increment()
-                return loop.makeSucceededFuture(ReplicateResult(status: 400, message: "a replicated record failed its checksum"))
+        for (i, bytes) in batch.records.enumerated() {
+            switch Record.checked(encoded: bytes, limits: config.limits) {
+            case .success(let r):
+                records.append(r)
+            case .failure(let refusal):
+                engine.metrics.peerRecordsRefused.increment()
+                logger.warning("refused replicated record \(i) from \(sender): \(refusal.reason)")
+                return loop.makeSucceededFuture(ReplicateResult(status: 400, message: "replicated record \(i): \(refusal.reason)"))
             }
-            records.append(r)
         }
         let ring = self.ring
         for r in records where r.kind == .event {
@@ -168,11 +171,16 @@ extension ClusterRuntime {
         req.mode = mode
         return client(for: peer).request(.catchUp, body: req.encode(), timeout: .seconds(30)).flatMap { [self] frame -> EventLoopFuture<Int> in
             guard let page = try? CatchUpResult.decode(frame.body) else { return loop.makeSucceededFuture(0) }
-            let records = page.records.compactMap { Record(encoded: $0) }
-            if records.count < page.records.count {
-                // A record that fails its CRC is not stored; another replica or the next catch-up supplies it.
-                engine.metrics.peerProtocolErrors.increment(by: Int64(page.records.count - records.count))
-                logger.warning("catch-up from \(peer): \(page.records.count - records.count) records failed their checksum")
+            var records: [Record] = []
+            records.reserveCapacity(page.records.count)
+            for bytes in page.records {
+                switch Record.checked(encoded: bytes, limits: config.limits) {
+                case .success(let r): records.append(r)
+                case .failure(let refusal):
+                    // Not stored; another replica or the next catch-up supplies a good copy.
+                    engine.metrics.peerRecordsRefused.increment()
+                    logger.warning("catch-up from \(peer): refused a record: \(refusal.reason)")
+                }
             }
             let p = loop.makePromise(of: Int.self)
             if records.isEmpty {

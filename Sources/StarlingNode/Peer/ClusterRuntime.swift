@@ -312,9 +312,13 @@ public final class ClusterRuntime: @unchecked Sendable {
         var groups: [UInt8: [(record: Record, clientID: Bool)]] = [:]     // by transport
         var bytes = 0
         for (i, item) in batch.items.enumerated() {
-            guard let r = Record(encoded: item.record), r.kind == .event, !r.sessionID.isEmpty else {
-                engine.metrics.peerProtocolErrors.increment()
-                return loop.makeSucceededFuture(ForwardResult(status: 400, code: "bad_record", message: "forwarded record \(i) is malformed or fails its CRC",
+            let checked = Record.checked(encoded: item.record, limits: config.limits)
+            guard case .success(let r) = checked, r.kind == .event, !r.sessionID.isEmpty else {
+                let why: String
+                if case .failure(let refusal) = checked { why = refusal.reason } else { why = "not an event with a session" }
+                engine.metrics.peerRecordsRefused.increment()
+                logger.warning("refused forwarded record \(i): \(why)")
+                return loop.makeSucceededFuture(ForwardResult(status: 400, code: "bad_record", message: "forwarded record \(i): \(why)",
                                                               accepted: 0, index: Int32(i)))
             }
             groups[item.transport, default: []].append((r, item.clientID))
