@@ -498,86 +498,110 @@ public final class Engine: @unchecked Sendable {
         public var truncated: Bool
         /// Some referenced blocks could not be read (removed by retention or corrupt).
         public var partial: Bool
+        /// The byte budget ended the page: the next one starts at this position of the answer order.
+        public var nextOffset: Int? = nil
     }
 
-    /// Reads the records behind `refs` that pass `query`, in answer order. Each block is read
-    /// and decompressed once (cached), and only the wanted records of it are decoded.
-    func read(_ refs: [EventRef], query: EventQuery) -> Answer {
+    /// Reads the records behind `refs` that pass `query`, in answer order, starting at position
+    /// `offset` of that order: until `query.limit` records (then `truncated` when one more
+    /// matches) or until `byteBudget` bytes of records (then `nextOffset`). Blocks are read
+    /// (cached) and decoded only when the walk reaches them, and only the records it needs, so a
+    /// limit or a budget stops the work early instead of decoding the whole session first.
+    func read(_ refs: [EventRef], query: EventQuery, offset: Int = 0, byteBudget: Int = .max) -> Answer {
         let ordered = query.candidates(refs)
         var partial = false
-        // Decode what is needed, block by block.
+        // Which records of each block the walk may need (decoded together when it first gets there).
         var byBlock: [BlockKey: [Int]] = [:]
-        for ref in ordered {
+        for ref in ordered.dropFirst(offset) {
             byBlock[BlockKey(segment: ref.location.segment, offset: ref.location.blockOffset), default: []].append(Int(ref.location.index))
         }
         var decoded: [BlockKey: [Int: Record]] = [:]
-        for (key, indexes) in byBlock {
-            do {
-                let raw: [UInt8]
-                if let cached = blockCache.get(key) {
-                    raw = cached
-                } else {
-                    raw = try log.readRawBlock(segment: key.segment, offset: key.offset)
-                    blockCache.put(key, raw)
+        func record(_ ref: EventRef) -> Record? {
+            let key = BlockKey(segment: ref.location.segment, offset: ref.location.blockOffset)
+            if decoded[key] == nil {
+                do {
+                    let raw: [UInt8]
+                    if let cached = blockCache.get(key) {
+                        raw = cached
+                    } else {
+                        raw = try log.readRawBlock(segment: key.segment, offset: key.offset)
+                        blockCache.put(key, raw)
+                    }
+                    decoded[key] = try BlockCodec.records(at: (byBlock[key] ?? []).sorted(), inRaw: raw)
+                } catch {
+                    logger.warning("query could not read block \(key.segment)@\(key.offset): \(error)")
+                    partial = true
+                    decoded[key] = [:]
                 }
-                decoded[key] = try BlockCodec.records(at: indexes.sorted(), inRaw: raw)
-            } catch {
-                logger.warning("query could not read block \(key.segment)@\(key.offset): \(error)")
-                partial = true
             }
+            return decoded[key]?[Int(ref.location.index)]
         }
         var out: [Record] = []
         var seen = Set<String>()
-        var truncated = false
-        for ref in ordered {
-            let key = BlockKey(segment: ref.location.segment, offset: ref.location.blockOffset)
-            guard let r = decoded[key]?[Int(ref.location.index)] else { continue }
-            guard query.matches(r), seen.insert(r.eventID).inserted else { continue }
-            if out.count == query.limit {
-                truncated = true
-                break
+        var bytes = 0
+        var position = offset
+        while position < ordered.count {
+            let ref = ordered[position]
+            guard let r = record(ref), query.matches(r), seen.insert(r.eventID).inserted else {
+                position += 1
+                continue
+            }
+            if out.count >= query.limit {
+                return Answer(records: out, truncated: true, partial: partial)
+            }
+            let size = r.json.count + r.eventID.utf8.count + 32
+            if !out.isEmpty && bytes + size > byteBudget {
+                return Answer(records: out, truncated: false, partial: partial, nextOffset: position)
             }
             out.append(r)
+            bytes += size
+            position += 1
         }
-        return Answer(records: out, truncated: truncated, partial: partial)
+        return Answer(records: out, truncated: false, partial: partial)
     }
 
     /// Reads records by location (any order in, log order out); unreadable blocks are skipped.
     func readRecords(_ refs: [EventRef]) -> [Record] {
-        var byBlock: [BlockKey: [Int]] = [:]
-        for ref in refs {
-            byBlock[BlockKey(segment: ref.location.segment, offset: ref.location.blockOffset), default: []].append(Int(ref.location.index))
-        }
-        var decoded: [BlockKey: [Int: Record]] = [:]
-        for (key, indexes) in byBlock {
-            guard let raw = blockCache.get(key) ?? (try? log.readRawBlock(segment: key.segment, offset: key.offset)) else { continue }
-            decoded[key] = try? BlockCodec.records(at: indexes.sorted(), inRaw: raw)
-        }
-        return refs.sorted { $0.seq < $1.seq }.compactMap {
-            decoded[BlockKey(segment: $0.location.segment, offset: $0.location.blockOffset)]?[Int($0.location.index)]
+        readRecordsAligned(refs.sorted { $0.seq < $1.seq }).compactMap { $0 }
+    }
+
+    /// Where a catch-up page starts: after `key` (`skip` 0), or inside it past its first `skip`
+    /// items (its links, then its event refs).
+    public struct CatchUpCursor: Sendable, Equatable {
+        public var key: String
+        public var skip: Int
+        public init(key: String, skip: Int) {
+            self.key = key
+            self.skip = skip
         }
     }
 
     /// One page of catch-up for a peer: the records received at or after `since` of every
-    /// routing key (`session`, `u:user`, `t:terminal`) that `wants`, keys in sorted order after
-    /// `afterKey`, at most about `maxRecords`. Identity keys carry their links and the events
-    /// that had no session. Returns the records and the key to continue after (nil when done).
-    public func catchUp(wants: (String) -> Bool, since: Int64, afterKey: String?, maxRecords: Int) -> ([Record], String?) {
+    /// routing key (`session`, `u:user`, `t:terminal`) that `wants`, keys in sorted order from
+    /// `from`, at most about `maxRecords` records and at most `maxBytes` bytes of them (a page
+    /// must fit a frame, so one large key spans pages). Identity keys carry their links and the
+    /// events that had no session. Returns the records and where to continue (nil when done).
+    public func catchUp(wants: (String) -> Bool, since: Int64, from: CatchUpCursor?, maxRecords: Int,
+                        maxBytes: Int = .max) -> ([Record], CatchUpCursor?) {
         // Copy what is needed out of the index, then read without the lock.
         var keys: [String] = []
         var refs: [String: [EventRef]] = [:]
         var links: [String: [NodeIndex.Link]] = [:]
+        func after(_ key: String) -> Bool {
+            guard let from else { return true }
+            return from.skip > 0 ? key >= from.key : key > from.key
+        }
         index.withLock { idx in
             // Cheap tests first: this runs under the index lock (the writer waits), and the
             // periodic anti-entropy pass scans every session for the last two minutes only.
-            for (sid, e) in idx.sessions where e.newestReceivedAt >= since && (afterKey.map { sid > $0 } ?? true) && wants(sid) {
+            for (sid, e) in idx.sessions where e.newestReceivedAt >= since && after(sid) && wants(sid) {
                 let r = e.events.filter { $0.receivedAt >= since }
                 if !r.isEmpty { keys.append(sid); refs[sid] = r }
             }
             for (prefix, map) in [("u:", idx.users), ("t:", idx.terminals)] {
                 for (id, e) in map where e.newestReceivedAt >= since {
                     let key = prefix + id
-                    guard afterKey.map({ key > $0 }) ?? true, wants(key) else { continue }
+                    guard after(key), wants(key) else { continue }
                     let l = e.links.filter { $0.linkedAt >= since }
                     let r = e.events.filter { $0.receivedAt >= since }
                     if !l.isEmpty || !r.isEmpty {
@@ -590,21 +614,56 @@ public final class Engine: @unchecked Sendable {
         }
         keys.sort()
         var out: [Record] = []
-        for (i, key) in keys.enumerated() {
-            if key.hasPrefix("u:") || key.hasPrefix("t:"), links[key] != nil {
-                let id = String(key.dropFirst(2))
-                for l in links[key] ?? [] {
-                    out.append(Record(kind: .link, ts: l.linkedAt, receivedAt: l.linkedAt, sessionID: l.sessionID,
-                                      userID: key.hasPrefix("u:") ? id : "", terminalID: key.hasPrefix("t:") ? id : ""))
-                }
-                // Events under an identity key: only those without a session (others travel with their session).
-                out.append(contentsOf: readRecords(refs[key] ?? []).filter { $0.sessionID.isEmpty })
-            } else {
-                out.append(contentsOf: readRecords(refs[key] ?? []))
+        var bytes = 0
+        for key in keys {
+            let isIdentity = links[key] != nil
+            let id = String(key.dropFirst(2))
+            let keyLinks = (links[key] ?? []).map { l in
+                Record(kind: .link, ts: l.linkedAt, receivedAt: l.linkedAt, sessionID: l.sessionID,
+                       userID: key.hasPrefix("u:") ? id : "", terminalID: key.hasPrefix("t:") ? id : "")
             }
-            if out.count >= maxRecords && i < keys.count - 1 { return (out, key) }
+            let keyRefs = refs[key] ?? []
+            var item = from.map { $0.skip > 0 && $0.key == key ? $0.skip : 0 } ?? 0
+            let items = keyLinks.count + keyRefs.count
+            while item < items {
+                // Links first, then events read in chunks (log order).
+                var chunk: [Record?]
+                if item < keyLinks.count {
+                    chunk = [keyLinks[item]]
+                } else {
+                    let r = item - keyLinks.count
+                    chunk = readRecordsAligned(Array(keyRefs[r..<min(r + 64, keyRefs.count)]))
+                }
+                for r in chunk {
+                    // Events under an identity key: only those without a session (others travel with their session).
+                    if let r, !(isIdentity && r.kind == .event && !r.sessionID.isEmpty) {
+                        let size = r.encodedCount
+                        if !out.isEmpty && (bytes + size > maxBytes || out.count >= maxRecords) {
+                            return (out, CatchUpCursor(key: key, skip: item))
+                        }
+                        out.append(r)
+                        bytes += size
+                    }
+                    item += 1
+                }
+            }
+            if out.count >= maxRecords || bytes >= maxBytes, key != keys.last { return (out, CatchUpCursor(key: key, skip: 0)) }
         }
         return (out, nil)
+    }
+
+    /// Reads records by location, one answer per ref in the same order (nil where unreadable).
+    func readRecordsAligned(_ refs: [EventRef]) -> [Record?] {
+        var byBlock: [BlockKey: [Int]] = [:]
+        for ref in refs {
+            byBlock[BlockKey(segment: ref.location.segment, offset: ref.location.blockOffset), default: []].append(Int(ref.location.index))
+        }
+        var decoded: [BlockKey: [Int: Record]] = [:]
+        for (key, indexes) in byBlock {
+            guard let raw = blockCache.get(key) ?? (try? log.readRawBlock(segment: key.segment, offset: key.offset)) else { continue }
+            decoded[key] = try? BlockCodec.records(at: indexes.sorted(), inRaw: raw)
+        }
+        return refs.map { decoded[BlockKey(segment: $0.location.segment, offset: $0.location.blockOffset)]?[Int($0.location.index)] }
     }
 
     /// Receive time of the newest record in this node's index (catch-up starts a little before it).
@@ -612,10 +671,10 @@ public final class Engine: @unchecked Sendable {
         index.withLock { idx in idx.sessions.values.reduce(Int64(0)) { max($0, $1.events.last?.receivedAt ?? 0) } }
     }
 
-    public func session(_ id: String, query: EventQuery) -> (Answer, SessionState?) {
+    public func session(_ id: String, query: EventQuery, offset: Int = 0, byteBudget: Int = .max) -> (Answer, SessionState?) {
         let now = clock()
         let (refs, state) = index.withLock { idx in (idx.sessions[id]?.events ?? [], idx.state(ofSession: id, now: now)) }
-        return (read(refs, query: query), state)
+        return (read(refs, query: query, offset: offset, byteBudget: byteBudget), state)
     }
 
     public func state(ofSession id: String) -> SessionState? {
@@ -623,12 +682,12 @@ public final class Engine: @unchecked Sendable {
         return index.withLock { $0.state(ofSession: id, now: now) }
     }
 
-    public func events(ofUser id: String, query: EventQuery) -> Answer {
-        read(index.withLock { $0.users[id]?.events ?? [] }, query: query)
+    public func events(ofUser id: String, query: EventQuery, offset: Int = 0, byteBudget: Int = .max) -> Answer {
+        read(index.withLock { $0.users[id]?.events ?? [] }, query: query, offset: offset, byteBudget: byteBudget)
     }
 
-    public func events(ofTerminal id: String, query: EventQuery) -> Answer {
-        read(index.withLock { $0.terminals[id]?.events ?? [] }, query: query)
+    public func events(ofTerminal id: String, query: EventQuery, offset: Int = 0, byteBudget: Int = .max) -> Answer {
+        read(index.withLock { $0.terminals[id]?.events ?? [] }, query: query, offset: offset, byteBudget: byteBudget)
     }
 
     /// The session an identity-only event belongs to, from this node's links.

@@ -138,7 +138,7 @@ let wireBodyCases: [WireBodyCase] = [
                           sender: "node-1", body: Array("hi".utf8))
         let bytes = FrameCodec.encode(frame, compress: true)
         let golden: [UInt8] = [
-            0x53, 0x54, 0x01, 0x01, 0x02, 0x06, 0x00, 0x00,
+            0x53, 0x54, 0x02, 0x01, 0x02, 0x06, 0x00, 0x00,
             0x08, 0x07, 0x06, 0x05, 0x04, 0x03, 0x02, 0x01,
             0x2A, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
             0x02, 0x00, 0x00, 0x00, 0x02, 0x00, 0x00, 0x00,
@@ -146,7 +146,7 @@ let wireBodyCases: [WireBodyCase] = [
             0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
             0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
             0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
-            0xC2, 0xD9, 0x9D, 0xF5, 0x68, 0x0E, 0xC4, 0x2C,
+            0xC2, 0xD9, 0x9D, 0xF5, 0xFB, 0x09, 0x83, 0x87,
         ]
         #expect(Array(bytes[0..<72]) == golden)
         #expect(Array(bytes[72...]) == Array("hi".utf8))
@@ -242,8 +242,10 @@ let wireBodyCases: [WireBodyCase] = [
 
     @Test func rejectsUnsupportedVersion() {
         var bytes = FrameCodec.encode(wireSampleFrame(), compress: false)
-        bytes[2] = 2
-        #expect(throws: FrameError.unsupportedVersion(2)) { try wireParse(wireResealed(bytes)) }
+        bytes[2] = 1   // version 1 bodies lack query pages and catch-up cursors
+        #expect(throws: FrameError.unsupportedVersion(1)) { try wireParse(wireResealed(bytes)) }
+        bytes[2] = 3
+        #expect(throws: FrameError.unsupportedVersion(3)) { try wireParse(wireResealed(bytes)) }
     }
 
     @Test func rejectsBadHeaderChecksum() {
@@ -481,7 +483,7 @@ let wireBodyCases: [WireBodyCase] = [
         // Presence and boolean bytes other than 0 and 1.
         #expect(throws: FrameError.badBody("resolveResult.sessionID")) { try ResolveResult.decode([2]) }
         var q = QueryRequest(scope: 0, id: "s", limit: 1, wantState: true).encode()
-        q[q.count - 1] = 7
+        q[q.count - 5] = 7   // wantState, before the u32 offset
         #expect(throws: FrameError.badBody("query.wantState")) { try QueryRequest.decode(q) }
         // Scope out of range.
         #expect(throws: FrameError.badBody("query.scope")) {

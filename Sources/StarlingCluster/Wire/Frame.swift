@@ -90,7 +90,7 @@ public enum FrameError: Error, Sendable, Equatable {
 /// ```
 /// off size field
 ///  0   2   magic "ST" (0x53 0x54)
-///  2   1   protocol version (1)
+///  2   1   protocol version (2: query pages and catch-up cursors inside a key)
 ///  3   1   kind (MessageKind raw value)
 ///  4   1   flags: bit 0 = body is LZ4-compressed, bit 1 = this frame is a response
 ///  5   1   sender id length (1...32)
@@ -107,7 +107,7 @@ public enum FrameError: Error, Sendable, Equatable {
 public enum FrameCodec {
     public static let headerBytes = 72
     public static let magic: [UInt8] = [0x53, 0x54]
-    public static let version: UInt8 = 1
+    public static let version: UInt8 = 2
     /// Bodies shorter than this are never compressed.
     public static let compressionThreshold = 256
 

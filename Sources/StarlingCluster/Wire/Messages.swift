@@ -369,6 +369,10 @@ public struct QueryRequest: Sendable, Equatable {
     public var component: String?
     public var limit: UInt32
     public var wantState: Bool
+    /// Where to resume: answers come in pages that each fit a frame, and a page that stopped at
+    /// its budget says where the next one starts (`QueryResult.nextOffset`, a position in the
+    /// responder's answer order).
+    public var offset: UInt32 = 0
 
     /// Largest valid `scope` byte.
     public static let scopeMax: UInt8 = 2
@@ -395,6 +399,7 @@ public struct QueryRequest: Sendable, Equatable {
         w.optionalString(component)
         w.u32(limit)
         w.bool(wantState)
+        w.u32(offset)
         return w.bytes
     }
 
@@ -403,10 +408,12 @@ public struct QueryRequest: Sendable, Equatable {
         try decodeBody(body, "query") { (r: inout BodyReader) throws(FrameError) in
             let scope = try r.u8("scope")
             guard scope <= scopeMax else { throw r.fail("scope") }
-            return QueryRequest(scope: scope, id: try r.string("id"), from: try r.optionalI64("from"),
-                                to: try r.optionalI64("to"), key: try r.optionalString("key"),
-                                component: try r.optionalString("component"), limit: try r.u32("limit"),
-                                wantState: try r.bool("wantState"))
+            var q = QueryRequest(scope: scope, id: try r.string("id"), from: try r.optionalI64("from"),
+                                 to: try r.optionalI64("to"), key: try r.optionalString("key"),
+                                 component: try r.optionalString("component"), limit: try r.u32("limit"),
+                                 wantState: try r.bool("wantState"))
+            q.offset = try r.u32("offset")
+            return q
         }
     }
 }
@@ -458,12 +465,16 @@ public struct QueryResult: Sendable, Equatable {
     /// JSON text of the session state, when the answering node owns the session.
     public var state: [UInt8]?
     public var error: String?
+    /// Set when the page is full (frame budget) and more may follow: ask again with this
+    /// `offset` and the limit less the hits so far (nil: done).
+    public var nextOffset: UInt32?
 
-    public init(hits: [QueryHit], truncated: Bool = false, state: [UInt8]? = nil, error: String? = nil) {
+    public init(hits: [QueryHit], truncated: Bool = false, state: [UInt8]? = nil, error: String? = nil, nextOffset: UInt32? = nil) {
         self.hits = hits
         self.truncated = truncated
         self.state = state
         self.error = error
+        self.nextOffset = nextOffset
     }
 
     public func encode() -> [UInt8] {
@@ -473,6 +484,8 @@ public struct QueryResult: Sendable, Equatable {
         w.bool(truncated)
         w.optionalBlob(state)
         w.optionalString(error)
+        w.bool(nextOffset != nil)
+        if let nextOffset { w.u32(nextOffset) }
         return w.bytes
     }
 
@@ -482,8 +495,12 @@ public struct QueryResult: Sendable, Equatable {
             var hits: [QueryHit] = []
             hits.reserveCapacity(n)
             for _ in 0..<n { hits.append(try QueryHit.read(&r)) }
-            return QueryResult(hits: hits, truncated: try r.bool("truncated"), state: try r.optionalBlob("state"),
-                               error: try r.optionalString("error"))
+            let truncated = try r.bool("truncated")
+            let state = try r.optionalBlob("state")
+            let error = try r.optionalString("error")
+            var next: UInt32?
+            if try r.present("nextOffset") { next = try r.u32("nextOffset") }
+            return QueryResult(hits: hits, truncated: truncated, state: state, error: error, nextOffset: next)
         }
     }
 }

@@ -70,12 +70,17 @@ public struct CatchUpRequest: Sendable, Equatable {
     public var afterKey: String?
     public var previousMembers: [String]
     public var members: [String]
-    public init(requester: String, since: Int64, afterKey: String?, previousMembers: [String] = [], members: [String] = []) {
+    /// 0: start after `afterKey`. Otherwise resume inside `afterKey`, past its first `skip` items
+    /// (links, then event refs): one key can hold more than a page.
+    public var skip: UInt32 = 0
+    public init(requester: String, since: Int64, afterKey: String?, previousMembers: [String] = [], members: [String] = [],
+                skip: UInt32 = 0) {
         self.requester = requester
         self.since = since
         self.afterKey = afterKey
         self.previousMembers = previousMembers
         self.members = members
+        self.skip = skip
     }
 
     public func encode() -> [UInt8] {
@@ -88,6 +93,7 @@ public struct CatchUpRequest: Sendable, Equatable {
         for m in previousMembers { w.string(m) }
         w.u32(UInt32(clamping: members.count))
         for m in members { w.string(m) }
+        w.u32(skip)
         return w.bytes
     }
 
@@ -103,7 +109,9 @@ public struct CatchUpRequest: Sendable, Equatable {
             let m = try r.count("members", minimumBytes: 2)
             var current: [String] = []
             for _ in 0..<m { current.append(try r.string("member")) }
-            var req = CatchUpRequest(requester: requester, since: since, afterKey: after, previousMembers: prev, members: current)
+            let skip = try r.u32("skip")
+            var req = CatchUpRequest(requester: requester, since: since, afterKey: after, previousMembers: prev, members: current,
+                                     skip: skip)
             req.mode = mode
             return req
         }
@@ -115,9 +123,13 @@ public struct CatchUpRequest: Sendable, Equatable {
 public struct CatchUpResult: Sendable, Equatable {
     public var records: [[UInt8]]
     public var nextKey: String?
-    public init(records: [[UInt8]], nextKey: String?) {
+    /// With `nextKey`: 0 to continue after that key, else inside it past this many items (see
+    /// `CatchUpRequest.skip`).
+    public var nextSkip: UInt32
+    public init(records: [[UInt8]], nextKey: String?, nextSkip: UInt32 = 0) {
         self.records = records
         self.nextKey = nextKey
+        self.nextSkip = nextSkip
     }
 
     public func encode() -> [UInt8] {
@@ -125,6 +137,7 @@ public struct CatchUpResult: Sendable, Equatable {
         w.u32(UInt32(clamping: records.count))
         for r in records { w.blob(r) }
         w.optionalString(nextKey)
+        w.u32(nextSkip)
         return w.bytes
     }
 
@@ -134,7 +147,8 @@ public struct CatchUpResult: Sendable, Equatable {
             var out: [[UInt8]] = []
             out.reserveCapacity(n)
             for _ in 0..<n { out.append(try r.blob("record")) }
-            return CatchUpResult(records: out, nextKey: try r.optionalString("nextKey"))
+            let next = try r.optionalString("nextKey")
+            return CatchUpResult(records: out, nextKey: next, nextSkip: try r.u32("nextSkip"))
         }
     }
 }

@@ -39,19 +39,11 @@ extension ClusterRuntime {
         }
         guard !perFollower.isEmpty else { return done(nil) }
         let loop = group.next()
-        let futures = perFollower.map { follower, recs -> EventLoopFuture<IngestError?> in
-            guard let peer = peerAddress(of: follower) else {
-                return loop.makeSucceededFuture(IngestError(status: 503, code: "replica_unavailable", message: "follower \(follower) has no address"))
-            }
-            return client(for: peer).request(.replicate, body: ReplicateBatch(records: recs).encode(), timeout: Self.replicateTimeout)
-                .map { frame -> IngestError? in
-                    guard let r = try? ReplicateResult.decode(frame.body) else {
-                        return IngestError(status: 503, code: "replica_unavailable", message: "follower \(follower) sent a malformed answer")
-                    }
-                    return r.status == 200 ? nil : IngestError(status: 503, code: "replica_unavailable", message: "follower \(follower): \(r.message)")
-                }
-                .recover { error in IngestError(status: 503, code: "replica_unavailable", message: "follower \(follower) is unreachable: \(error)") }
-                .hop(to: loop)
+        let budget = config.limits.frameItemBytesMax
+        // A write group can hold 20,000 events: each follower gets it in frames that fit.
+        let futures = perFollower.flatMap { follower, recs -> [EventLoopFuture<IngestError?>] in
+            let runs = FrameBudget.runs(sizes: recs.map { $0.count + FrameBudget.itemOverhead }, maxBytes: budget)
+            return runs.map { replicate(Array(recs[$0]), to: follower, on: loop) }
         }
         let metrics = engine.metrics
         let started = ContinuousClock.now
@@ -61,6 +53,22 @@ extension ClusterRuntime {
             metrics.replicationSeconds.record(ContinuousClock.now - started)
             done(failure)
         }
+    }
+
+    /// Ships one frame of records to one follower: nil once it stored them, else why not.
+    func replicate(_ recs: [[UInt8]], to follower: String, on loop: EventLoop) -> EventLoopFuture<IngestError?> {
+        guard let peer = peerAddress(of: follower) else {
+            return loop.makeSucceededFuture(IngestError(status: 503, code: "replica_unavailable", message: "follower \(follower) has no address"))
+        }
+        return client(for: peer).request(.replicate, body: ReplicateBatch(records: recs).encode(), timeout: Self.replicateTimeout)
+            .map { frame -> IngestError? in
+                guard let r = try? ReplicateResult.decode(frame.body) else {
+                    return IngestError(status: 503, code: "replica_unavailable", message: "follower \(follower) sent a malformed answer")
+                }
+                return r.status == 200 ? nil : IngestError(status: 503, code: "replica_unavailable", message: "follower \(follower): \(r.message)")
+            }
+            .recover { error in IngestError(status: 503, code: "replica_unavailable", message: "follower \(follower) is unreachable: \(error)") }
+            .hop(to: loop)
     }
 
     /// A follower stores a replicated batch. Fencing: a sender that is not in the key's replica
@@ -106,6 +114,7 @@ extension ClusterRuntime {
         let me = config.id
         let mode = req.mode
         let engine = self.engine
+        let budget = config.limits.frameItemBytesMax
         return threadPool.runIfActive(eventLoop: loop) { () -> CatchUpResult in
             let wants: (String) -> Bool = { key in
                 switch mode {
@@ -115,8 +124,10 @@ extension ClusterRuntime {
                     return Placement.sendsStandIn(key: key, responder: me, requester: requester, current: ring, rf: rf)
                 }
             }
-            let (records, next) = engine.catchUp(wants: wants, since: req.since, afterKey: req.afterKey, maxRecords: Self.catchUpPageRecords)
-            return CatchUpResult(records: records.map(\.encoded), nextKey: next)
+            let from = req.afterKey.map { Engine.CatchUpCursor(key: $0, skip: Int(req.skip)) }
+            let (records, next) = engine.catchUp(wants: wants, since: req.since, from: from, maxRecords: Self.catchUpPageRecords,
+                                                 maxBytes: budget)
+            return CatchUpResult(records: records.map(\.encoded), nextKey: next?.key, nextSkip: UInt32(clamping: next?.skip ?? 0))
         }
     }
 
@@ -164,10 +175,10 @@ extension ClusterRuntime {
         }
     }
 
-    func pull(from peer: String, since: Int64, previous: [String], mode: CatchUpRequest.Mode, after: String?,
+    func pull(from peer: String, since: Int64, previous: [String], mode: CatchUpRequest.Mode, after: Engine.CatchUpCursor?,
               on loop: EventLoop) -> EventLoopFuture<Int> {
-        var req = CatchUpRequest(requester: config.id, since: since, afterKey: after, previousMembers: previous,
-                                 members: ring.members)
+        var req = CatchUpRequest(requester: config.id, since: since, afterKey: after?.key, previousMembers: previous,
+                                 members: ring.members, skip: UInt32(clamping: after?.skip ?? 0))
         req.mode = mode
         return client(for: peer).request(.catchUp, body: req.encode(), timeout: .seconds(30)).flatMap { [self] frame -> EventLoopFuture<Int> in
             guard let page = try? CatchUpResult.decode(frame.body) else { return loop.makeSucceededFuture(0) }
@@ -196,7 +207,8 @@ extension ClusterRuntime {
             }
             return p.futureResult.flatMap { [self] n in
                 guard let next = page.nextKey else { return loop.makeSucceededFuture(n) }
-                return pull(from: peer, since: since, previous: previous, mode: mode, after: next, on: loop).map { n + $0 }
+                let cursor = Engine.CatchUpCursor(key: next, skip: Int(page.nextSkip))
+                return pull(from: peer, since: since, previous: previous, mode: mode, after: cursor, on: loop).map { n + $0 }
             }
         }.hop(to: loop)
     }

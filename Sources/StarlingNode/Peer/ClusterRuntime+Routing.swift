@@ -122,9 +122,16 @@ extension ClusterRuntime {
                 loose.append(ForwardedEvent(transport: transport.wireCode, ip: ip, receivedAt: now, json: e.clientJSON()))
             }
         }
+        // A request's share can exceed one frame (1 MiB of tiny events makes several MiB of
+        // records): it goes in pieces that each fit, and the queue packs whole pieces into frames.
         var futures: [EventLoopFuture<Result<Int, IngestError>>] = []
-        if !records.isEmpty { futures.append(enqueueForward(.records(records), to: owner, peer: peer, on: loop)) }
-        if !loose.isEmpty { futures.append(enqueueForward(.events(loose), to: owner, peer: peer, on: loop)) }
+        let budget = config.limits.frameItemBytesMax
+        for run in FrameBudget.runs(sizes: records.map(ForwardQueue.Payload.size), maxBytes: budget, maxCount: ForwardQueue.batchEventsMax) {
+            futures.append(enqueueForward(.records(Array(records[run])), to: owner, peer: peer, on: loop))
+        }
+        for run in FrameBudget.runs(sizes: loose.map(ForwardQueue.Payload.size), maxBytes: budget, maxCount: ForwardQueue.batchEventsMax) {
+            futures.append(enqueueForward(.events(Array(loose[run])), to: owner, peer: peer, on: loop))
+        }
         engine.metrics.forwardedEvents.increment(by: Int64(events.count))
         return Self.total(of: futures, on: loop)
     }
@@ -212,10 +219,7 @@ extension ClusterRuntime {
             } else if m.status == .down {
                 futures.append(loop.makeSucceededFuture(nil))
             } else {
-                futures.append(client(for: m.peer).request(.query, body: request.encode(), timeout: Self.queryTimeout)
-                    .map { frame in try? QueryResult.decode(frame.body) }
-                    .recover { _ in nil }
-                    .hop(to: loop))
+                futures.append(remoteQuery(request, peer: m.peer, on: loop))
             }
         }
         return EventLoopFuture.whenAllSucceed(futures, on: loop).map { results in
@@ -248,6 +252,29 @@ extension ClusterRuntime {
             }
             return Merged(records: records, truncated: truncated, partial: partial, stateJSON: state)
         }
+    }
+
+    /// One member's whole answer, page by page (each page fits a frame): hits in the member's
+    /// order up to the limit; nil when a page did not come (the merge marks the answer partial).
+    func remoteQuery(_ request: QueryRequest, peer: String, on loop: EventLoop, sofar: QueryResult? = nil) -> EventLoopFuture<QueryResult?> {
+        client(for: peer).request(.query, body: request.encode(), timeout: Self.queryTimeout)
+            .map { frame in try? QueryResult.decode(frame.body) }
+            .recover { _ in nil }
+            .hop(to: loop)
+            .flatMap { [self] page -> EventLoopFuture<QueryResult?> in
+                guard let page else { return loop.makeSucceededFuture(nil) }
+                var all = sofar ?? QueryResult(hits: [], state: page.state)
+                all.hits.append(contentsOf: page.hits)
+                all.truncated = all.truncated || page.truncated
+                all.error = all.error ?? page.error
+                let remaining = Int(request.limit) - page.hits.count
+                guard let next = page.nextOffset, next > request.offset, remaining > 0 else { return loop.makeSucceededFuture(all) }
+                var more = request
+                more.offset = next
+                more.limit = UInt32(remaining)
+                more.wantState = false
+                return remoteQuery(more, peer: peer, on: loop, sofar: all)
+            }
     }
 
     // MARK: /v1/cluster
@@ -313,6 +340,15 @@ final class ForwardQueue: @unchecked Sendable {
             case .records(let r): return r.count
             }
         }
+        /// Bytes in a frame body (what `Limits.frameItemBytesMax` bounds).
+        var bytes: Int {
+            switch self {
+            case .events(let e): return e.reduce(0) { $0 + Self.size($1) }
+            case .records(let r): return r.reduce(0) { $0 + Self.size($1) }
+            }
+        }
+        static func size(_ e: ForwardedEvent) -> Int { e.json.count + e.ip.utf8.count + FrameBudget.itemOverhead }
+        static func size(_ r: RecordBatch.Item) -> Int { r.record.count + FrameBudget.itemOverhead }
         var kind: MessageKind {
             switch self {
             case .events: return .forwardEvents
@@ -322,6 +358,7 @@ final class ForwardQueue: @unchecked Sendable {
     }
     struct Waiting {
         var payload: Payload
+        var bytes: Int
         var promise: EventLoopPromise<Result<Int, IngestError>>
     }
     struct State {
@@ -342,7 +379,7 @@ final class ForwardQueue: @unchecked Sendable {
         let count = payload.count
         let ok = state.withLock { s -> Bool in
             guard s.queued + count <= Self.queuedEventsMax else { return false }
-            s.waiting.append(Waiting(payload: payload, promise: promise))
+            s.waiting.append(Waiting(payload: payload, bytes: payload.bytes, promise: promise))
             s.queued += count
             s.peer = peer
             return true
@@ -359,9 +396,14 @@ final class ForwardQueue: @unchecked Sendable {
         while true {
             let next: ([Waiting], String)? = state.withLock { s in
                 guard s.inFlight < Self.inFlightMax, !s.waiting.isEmpty else { return nil }
-                var take = 0, n = 0
-                while take < s.waiting.count && (take == 0 || n + s.waiting[take].payload.count <= Self.batchEventsMax) {
-                    n += s.waiting[take].payload.count
+                // Whole pieces (each fits a frame, see `forward`) until the count or the bytes are full.
+                var take = 0, n = 0, bytes = 0
+                let budget = runtime.config.limits.frameItemBytesMax
+                while take < s.waiting.count {
+                    let next = s.waiting[take]
+                    if take > 0 && (n + next.payload.count > Self.batchEventsMax || bytes + next.bytes > budget) { break }
+                    n += next.payload.count
+                    bytes += next.bytes
                     take += 1
                 }
                 let group = Array(s.waiting[0..<take])

@@ -270,7 +270,8 @@ public final class ClusterRuntime: @unchecked Sendable {
             guard let q = try? QueryRequest.decode(frame.body) else {
                 return loop.makeSucceededFuture(reply(.queryResult, QueryResult(hits: [], truncated: false, state: nil, error: "malformed query").encode()))
             }
-            return localQuery(q, on: loop).map { reply(.queryResult, $0.encode()) }
+            // A remote asker gets pages that fit a frame.
+            return localQuery(q, byteBudget: config.limits.frameItemBytesMax, on: loop).map { reply(.queryResult, $0.encode()) }
         case .identify:
             guard let r = try? IdentifyRequest.decode(frame.body) else {
                 return loop.makeSucceededFuture(reply(.identifyResult, IdentifyResult(status: 400, code: "bad_request", message: "malformed identify").encode()))
@@ -423,7 +424,7 @@ public final class ClusterRuntime: @unchecked Sendable {
         }
     }
 
-    func localQuery(_ q: QueryRequest, on loop: EventLoop) -> EventLoopFuture<QueryResult> {
+    func localQuery(_ q: QueryRequest, byteBudget: Int = .max, on loop: EventLoop) -> EventLoopFuture<QueryResult> {
         let engine = self.engine
         let query = EventQuery(from: q.from, to: q.to, key: q.key, component: q.component, limit: Int(q.limit))
         return threadPool.runIfActive(eventLoop: loop) { () -> QueryResult in
@@ -431,18 +432,19 @@ public final class ClusterRuntime: @unchecked Sendable {
             var state: [UInt8]?
             switch q.scope {
             case 0:
-                let (a, s) = engine.session(q.id, query: query)
+                let (a, s) = engine.session(q.id, query: query, offset: Int(q.offset), byteBudget: byteBudget)
                 answer = a
                 if q.wantState, let s {
                     var out: [UInt8] = []
                     JSONWriter.write(s.json(now: engine.now), into: &out)
                     state = out
                 }
-            case 1: answer = engine.events(ofUser: q.id, query: query)
-            default: answer = engine.events(ofTerminal: q.id, query: query)
+            case 1: answer = engine.events(ofUser: q.id, query: query, offset: Int(q.offset), byteBudget: byteBudget)
+            default: answer = engine.events(ofTerminal: q.id, query: query, offset: Int(q.offset), byteBudget: byteBudget)
             }
             return QueryResult(hits: answer.records.map { QueryHit(eventID: $0.eventID, ts: $0.ts, receivedAt: $0.receivedAt, json: $0.json) },
-                               truncated: answer.truncated, state: state, error: answer.partial ? "some blocks unreadable" : nil)
+                               truncated: answer.truncated, state: state, error: answer.partial ? "some blocks unreadable" : nil,
+                               nextOffset: answer.nextOffset.map { UInt32(clamping: $0) })
         }
     }
 }

@@ -113,7 +113,14 @@ final class PeerClient: Sendable {
 
     /// Sends a request and waits for the response with the same request id.
     func request(_ kind: MessageKind, body: [UInt8], timeout: TimeAmount) -> EventLoopFuture<Frame> {
-        channel().flatMap { [self] channel -> EventLoopFuture<Frame> in
+        // Senders split lists to fit (`FrameBudget`); this is the backstop. A frame the receiver
+        // refuses would close the shared connection and fail every request on it, so an oversize
+        // body fails only its own request, before anything is written.
+        if body.count > FrameLimits().bodyBytesMax {
+            logger.error("not sending a \(kind) of \(body.count) bytes to \(address): over the frame limit")
+            return group.next().makeFailedFuture(PeerUnavailable(description: "\(kind) body of \(body.count) bytes is over the frame limit"))
+        }
+        return channel().flatMap { [self] channel -> EventLoopFuture<Frame> in
             let p = channel.eventLoop.makePromise(of: Frame.self)
             let id: UInt64? = state.withLock { s in
                 guard s.pending.count < Self.pendingMax else { return nil }

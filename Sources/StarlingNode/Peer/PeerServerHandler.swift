@@ -34,8 +34,16 @@ final class PeerServerHandler: ChannelInboundHandler {
             return
         }
         let loopBound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
+        let metrics = api.engine.metrics
         runtime.handle(frame, from: hello, remoteIP: remoteIP, on: context.eventLoop).whenSuccess { reply in
-            guard let reply else { return }
+            guard var reply else { return }
+            if reply.body.count > FrameLimits().bodyBytesMax {
+                // Answers are paged to fit; this is the backstop. The asker gets an error for this
+                // request alone instead of a frame that would close the connection.
+                metrics.oversizeFramesRefused.increment()
+                reply.body = ErrorBody(code: "frame_too_large", message: "the answer (\(reply.body.count) bytes) is over the frame limit").encode()
+                reply.kind = .error
+            }
             let (handler, context) = loopBound.value
             context.writeAndFlush(handler.wrapOutboundOut(reply), promise: nil)
         }
