@@ -114,20 +114,27 @@ public final class StarlingServer: Sendable {
         ])
     }
 
-    /// Stops accepting, lets in-flight requests finish (up to `drainSeconds`), flushes the log, closes.
+    /// The SIGTERM path (SPEC): stop accepting, finish in-flight requests (up to
+    /// `drainSeconds`), flush, leave the cluster, close. The order matters: an in-flight write
+    /// may be waiting for its followers, so the peer side (membership, connections) stays up
+    /// until the drain is over; leaving first would make followers fence the write, and closing
+    /// peer connections first would fail it.
     public func stop(drainSeconds: Double = 10) {
         let listeners = channels.withLock { c -> [Channel] in
             let l = c
             c.removeAll()
             return l
         }
-        api.cluster?.stop()
+        let cluster = api.cluster
+        cluster?.beginDrain()
         for ch in listeners { try? ch.close().wait() }
         let deadline = ContinuousClock.now + .milliseconds(Int(drainSeconds * 1000))
         while inFlight.current > 0 && ContinuousClock.now < deadline {
             usleep(5_000)
         }
+        cluster?.leave()
         engine.shutdown()
+        cluster?.closeConnections()
         try? threadPool.syncShutdownGracefully()
         try? group.syncShutdownGracefully()
         logger.info("node stopped", metadata: ["id": "\(config.id)"])

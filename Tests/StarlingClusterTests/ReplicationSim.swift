@@ -35,6 +35,15 @@ enum ReplicationSimAckRule: Sendable {
     }
 }
 
+/// What an owner does with a write whose event id it already stores (a client's retry).
+enum ReplicationSimRepeats: Sendable {
+    /// The node's rule (`Engine.commit`): ship the stored copy to the followers again and
+    /// acknowledge only when they hold it (the first attempt may have failed after the local append).
+    case reship
+    /// Bug (the node before this rule): acknowledge the repeat at once, as a duplicate.
+    case acknowledgeStored
+}
+
 /// When a node pulls the keys it replicates from its ring peers.
 enum ReplicationSimCatchUp: Sendable, Equatable {
     /// No catch-up.
@@ -53,6 +62,7 @@ struct ReplicationSimConfig: Sendable {
     /// false: a deliberately wrong follower that consults `Placement.accepts` but stores the
     /// replica whatever it says.
     var followerHonoursFencing = true
+    var repeats = ReplicationSimRepeats.reship
     var catchUp = ReplicationSimCatchUp.onRingChangeAndEvery(ms: 2_000)
     /// Owner: a write not acknowledged by every follower within this is refused.
     var replicationTimeoutMs: Int64 = 800
@@ -409,7 +419,11 @@ final class ReplicationSimCluster {
 
     private func beginOwnerWrite(at o: Int, eventID: UInt64, key: String, reply: Reply) {
         if eventID == traceEventID { trace("node \(o) owns event \(eventID) in ring \(rings[nodes[o].ring].members), followers \(Placement.followers(of: key, ring: rings[nodes[o].ring], rf: config.rf, me: nodes[o].id) ?? [])") }
-        store(eventID, key, at: o, via: "owner")
+        let new = store(eventID, key, at: o, via: "owner")
+        if !new && config.repeats == .acknowledgeStored {
+            answer(reply, from: o, eventID: eventID, key: key, acknowledged: true)
+            return
+        }
         let me = nodes[o].id
         guard let followerIDs = Placement.followers(of: key, ring: rings[nodes[o].ring], rf: config.rf, me: me) else {
             answer(reply, from: o, eventID: eventID, key: key, acknowledged: false)

@@ -162,6 +162,65 @@ enum ReplicationSimScenario {
                 "no invariant 1 violation: \(failures.prefix(3))")
     }
 
+    /// The retry of a write whose replication failed after the owner's append: the owner holds
+    /// the event, the follower does not. The repeat must reach the follower before it is
+    /// acknowledged (the owner ships its stored copy again); acknowledging it as a known
+    /// duplicate leaves an acknowledged event with one copy.
+    @Test(arguments: [ReplicationSimRepeats.reship, .acknowledgeStored])
+    func retryAfterAFailedReplica(repeats: ReplicationSimRepeats) {
+        var config = ReplicationSimConfig(rf: 2)
+        config.repeats = repeats
+        config.catchUp = .onRingChangeAndEvery(ms: 60_000)   // no anti-entropy during the script
+        let sim = ReplicationSimCluster(seed: 7, nodes: 3, config: config)
+        sim.delayMs = 1...5
+        sim.start(0, seeds: [])
+        sim.start(1, seeds: [0])
+        sim.start(2, seeds: [0, 1])
+        sim.run(forMs: 3_000)
+        guard let members = sim.agreedRing() else {
+            Issue.record("the ring did not settle: \(sim.summary)")
+            return
+        }
+        let ring = HashRing(members: members, vnodes: config.vnodes)
+        let key = "retry-session"
+        let set = ring.replicas(of: key, count: 2)
+        let owner = sim.nodes.firstIndex { $0.id == set[0] }!
+        let follower = sim.nodes.firstIndex { $0.id == set[1] }!
+        let event = sim.newEventID()
+        // 1. The follower is unreachable (shorter than failure detection): the owner appends,
+        //    its replicate is lost, and the client is refused.
+        sim.cutOff(follower, forMs: 300)
+        sim.submit(eventID: event, key: key, to: owner)
+        sim.run(forMs: 1_000)
+        #expect(sim.refusedWrites.contains { $0.eventID == event } && sim.acked[event] == nil, "\(sim.summary)")
+        #expect(sim.nodes[owner].store[event] != nil && sim.nodes[follower].store[event] == nil)
+        #expect(sim.agreedRing() == members, "the short cut must not change the ring")
+        // 2. The client retries the same event id.
+        sim.submit(eventID: event, key: key, to: owner)
+        sim.run(forMs: 1_000)
+        sim.checkAllAcknowledged()
+        #expect(sim.acked[event] != nil, "the retry was not acknowledged: \(sim.summary)")
+        switch repeats {
+        case .reship:
+            #expect(sim.failures.isEmpty, "\(sim.failures.joined(separator: "\n"))")
+            #expect(sim.nodes[follower].store[event] != nil)
+        case .acknowledgeStored:
+            #expect(sim.failures.contains { $0.contains("invariant 1:") }, "the one-copy ack went unseen: \(sim.failures)")
+        }
+    }
+
+    /// Over the seeded chaos runs (clients retry refused writes), acknowledging a stored repeat
+    /// without shipping it breaks invariant 1 too.
+    @Test func acknowledgingStoredRepeatsIsCaught() {
+        let failures = (UInt64(1)...6).flatMap { seed in
+            ReplicationSimScenario.run(seed: seed, rf: 2, faultMs: 3_000, quietMs: 1_000) {
+                $0.repeats = .acknowledgeStored
+            }.failures
+        }
+        #expect(failures.contains { $0.hasPrefix("seed ") && $0.contains("invariant 1:") },
+                "no invariant 1 violation: \(failures.prefix(3))")
+    }
+
     /// A follower that consults `Placement.accepts` but stores the replica anyway breaks
     /// invariant 3 (these seeds have a replicate that fencing refuses).
     @Test func ignoringFencingIsCaught() {

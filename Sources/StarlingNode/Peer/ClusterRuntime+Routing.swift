@@ -8,6 +8,9 @@ import Synchronization
 extension ClusterRuntime {
     /// Why the cluster cannot take writes now, if it cannot (fewer live members than rf).
     func unavailableReason() -> IngestError? {
+        if draining.load(ordering: .relaxed) {
+            return IngestError(status: 503, code: "shutting_down", message: "node is shutting down")
+        }
         let live = liveMembers
         if config.rf > live {
             return IngestError(status: 503, code: "not_enough_replicas",

@@ -31,6 +31,8 @@ public final class ClusterRuntime: @unchecked Sendable {
         var queued: [(Int64, [String], CatchUpRequest.Mode)] = []
     }
     let catchUpState = Mutex(CatchUpState())
+    /// Set when the node stops: ingest answers 503 `shutting_down` (see `beginDrain`).
+    let draining = Atomic<Bool>(false)
     /// Catch-up after a restart starts this long before the newest record we hold.
     static let restartCatchUpMarginMs: Int64 = 120_000
     /// Anti-entropy: every interval, pull what we replicate that arrived within the window. It
@@ -86,14 +88,23 @@ public final class ClusterRuntime: @unchecked Sendable {
         }
     }
 
-    /// Announces leaving (best effort), stops the timer, closes connections.
-    func stop() {
+    /// Shutdown, step 1: new writes are refused (`shutting_down`) while the ones in flight finish.
+    /// Membership, peer connections and replication keep running, so an in-flight write can
+    /// still reach its followers (and they do not fence it: this node is still in their ring).
+    func beginDrain() { draining.store(true, ordering: .relaxed) }
+
+    /// Shutdown, step 2, after the drain: announces leaving (best effort) and stops the timers.
+    func leave() {
         let d = membership.withLock { $0.leave(now: Self.now()) }
         execute(d)
         tickTask?.cancel()
         antiEntropyTask?.cancel()
         // Give the leave message a moment to go out; bounded.
         usleep(100_000)
+    }
+
+    /// Shutdown, last step, once the engine has written everything: closes peer connections.
+    func closeConnections() {
         for c in clients.withLock({ Array($0.values) }) { c.close() }
     }
 
