@@ -1,3 +1,5 @@
+import Dispatch
+import Synchronization
 import StarlingCore
 import StarlingLog
 
@@ -38,4 +40,62 @@ public struct ClusterMeta: Sendable, Equatable {
         out.append(0x0A)
         try FileIO.writeFileAtomically(Self.path(dir), out)
     }
+}
+
+/// The one writer of `DIR/cluster.meta`. Changes are made under its lock; saves run on its own
+/// serial queue (off the event loops), each writing the newest state through a temporary file
+/// and a rename, so saves never interleave (several event loops used to save through the same
+/// temporary name at once, which could leave invalid JSON, and a restart without `--join`
+/// would then found a new cluster) and a later state is never overwritten by an older one.
+final class MetaStore: Sendable {
+    struct State {
+        var meta: ClusterMeta
+        var version: UInt64 = 0
+        var savedVersion: UInt64 = 0
+    }
+    let dir: String
+    let state: Mutex<State>
+    let queue = DispatchQueue(label: "starling.cluster-meta")
+    let onError: @Sendable (String) -> Void
+
+    /// Saves `meta` at once (the start must not go on without it), then takes changes.
+    init(dir: String, meta: ClusterMeta, onError: @escaping @Sendable (String) -> Void) throws {
+        self.dir = dir
+        self.onError = onError
+        try meta.save(dir)
+        state = Mutex(State(meta: meta))
+    }
+
+    var current: ClusterMeta { state.withLock { $0.meta } }
+
+    /// Applies `change`; if it changed the state, a save of the newest state is queued.
+    @discardableResult
+    func update<T>(_ change: (inout ClusterMeta) -> T) -> T {
+        let (result, changed): (T, Bool) = state.withLock { s in
+            let before = s.meta
+            let r = change(&s.meta)
+            guard s.meta != before else { return (r, false) }
+            s.version += 1
+            return (r, true)
+        }
+        if changed { queue.async { self.saveNewest() } }
+        return result
+    }
+
+    /// Runs on `queue`: writes the newest state unless it is already on disk.
+    func saveNewest() {
+        let (meta, version): (ClusterMeta?, UInt64) = state.withLock { s in
+            s.version > s.savedVersion ? (s.meta, s.version) : (nil, 0)
+        }
+        guard let meta else { return }
+        do {
+            try meta.save(dir)
+            state.withLock { $0.savedVersion = max($0.savedVersion, version) }
+        } catch {
+            onError("saving cluster.meta failed: \(error)")
+        }
+    }
+
+    /// Waits until every queued save has run.
+    func flush() { queue.sync {} }
 }

@@ -106,16 +106,25 @@ extension ClusterRuntime {
     // MARK: Catch-up
 
     func answerCatchUp(_ req: CatchUpRequest, on loop: EventLoop) -> EventLoopFuture<CatchUpResult> {
-        // The requester's view decides what it replicates (ours may differ for a moment).
-        let ring = req.members.isEmpty ? self.ring : HashRing(members: req.members)
+        let cap = config.limits.membersMax
+        guard req.members.count <= cap, req.previousMembers.count <= cap else {
+            engine.metrics.peerProtocolErrors.increment()
+            logger.warning("refused a catch-up request from \(req.requester): \(req.members.count) and \(req.previousMembers.count) members, the limit is \(cap)")
+            return loop.makeSucceededFuture(CatchUpResult(records: [], nextKey: nil))
+        }
+        let current = self.ring
         let rf = config.rf
-        let previous = req.previousMembers.isEmpty ? nil : HashRing(members: req.previousMembers)
+        let rings = self.rings
         let requester = req.requester
         let me = config.id
         let mode = req.mode
         let engine = self.engine
         let budget = config.limits.frameItemBytesMax
         return threadPool.runIfActive(eventLoop: loop) { () -> CatchUpResult in
+            // The requester's view decides what it replicates (ours may differ for a moment).
+            // Rings are built here, off the event loop, and kept for the next pages.
+            let ring = req.members.isEmpty ? current : rings.ring(of: req.members)
+            let previous = req.previousMembers.isEmpty ? nil : rings.ring(of: req.previousMembers)
             let wants: (String) -> Bool = { key in
                 switch mode {
                 case .handoff:
@@ -211,5 +220,23 @@ extension ClusterRuntime {
                 return pull(from: peer, since: since, previous: previous, mode: mode, after: cursor, on: loop).map { n + $0 }
             }
         }.hop(to: loop)
+    }
+}
+
+/// The last few rings built from member lists that peers sent (a catch-up asks page after page
+/// with the same lists; building a ring sorts 2,048 points per member).
+final class RingCache: Sendable {
+    let entries = Mutex<[(members: [String], ring: HashRing)]>([])
+    static let capacity = 4
+
+    func ring(of members: [String]) -> HashRing {
+        let key = members.sorted()
+        if let hit = entries.withLock({ $0.first { $0.members == key }?.ring }) { return hit }
+        let ring = HashRing(members: key)
+        entries.withLock { e in
+            e.append((key, ring))
+            if e.count > Self.capacity { e.removeFirst() }
+        }
+        return ring
     }
 }

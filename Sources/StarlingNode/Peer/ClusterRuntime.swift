@@ -14,7 +14,7 @@ public final class ClusterRuntime: @unchecked Sendable {
     let logger: Logger
     let group: EventLoopGroup
     let threadPool: NIOThreadPool
-    let meta: Mutex<ClusterMeta>
+    let meta: MetaStore
     let membership: Mutex<Membership>
     let ringState: Mutex<(ring: HashRing, epoch: UInt64)>
     let clients = Mutex<[String: PeerClient]>([:])
@@ -33,6 +33,8 @@ public final class ClusterRuntime: @unchecked Sendable {
     let catchUpState = Mutex(CatchUpState())
     /// Set when the node stops: ingest answers 503 `shutting_down` (see `beginDrain`).
     let draining = Atomic<Bool>(false)
+    /// Rings built from member lists in peers' catch-up requests.
+    let rings = RingCache()
     /// Catch-up after a restart starts this long before the newest record we hold.
     static let restartCatchUpMarginMs: Int64 = 120_000
     /// Anti-entropy: every interval, pull what we replicate that arrived within the window. It
@@ -60,8 +62,8 @@ public final class ClusterRuntime: @unchecked Sendable {
             m.clusterID = UInt64.random(in: 1...UInt64.max)
         }
         m.incarnation += 1
-        try m.save(config.dataDir)
-        meta = Mutex(m)
+        let log = logger
+        meta = try MetaStore(dir: config.dataDir, meta: m, onError: { log.error("\($0)") })
         selfHello = Hello(nodeID: config.id, peer: peerAddress, http: httpAddress, incarnation: m.incarnation)
         let me = MemberInfo(id: config.id, peer: peerAddress, http: httpAddress, incarnation: m.incarnation, status: .joining)
         membership = Mutex(Membership(me: me, settings: MembershipSettings(), seed: UInt64.random(in: 1...UInt64.max)))
@@ -103,9 +105,11 @@ public final class ClusterRuntime: @unchecked Sendable {
         usleep(100_000)
     }
 
-    /// Shutdown, last step, once the engine has written everything: closes peer connections.
+    /// Shutdown, last step, once the engine has written everything: closes peer connections
+    /// and waits for the last save of `cluster.meta`.
     func closeConnections() {
         for c in clients.withLock({ Array($0.values) }) { c.close() }
+        meta.flush()
     }
 
     // MARK: Membership plumbing
@@ -131,6 +135,7 @@ public final class ClusterRuntime: @unchecked Sendable {
         engine.metrics.membershipEpoch.set(Double(epoch))
         engine.metrics.liveMembers.set(Double(members.count))
         engine.metrics.ringShare.set(ring.ownedShare()[config.id] ?? 0)
+        evictClients(keeping: all)
         guard changed else { return }
         // Connections to members that left the ring may be stalled (a partition leaves TCP in
         // retransmission backoff): drop them, so pings and requests after healing start afresh.
@@ -139,12 +144,9 @@ public final class ClusterRuntime: @unchecked Sendable {
             clients.withLock { $0[m.peer] }?.resetConnection()
         }
         let peers = all.filter { $0.id != config.id && $0.status != .left }.map(\.peer)
-        let updated: ClusterMeta? = meta.withLock { m in
-            guard Set(m.peers) != Set(peers) else { return nil }
-            m.peers = peers
-            return m
+        meta.update { m in
+            if Set(m.peers) != Set(peers) { m.peers = peers }
         }
-        if let updated { try? updated.save(config.dataDir) }
         scheduleCatchUp(ring: members.sorted())
         logger.info("membership changed", metadata: ["epoch": "\(epoch)", "ring": "\(members.sorted().joined(separator: ","))"])
     }
@@ -175,30 +177,49 @@ public final class ClusterRuntime: @unchecked Sendable {
 
     public var catchingUp: Bool { catchUpState.withLock { $0.running > 0 } }
 
+    /// The connection to `peer`, made on first use. Bounded (`Limits.peerClientsMax`): clients of
+    /// addresses no member has any more are dropped on every membership change; past the bound
+    /// a new address gets a closed client, whose requests fail at once.
     func client(for peer: String) -> PeerClient {
-        clients.withLock { c in
-            if let existing = c[peer] { return existing }
+        let cap = config.limits.peerClientsMax
+        let (client, refused): (PeerClient, Bool) = clients.withLock { c in
+            if let existing = c[peer] { return (existing, false) }
             let new = PeerClient(address: peer, group: group, logger: logger,
                                  identity: { [weak self] in (self?.clusterID ?? 0, self?.selfHello ?? Hello(nodeID: "x", peer: "", http: "", incarnation: 0)) },
                                  onClusterID: { [weak self] id in self?.adopt(clusterID: id) ?? false })
+            guard c.count < cap else { return (new, true) }
             c[peer] = new
-            return new
+            return (new, false)
         }
+        if refused {
+            logger.warning("not connecting to \(peer): \(cap) peer connections already")
+            client.close()
+        }
+        return client
     }
 
-    var clusterID: UInt64 { meta.withLock { $0.clusterID } }
+    /// Drops the clients of addresses that no member (in any state) and no seed has.
+    func evictClients(keeping members: [MemberInfo]) {
+        let wanted = Set(members.map(\.peer)).union(seeds)
+        let gone: [PeerClient] = clients.withLock { c in
+            let stale = c.keys.filter { !wanted.contains($0) }
+            return stale.compactMap { c.removeValue(forKey: $0) }
+        }
+        for g in gone { g.close() }
+    }
+
+    var clusterID: UInt64 { meta.current.clusterID }
 
     /// A joining node learns the cluster id from the first member that greets it.
     func adopt(clusterID id: UInt64) -> Bool {
-        let (ok, save): (Bool, ClusterMeta?) = meta.withLock { m in
-            if m.clusterID == id { return (true, nil) }
+        let ok: Bool = meta.update { m in
+            if m.clusterID == id { return true }
             if m.clusterID == 0 && id != 0 {
                 m.clusterID = id
-                return (true, m)
+                return true
             }
-            return (false, nil)
+            return false
         }
-        if let save { try? save.save(config.dataDir) }
         if !ok { logger.error("refusing peer of another cluster \(String(id, radix: 16)); ours is \(String(clusterID, radix: 16))") }
         return ok
     }

@@ -2,6 +2,7 @@ import Logging
 import NIOCore
 import NIOPosix
 import StarlingCluster
+import StarlingCore
 import Synchronization
 
 /// One outbound connection to a peer: connects lazily, says hello (cluster id and protocol
@@ -20,7 +21,7 @@ final class PeerClient: Sendable {
     let onClusterID: @Sendable (UInt64) -> Bool
     let logger: Logger
     /// Requests waiting for an answer, bounded: beyond this the caller gets an error at once.
-    static let pendingMax = 4096
+    static let pendingMax = Limits().peerInFlightMax
     static let helloTimeout = TimeAmount.seconds(2)
 
     struct State {
@@ -50,12 +51,16 @@ final class PeerClient: Sendable {
     /// The connected, greeted channel.
     func channel() -> EventLoopFuture<Channel> {
         let loop = group.next()
-        let existing: EventLoopFuture<Channel>? = state.withLock { s in
+        let existing: EventLoopFuture<Channel>?? = state.withLock { s in
+            if s.closed { return .some(nil) }
             if let c = s.channel, c.isActive { return c.eventLoop.makeSucceededFuture(c) }
             if let f = s.connecting { return f }
             return nil
         }
-        if let existing { return existing }
+        if let existing {
+            // A closed client (shut down, evicted or refused) never reconnects.
+            return existing ?? loop.makeFailedFuture(PeerUnavailable(description: "connection to \(address) is closed"))
+        }
         let connected = ClientBootstrap(group: loop)
             .connectTimeout(.milliseconds(500))
             .channelOption(.socketOption(.tcp_nodelay), value: 1)
