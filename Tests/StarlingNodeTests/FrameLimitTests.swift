@@ -23,8 +23,8 @@ func upCount(_ n: LiveNode) -> Int {
     ((try? n.json("GET", "/v1/cluster").1["members"] as? [[String: Any]]) ?? [])?.filter { $0["status"] as? String == "up" }.count ?? 0
 }
 
-/// A session id whose replica set in the ring of `members` (rf copies) is `want` exactly... or
-/// at least contains it.
+/// A session id whose replica set (`rf` copies) in the ring of `members` contains every member
+/// of `want`; with rf 1 and one member, a session that member owns.
 func session(replicatedOn want: Set<String>, ring members: [String], rf: Int, prefix: String) -> String {
     let ring = HashRing(members: members)
     for i in 0..<10_000 {
@@ -118,6 +118,25 @@ func noiseText(_ n: Int, seed: UInt64) -> String {
         return statuses.get()
     }
 
+    /// Holds `held`'s log writer while `count` 900 KB requests go to `target`, lets it go once
+    /// `queued` holds, and returns whether it held and every request's status.
+    func whileWriterHeld(_ held: LiveNode, post count: Int, sid: String, to target: LiveNode,
+                         queued: () -> Bool) -> (queued: Bool, statuses: [Int]) {
+        let gate = DispatchSemaphore(value: 0)
+        held.server.engine.writer.async { gate.wait() }
+        let done = DispatchSemaphore(value: 0)
+        let statuses = Mutex_<[Int]>([])
+        let port = target.port
+        DispatchQueue.global().async {
+            statuses.set(Self.postConcurrently(count, sid: sid, port: port))
+            done.signal()
+        }
+        let didQueue = eventually(20, queued)
+        gate.signal()
+        _ = done.wait(timeout: .now() + 60)
+        return (didQueue, statuses.get())
+    }
+
     /// The owner's writer is held while six 900 KB requests queue, so they commit as one write
     /// group of 5.4 MB of incompressible records: its replication must go in several frames.
     @Test func aWriteGroupLargerThanAFrameIsReplicated() throws {
@@ -125,46 +144,27 @@ func noiseText(_ n: Int, seed: UInt64) -> String {
         defer { nodes.forEach { $0.stop() } }
         let (a, b) = (nodes[0], nodes[1])
         let sid = session(replicatedOn: ["a"], ring: ["a", "b"], rf: 1, prefix: "group")   // owned by a
-        let gate = DispatchSemaphore(value: 0)
-        a.server.engine.writer.async { gate.wait() }
-        let done = Flag()
-        let statuses = Mutex_<[Int]>([])
-        let port = a.port
-        DispatchQueue.global().async {
-            statuses.set(Self.postConcurrently(6, sid: sid, port: port))
-            done.set()
-        }
-        #expect(eventually(20) { a.server.engine.pending.withLock { $0.jobs.count } == 6 }, "the six requests did not queue")
-        gate.signal()
-        #expect(eventually(30) { done.value })
-        #expect(statuses.get() == Array(repeating: 202, count: 6), "\(statuses.get())")
+        let run = whileWriterHeld(a, post: 6, sid: sid, to: a) { a.server.engine.pending.withLock { $0.jobs.count } == 6 }
+        #expect(run.queued, "the six requests did not queue")
+        #expect(run.statuses == Array(repeating: 202, count: 6), "\(run.statuses)")
         #expect(eventually(10) { localIDs(b, sid).count == 6 * 28 }, "b holds \(localIDs(b, sid).count) of \(6 * 28)")
     }
 
     /// The owner's writer is held, so the forwarding node's queue fills with 900 KB requests
-    /// behind the two batches in flight; they leave together (over 4 MiB), and must leave in several frames.
+    /// behind the two batches in flight; they leave together (over 4 MiB), and must leave in
+    /// several frames.
     @Test func aForwardBatchLargerThanAFrameIsSplit() throws {
         let nodes = try replicatedNodes(["a", "b"], rf: 1)
         defer { nodes.forEach { $0.stop() } }
         let (a, b) = (nodes[0], nodes[1])
         let sid = session(replicatedOn: ["b"], ring: ["a", "b"], rf: 1, prefix: "fwd")   // owned by b
-        let gate = DispatchSemaphore(value: 0)
-        b.server.engine.writer.async { gate.wait() }
-        let done = Flag()
-        let statuses = Mutex_<[Int]>([])
-        let port = a.port
-        DispatchQueue.global().async {
-            statuses.set(Self.postConcurrently(12, sid: sid, port: port))
-            done.set()
-        }
         func queued() -> Int {
             a.server.api.cluster?.forwarders.withLock { $0.values.reduce(0) { $0 + $1.state.withLock { $0.waiting.count } } } ?? 0
         }
         // Two batches in flight hold at most 6 requests (3 MiB each): at least 6 wait, over 4 MiB.
-        #expect(eventually(20) { queued() >= 5 }, "requests did not queue behind the two in flight: \(queued())")
-        gate.signal()
-        #expect(eventually(30) { done.value })
-        #expect(statuses.get() == Array(repeating: 202, count: 12), "\(statuses.get())")
+        let run = whileWriterHeld(b, post: 12, sid: sid, to: a) { queued() >= 5 }
+        #expect(run.queued, "requests did not queue behind the two in flight")
+        #expect(run.statuses == Array(repeating: 202, count: 12), "\(run.statuses)")
         #expect(localIDs(b, sid).count == 12 * 28)
     }
 }
