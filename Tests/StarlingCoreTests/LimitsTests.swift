@@ -24,4 +24,11 @@ import Testing
         #expect(limits.frameItemBytesMax + 64 * 1024 <= 4 << 20)
         #expect(limits.bodyBytesMax <= limits.frameItemBytesMax)
     }
+
+    @Test func aFullRequestFitsTheForwardQueue() {
+        // A 1 MiB body of tiny events makes up to about 5 MB of records (stamps and the record
+        // header outweigh a 40-byte event); all its pieces must fit one owner's queue at once.
+        #expect(limits.bodyBytesMax * 8 <= limits.forwardQueueBytesMax)
+        #expect(limits.frameItemBytesMax <= limits.forwardQueueBytesMax)
+    }
 }

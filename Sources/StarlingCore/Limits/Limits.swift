@@ -45,6 +45,9 @@ public struct Limits: Sendable, Equatable {
     /// body's own framing (counts, lengths) and the header. A single item is at most
     /// `recordBytesMax`, far below it.
     public var frameItemBytesMax = 3 * 1024 * 1024
+    /// Bytes waiting in one forward queue (per owner and kind) beyond what is in flight; past
+    /// it (or past 50,000 events) ingest for that owner answers 503.
+    public var forwardQueueBytesMax = 64 * 1024 * 1024
     /// Members a node accepts in one list from a peer (gossip, a catch-up request's rings).
     public var membersMax = 1_024
     /// Outbound peer connections a node keeps (one per member; members beyond are not dialled).

@@ -323,7 +323,7 @@ extension Record {
 
 /// Per-destination forwarding with adaptive batching: while a batch is in flight (at most
 /// `inFlightMax`), new events queue and go out together in the next batch. Bounded: past
-/// `queuedEventsMax` the caller gets 503 at once.
+/// `queuedEventsMax` events or `Limits.forwardQueueBytesMax` bytes the caller gets 503 at once.
 final class ForwardQueue: @unchecked Sendable {
     static let inFlightMax = 2
     static let queuedEventsMax = 50_000
@@ -367,6 +367,7 @@ final class ForwardQueue: @unchecked Sendable {
     struct State {
         var waiting: [Waiting] = []
         var queued = 0
+        var queuedBytes = 0
         var inFlight = 0
         var peer = ""
     }
@@ -380,10 +381,13 @@ final class ForwardQueue: @unchecked Sendable {
 
     func enqueue(_ payload: Payload, peer: String, promise: EventLoopPromise<Result<Int, IngestError>>) {
         let count = payload.count
+        let bytes = payload.bytes
         let ok = state.withLock { s -> Bool in
-            guard s.queued + count <= Self.queuedEventsMax else { return false }
-            s.waiting.append(Waiting(payload: payload, bytes: payload.bytes, promise: promise))
+            guard s.queued + count <= Self.queuedEventsMax,
+                  s.queuedBytes + bytes <= runtime.config.limits.forwardQueueBytesMax else { return false }
+            s.waiting.append(Waiting(payload: payload, bytes: bytes, promise: promise))
             s.queued += count
+            s.queuedBytes += bytes
             s.peer = peer
             return true
         }
@@ -412,6 +416,7 @@ final class ForwardQueue: @unchecked Sendable {
                 let group = Array(s.waiting[0..<take])
                 s.waiting.removeFirst(take)
                 s.queued -= n
+                s.queuedBytes -= bytes
                 s.inFlight += 1
                 return (group, s.peer)
             }
