@@ -22,10 +22,13 @@ let package = Package(
         .target(name: "StarlingCore"),
         // LZ4 from Debian's liblz4-dev.
         .systemLibrary(name: "CLZ4", pkgConfig: "liblz4", providers: [.apt(["liblz4-dev"])]),
+        // LZ4 block compression (a thin, pure wrapper): log blocks and peer frames.
+        .target(name: "StarlingLZ4", dependencies: ["CLZ4"]),
         // The append-only log: block codec (pure) and segment files (I/O).
-        .target(name: "StarlingLog", dependencies: ["StarlingCore", "CLZ4"]),
-        // Pure cluster logic: hash ring, membership (SWIM), peer wire codec. No sockets, no clocks.
-        .target(name: "StarlingCluster", dependencies: ["StarlingCore", "StarlingLog"]),
+        .target(name: "StarlingLog", dependencies: ["StarlingCore", "StarlingLZ4"]),
+        // Pure cluster logic: hash ring, membership (SWIM), placement, peer wire codec. No sockets,
+        // no files, no clocks: it does not import the log module.
+        .target(name: "StarlingCluster", dependencies: ["StarlingCore", "StarlingLZ4"]),
         // The NIO shell: engine, HTTP, UDP, peers, metrics.
         .target(name: "StarlingNode", dependencies: [
             "StarlingCore", "StarlingLog", "StarlingCluster",

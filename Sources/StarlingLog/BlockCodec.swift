@@ -1,4 +1,5 @@
 import StarlingCore
+import StarlingLZ4
 
 /// The log block: a group of records written (and fsynced) together, LZ4-compressed.
 ///

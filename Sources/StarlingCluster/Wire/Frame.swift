@@ -1,5 +1,5 @@
 import StarlingCore
-import StarlingLog
+import StarlingLZ4
 
 /// What a peer frame carries. The raw value is the `kind` byte of the frame header.
 public enum MessageKind: UInt8, Sendable, CaseIterable {
