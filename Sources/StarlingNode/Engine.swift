@@ -271,8 +271,8 @@ public final class Engine: @unchecked Sendable {
         var records: [Record] = []
         var ownCount = 0                             // records this node wrote as owner (replicated)
         var perJob: [(stored: Int, duplicates: Int)] = []
-        var newLinks: [String: String] = [:]         // "u:"/"t:" + id -> session, links made in this group
-        var seenIDs: [NodeIndex.Scope: Set<String>] = [:]   // ids admitted earlier in this group
+        var newLinks: [SubjectKey: String] = [:]     // identity -> session, links made in this group
+        var seenIDs: [SubjectKey: Set<String>] = [:]   // ids admitted earlier in this group
         var replicaRecords: [Record] = []
         /// Stored copies of ids that clients sent again: shipped to the followers once more, since
         /// the first attempt may have failed after the local append (then the client got 503 and
@@ -281,7 +281,7 @@ public final class Engine: @unchecked Sendable {
         index.withLock { idx in
             /// False when `id` is already stored in `scope` or was admitted earlier in this group
             /// (then it travels with this group anyway). `reship`: note a stored copy in `repeats`.
-            func admit(_ id: String, in scope: NodeIndex.Scope, reship: Bool = true) -> Bool {
+            func admit(_ id: String, in scope: SubjectKey, reship: Bool = true) -> Bool {
                 if seenIDs[scope]?.contains(id) == true { return false }
                 if idx.contains(eventID: id, in: scope) {
                     if reship, let ref = idx.storedRef(eventID: id, in: scope) { repeats.append(ref) }
@@ -296,10 +296,7 @@ public final class Engine: @unchecked Sendable {
                     var stored = 0, dups = 0
                     for r in list {
                         if r.kind == .event {
-                            let scope = NodeIndex.scope(sessionID: r.sessionID.isEmpty ? nil : r.sessionID,
-                                                        userID: r.userID.isEmpty ? nil : r.userID,
-                                                        terminalID: r.terminalID.isEmpty ? nil : r.terminalID)
-                            guard admit(r.eventID, in: scope, reship: false) else {
+                            guard admit(r.eventID, in: SubjectKey(of: r), reship: false) else {
                                 dups += 1
                                 continue
                             }
@@ -311,8 +308,8 @@ public final class Engine: @unchecked Sendable {
                 case .link(let sid, let uid, let tid):
                     records.append(Record(kind: .link, ts: now, receivedAt: now, sessionID: sid,
                                           userID: uid ?? "", terminalID: tid ?? ""))
-                    if let uid { newLinks["u:" + uid] = sid }
-                    if let tid { newLinks["t:" + tid] = sid }
+                    if let uid { newLinks[.user(uid)] = sid }
+                    if let tid { newLinks[.terminal(tid)] = sid }
                     perJob.append((1, 0))
                 case .events(let events, let ip, _):
                     var stored = 0, dups = 0
@@ -329,10 +326,10 @@ public final class Engine: @unchecked Sendable {
                         guard let e = p.event else { continue }
                         var sid = e.sessionID
                         if sid == nil {
-                            sid = e.userID.flatMap { newLinks["u:" + $0] } ?? e.terminalID.flatMap { newLinks["t:" + $0] }
+                            sid = e.userID.flatMap { newLinks[.user($0)] } ?? e.terminalID.flatMap { newLinks[.terminal($0)] }
                                 ?? idx.resolveSession(userID: e.userID, terminalID: e.terminalID)
                         }
-                        let scope = NodeIndex.scope(sessionID: sid, userID: e.userID, terminalID: e.terminalID)
+                        let scope = SubjectKey(sessionID: sid, userID: e.userID, terminalID: e.terminalID)
                         let eid = e.eventID ?? EventID.make(nowMs: now, using: &idRandom)
                         guard admit(eid, in: scope) else {
                             dups += 1
@@ -584,9 +581,13 @@ public final class Engine: @unchecked Sendable {
     public func catchUp(wants: (String) -> Bool, since: Int64, from: CatchUpCursor?, maxRecords: Int,
                         maxBytes: Int = .max) -> ([Record], CatchUpCursor?) {
         // Copy what is needed out of the index, then read without the lock.
-        var keys: [String] = []
-        var refs: [String: [EventRef]] = [:]
-        var links: [String: [NodeIndex.Link]] = [:]
+        struct Wanted {
+            var subject: SubjectKey
+            var ringKey: String
+            var links: [NodeIndex.Link]
+            var refs: [EventRef]
+        }
+        var wanted: [Wanted] = []
         func after(_ key: String) -> Bool {
             guard let from else { return true }
             return from.skip > 0 ? key >= from.key : key > from.key
@@ -596,33 +597,30 @@ public final class Engine: @unchecked Sendable {
             // periodic anti-entropy pass scans every session for the last two minutes only.
             for (sid, e) in idx.sessions where e.newestReceivedAt >= since && after(sid) && wants(sid) {
                 let r = e.events.filter { $0.receivedAt >= since }
-                if !r.isEmpty { keys.append(sid); refs[sid] = r }
+                if !r.isEmpty { wanted.append(Wanted(subject: .session(sid), ringKey: sid, links: [], refs: r)) }
             }
-            for (prefix, map) in [("u:", idx.users), ("t:", idx.terminals)] {
+            for (subject, map) in [(SubjectKey.user, idx.users), (SubjectKey.terminal, idx.terminals)] {
                 for (id, e) in map where e.newestReceivedAt >= since {
-                    let key = prefix + id
+                    let key = subject(id).ringKey
                     guard after(key), wants(key) else { continue }
                     let l = e.links.filter { $0.linkedAt >= since }
                     let r = e.events.filter { $0.receivedAt >= since }
-                    if !l.isEmpty || !r.isEmpty {
-                        keys.append(key)
-                        links[key] = l
-                        refs[key] = r
-                    }
+                    if !l.isEmpty || !r.isEmpty { wanted.append(Wanted(subject: subject(id), ringKey: key, links: l, refs: r)) }
                 }
             }
         }
-        keys.sort()
+        wanted.sort { $0.ringKey < $1.ringKey }
         var out: [Record] = []
         var bytes = 0
-        for key in keys {
-            let isIdentity = links[key] != nil
-            let id = String(key.dropFirst(2))
-            let keyLinks = (links[key] ?? []).map { l in
+        for (n, w) in wanted.enumerated() {
+            let key = w.ringKey
+            let isIdentity = w.subject.isIdentity
+            let keyLinks = w.links.map { l in
                 Record(kind: .link, ts: l.linkedAt, receivedAt: l.linkedAt, sessionID: l.sessionID,
-                       userID: key.hasPrefix("u:") ? id : "", terminalID: key.hasPrefix("t:") ? id : "")
+                       userID: w.subject == .user(w.subject.id) ? w.subject.id : "",
+                       terminalID: w.subject == .terminal(w.subject.id) ? w.subject.id : "")
             }
-            let keyRefs = refs[key] ?? []
+            let keyRefs = w.refs
             var item = from.map { $0.skip > 0 && $0.key == key ? $0.skip : 0 } ?? 0
             let items = keyLinks.count + keyRefs.count
             while item < items {
@@ -647,7 +645,7 @@ public final class Engine: @unchecked Sendable {
                     item += 1
                 }
             }
-            if out.count >= maxRecords || bytes >= maxBytes, key != keys.last { return (out, CatchUpCursor(key: key, skip: 0)) }
+            if out.count >= maxRecords || bytes >= maxBytes, n < wanted.count - 1 { return (out, CatchUpCursor(key: key, skip: 0)) }
         }
         return (out, nil)
     }

@@ -5,7 +5,7 @@ import StarlingCore
 // `SimCluster` (SimNetwork.swift) but carrying replication traffic next to the SWIM messages.
 //
 // Real parts: `Membership` (SWIM, one instance per node, driven by ticks and deliveries),
-// `HashRing` rebuilt from `membership.ringMembers`, and every `Placement` rule (`routingKey`,
+// `HashRing` rebuilt from `membership.ringMembers`, and every `Placement` rule (`SubjectKey.ringKey`,
 // `owner`, `followers`, `accepts`, `acknowledged`). Modelled parts: the network (seeded queue with
 // loss, delay, reordering, duplication, one-node cut-offs), the client, the node's log (a durable
 // `[eventID: key]` that survives a crash) and catch-up.

@@ -81,9 +81,9 @@ enum ReplicationSimScenario {
     /// Mostly sessions, some identity-only events (user or terminal keys).
     static func randomKey(_ sim: ReplicationSimCluster) -> String {
         switch sim.random(10) {
-        case 0..<6: Placement.routingKey(sessionID: "s\(sim.random(16))", userID: "u1", terminalID: "t1")
-        case 6..<8: Placement.routingKey(sessionID: "", userID: "u\(sim.random(8))", terminalID: "t1")
-        default: Placement.routingKey(sessionID: nil, userID: nil, terminalID: "t\(sim.random(8))")
+        case 0..<6: SubjectKey(sessionID: "s\(sim.random(16))", userID: "u1", terminalID: "t1").ringKey
+        case 6..<8: SubjectKey(sessionID: "", userID: "u\(sim.random(8))", terminalID: "t1").ringKey
+        default: SubjectKey(sessionID: nil, userID: nil, terminalID: "t\(sim.random(8))").ringKey
         }
     }
 

@@ -105,9 +105,13 @@ func loc(_ i: Int) -> RecordLocation { RecordLocation(segment: 1, blockOffset: 1
         #expect(!idx.contains(eventID: "other", in: .session("s1")))
         idx.apply(eventRecord("", at: 1, id: "x", user: "u"), at: loc(1), seq: 2)
         #expect(idx.contains(eventID: "x", in: .user("u")))
-        #expect(NodeIndex.scope(sessionID: nil, userID: "u", terminalID: "t") == .user("u"))
-        #expect(NodeIndex.scope(sessionID: nil, userID: nil, terminalID: "t") == .terminal("t"))
-        #expect(NodeIndex.scope(sessionID: "s", userID: "u", terminalID: nil) == .session("s"))
+        #expect(SubjectKey(sessionID: nil, userID: "u", terminalID: "t") == .user("u"))
+        #expect(SubjectKey(sessionID: nil, userID: nil, terminalID: "t") == .terminal("t"))
+        #expect(SubjectKey(sessionID: "s", userID: "u", terminalID: nil) == .session("s"))
+        #expect(SubjectKey(sessionID: "", userID: "", terminalID: "t").ringKey == "t:t")
+        #expect(SubjectKey.user("u").ringKey == "u:u" && SubjectKey.session("u:x").ringKey == "u:x")
+        let link = Record(kind: .link, ts: 1, receivedAt: 1, sessionID: "s", userID: "u", terminalID: "t")
+        #expect(SubjectKey.all(of: link) == [.session("s"), .user("u"), .terminal("t")])
     }
 
     @Test func linksResolveLatestSession() {

@@ -3,24 +3,9 @@ import StarlingCore
 /// Where events go: pure functions of the ring, used by the node's routing and replication
 /// and by the deterministic simulation.
 public enum Placement {
-    /// The routing key of an event: its session, else `u:<user>`, else `t:<terminal>`.
-    public static func routingKey(sessionID: String?, userID: String?, terminalID: String?) -> String {
-        if let s = sessionID, !s.isEmpty { return s }
-        if let u = userID, !u.isEmpty { return "u:" + u }
-        return "t:" + (terminalID ?? "")
-    }
-
-    /// The routing keys a stored record belongs to (a link belongs to its session and identities).
+    /// The ring keys a stored record belongs to (a link belongs to its session and identities).
     public static func keys(of r: Record) -> [String] {
-        switch r.kind {
-        case .event:
-            return [routingKey(sessionID: r.sessionID, userID: r.userID, terminalID: r.terminalID)]
-        case .link:
-            var k = [r.sessionID]
-            if !r.userID.isEmpty { k.append("u:" + r.userID) }
-            if !r.terminalID.isEmpty { k.append("t:" + r.terminalID) }
-            return k
-        }
+        SubjectKey.all(of: r).map(\.ringKey)
     }
 
     /// The node that stores an event first: the ring owner of its key (`me` when the ring is empty).

@@ -95,10 +95,6 @@ public struct NodeIndex: Sendable {
         var ids: [UInt64: UInt64] = [:]
     }
 
-    public enum Scope: Sendable, Hashable {
-        case session(String), user(String), terminal(String)
-    }
-
     public private(set) var sessions: [String: SessionEntry] = [:]
     public private(set) var users: [String: IdentityEntry] = [:]
     public private(set) var terminals: [String: IdentityEntry] = [:]
@@ -116,22 +112,15 @@ public struct NodeIndex: Sendable {
         return nil
     }
 
-    /// Dedupe scope of an event: its session, else its user, else its terminal.
-    public static func scope(sessionID: String?, userID: String?, terminalID: String?) -> Scope {
-        if let s = sessionID, !s.isEmpty { return .session(s) }
-        if let u = userID, !u.isEmpty { return .user(u) }
-        return .terminal(terminalID ?? "")
-    }
-
     public static func idHash(_ eventID: String) -> UInt64 { StableHash.fnv1a64(eventID) }
 
     /// Whether an event with this id is already stored in this scope. Ids are compared
     /// by 64-bit FNV-1a hash (see ARCHITECTURE.md, "dedupe").
-    public func contains(eventID: String, in scope: Scope) -> Bool {
+    public func contains(eventID: String, in scope: SubjectKey) -> Bool {
         storedSeq(eventID: eventID, in: scope) != nil
     }
 
-    func storedSeq(eventID: String, in scope: Scope) -> UInt64? {
+    func storedSeq(eventID: String, in scope: SubjectKey) -> UInt64? {
         let h = Self.idHash(eventID)
         switch scope {
         case .session(let s): return sessions[s]?.ids[h]
@@ -142,7 +131,7 @@ public struct NodeIndex: Sendable {
 
     /// Where the stored copy of `eventID` in `scope` is, if it is stored and still in the log
     /// (nil too when retention removed its day: then there is nothing left to copy).
-    public func storedRef(eventID: String, in scope: Scope) -> EventRef? {
+    public func storedRef(eventID: String, in scope: SubjectKey) -> EventRef? {
         guard let seq = storedSeq(eventID: eventID, in: scope) else { return nil }
         let refs: [EventRef]?
         switch scope {

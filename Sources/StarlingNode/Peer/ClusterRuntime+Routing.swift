@@ -35,7 +35,7 @@ extension ClusterRuntime {
         var byOwner: [String: [IncomingEvent]] = [:]
         let ring = self.ring
         for e in events {
-            let key = Placement.routingKey(sessionID: e.sessionID, userID: e.userID, terminalID: e.terminalID)
+            let key = SubjectKey(sessionID: e.sessionID, userID: e.userID, terminalID: e.terminalID).ringKey
             byOwner[Placement.owner(of: key, ring: ring, me: config.id), default: []].append(e)
         }
         func send(_ list: [IncomingEvent], to owner: String) -> EventLoopFuture<Result<Int, IngestError>> {
@@ -72,17 +72,17 @@ extension ClusterRuntime {
     func resolveIdentities(_ events: [IncomingEvent], on loop: EventLoop) -> EventLoopFuture<[IncomingEvent]> {
         let needs = events.contains { $0.sessionID == nil }
         guard needs else { return loop.makeSucceededFuture(events) }
-        var keys = Set<String>()
+        var keys = Set<SubjectKey>()
         for e in events where e.sessionID == nil {
-            if let u = e.userID { keys.insert("u:" + u) }
-            if let t = e.terminalID { keys.insert("t:" + t) }
+            if let u = e.userID { keys.insert(.user(u)) }
+            if let t = e.terminalID { keys.insert(.terminal(t)) }
         }
         let lookups = keys.map { key in resolve(key, on: loop).map { (key, $0) } }
         return EventLoopFuture.whenAllSucceed(lookups, on: loop).map { pairs in
             let found = Dictionary(pairs, uniquingKeysWith: { a, _ in a })
             return events.map { e in
                 guard e.sessionID == nil else { return e }
-                let sid = e.userID.flatMap { found["u:" + $0] ?? nil } ?? e.terminalID.flatMap { found["t:" + $0] ?? nil }
+                let sid = e.userID.flatMap { found[.user($0)] ?? nil } ?? e.terminalID.flatMap { found[.terminal($0)] ?? nil }
                 guard let sid else { return e }
                 var copy = e
                 copy.resolve(sessionID: sid)
@@ -91,10 +91,11 @@ extension ClusterRuntime {
         }
     }
 
-    func resolve(_ key: String, on loop: EventLoop) -> EventLoopFuture<String?> {
-        let isUser = key.hasPrefix("u:")
-        let id = String(key.dropFirst(2))
-        let owner = self.owner(of: key)
+    func resolve(_ key: SubjectKey, on loop: EventLoop) -> EventLoopFuture<String?> {
+        let isUser: Bool
+        if case .user = key { isUser = true } else { isUser = false }
+        let id = key.id
+        let owner = self.owner(of: key.ringKey)
         if owner == config.id {
             return loop.makeSucceededFuture(isUser ? engine.resolveSession(userID: id, terminalID: nil) : engine.resolveSession(userID: nil, terminalID: id))
         }
@@ -159,8 +160,8 @@ extension ClusterRuntime {
         if let reason = unavailableReason() ?? engine.unavailableReason() { return loop.makeSucceededFuture(.failure(reason)) }
         // The link is stored by the session's owner (for its state) and by each identity's owner (for lookups).
         var owners = Set([owner(of: sessionID)])
-        if let u = userID { owners.insert(owner(of: "u:" + u)) }
-        if let t = terminalID { owners.insert(owner(of: "t:" + t)) }
+        if let u = userID { owners.insert(owner(of: SubjectKey.user(u).ringKey)) }
+        if let t = terminalID { owners.insert(owner(of: SubjectKey.terminal(t).ringKey)) }
         let futures = owners.map { owner -> EventLoopFuture<Result<Int, IngestError>> in
             if owner == config.id {
                 let p = loop.makePromise(of: Result<Int, IngestError>.self)
@@ -189,7 +190,7 @@ extension ClusterRuntime {
 
     /// Sessions linked to a user/terminal: asked of the identity's owner.
     func links(user: Bool, id: String, on loop: EventLoop) -> EventLoopFuture<[NodeIndex.Link]> {
-        let owner = self.owner(of: (user ? "u:" : "t:") + id)
+        let owner = self.owner(of: (user ? SubjectKey.user(id) : .terminal(id)).ringKey)
         if owner == config.id {
             return loop.makeSucceededFuture(user ? engine.sessions(ofUser: id) : engine.sessions(ofTerminal: id))
         }

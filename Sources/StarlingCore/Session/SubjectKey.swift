@@ -1,0 +1,58 @@
+/// What an event or link is about: a session, else a user, else a terminal. One concept with
+/// two uses: the dedupe scope of an event id (`NodeIndex`) and, through `ringKey`, the string
+/// that is hashed onto the ring (ARCHITECTURE invariant 8). Nothing else spells the `u:` and
+/// `t:` prefixes.
+public enum SubjectKey: Sendable, Hashable {
+    case session(String), user(String), terminal(String)
+
+    /// An event's subject: its session, else its user, else its terminal (empty strings are absent).
+    public init(sessionID: String?, userID: String?, terminalID: String?) {
+        if let s = sessionID, !s.isEmpty {
+            self = .session(s)
+        } else if let u = userID, !u.isEmpty {
+            self = .user(u)
+        } else {
+            self = .terminal(terminalID ?? "")
+        }
+    }
+
+    /// A stored event's subject (a record stores absent strings empty).
+    public init(of r: Record) {
+        self.init(sessionID: r.sessionID, userID: r.userID, terminalID: r.terminalID)
+    }
+
+    /// The subjects a record belongs to: an event its one subject; a link its session and each
+    /// identity it links (each identity's owner keeps the link for lookups).
+    public static func all(of r: Record) -> [SubjectKey] {
+        switch r.kind {
+        case .event:
+            return [SubjectKey(of: r)]
+        case .link:
+            var k: [SubjectKey] = [.session(r.sessionID)]
+            if !r.userID.isEmpty { k.append(.user(r.userID)) }
+            if !r.terminalID.isEmpty { k.append(.terminal(r.terminalID)) }
+            return k
+        }
+    }
+
+    /// The key hashed onto the ring: the session id itself, `u:<user_id>` or `t:<terminal_id>`.
+    public var ringKey: String {
+        switch self {
+        case .session(let s): return s
+        case .user(let u): return "u:" + u
+        case .terminal(let t): return "t:" + t
+        }
+    }
+
+    /// The id without its kind.
+    public var id: String {
+        switch self {
+        case .session(let s), .user(let s), .terminal(let s): return s
+        }
+    }
+
+    public var isIdentity: Bool {
+        if case .session = self { return false }
+        return true
+    }
+}
