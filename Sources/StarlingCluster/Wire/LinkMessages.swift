@@ -1,3 +1,5 @@
+import StarlingCore
+
 /// Body of `links`: which sessions is this user (or terminal) linked to?
 public struct LinksRequest: Sendable, Equatable {
     public var user: Bool
@@ -24,17 +26,9 @@ public struct LinksRequest: Sendable, Equatable {
 
 /// Body of `linksResult`: the linked sessions, oldest link first.
 public struct LinksResult: Sendable, Equatable {
-    public struct Link: Sendable, Equatable {
-        public var sessionID: String
-        public var linkedAt: Int64
-        public init(sessionID: String, linkedAt: Int64) {
-            self.sessionID = sessionID
-            self.linkedAt = linkedAt
-        }
-    }
-    public var links: [Link]
+    public var links: [NodeIndex.Link]
 
-    public init(links: [Link]) { self.links = links }
+    public init(links: [NodeIndex.Link]) { self.links = links }
 
     public func encode() -> [UInt8] {
         var w = BodyWriter()
@@ -49,9 +43,9 @@ public struct LinksResult: Sendable, Equatable {
     public static func decode(_ body: [UInt8]) throws(FrameError) -> LinksResult {
         try decodeBody(body, "linksResult") { (r: inout BodyReader) throws(FrameError) in
             let n = try r.count("count", minimumBytes: 2 + 8)
-            var links: [Link] = []
+            var links: [NodeIndex.Link] = []
             links.reserveCapacity(n)
-            for _ in 0..<n { links.append(Link(sessionID: try r.string("sessionID"), linkedAt: try r.i64("linkedAt"))) }
+            for _ in 0..<n { links.append(NodeIndex.Link(sessionID: try r.string("sessionID"), linkedAt: try r.i64("linkedAt"))) }
             return LinksResult(links: links)
         }
     }

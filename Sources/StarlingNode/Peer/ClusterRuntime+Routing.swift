@@ -196,7 +196,7 @@ extension ClusterRuntime {
         }
         guard let peer = peerAddress(of: owner) else { return loop.makeSucceededFuture([]) }
         return client(for: peer).request(.links, body: LinksRequest(user: user, id: id).encode(), timeout: Self.queryTimeout)
-            .map { frame in ((try? LinksResult.decode(frame.body))?.links ?? []).map { NodeIndex.Link(sessionID: $0.sessionID, linkedAt: $0.linkedAt) } }
+            .map { frame in (try? LinksResult.decode(frame.body))?.links ?? [] }
             .hop(to: loop)
     }
 

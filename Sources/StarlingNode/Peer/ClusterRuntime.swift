@@ -334,7 +334,7 @@ public final class ClusterRuntime: @unchecked Sendable {
         case .links:
             let r = try? LinksRequest.decode(frame.body)
             let links = r.map { $0.user ? engine.sessions(ofUser: $0.id) : engine.sessions(ofTerminal: $0.id) } ?? []
-            return loop.makeSucceededFuture(reply(.linksResult, LinksResult(links: links.map { LinksResult.Link(sessionID: $0.sessionID, linkedAt: $0.linkedAt) }).encode()))
+            return loop.makeSucceededFuture(reply(.linksResult, LinksResult(links: links).encode()))
         default:
             return loop.makeSucceededFuture(reply(.error, ErrorBody(code: "unsupported", message: "no handler for \(frame.kind)").encode()))
         }
