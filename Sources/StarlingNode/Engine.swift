@@ -23,7 +23,7 @@ public final class Engine: @unchecked Sendable {
     let writer = DispatchQueue(label: "starling.log-writer")
     let syncer = DispatchQueue(label: "starling.log-sync")
     let syncRunning = Mutex(false)
-    let blockCache = BlockCache(capacity: 64)
+    let blockCache: BlockCache
     public let recovery: RecoveryReport
     public let recoveryMillis: Int64
     /// Records recovery read but could not fold (`Record.problem`), skipped.
@@ -90,6 +90,7 @@ public final class Engine: @unchecked Sendable {
         self.metrics = metrics
         self.logger = logger
         self.clock = clock
+        blockCache = BlockCache(capacity: config.limits.blockCacheBlocksMax)
         try DataDirectory.prepare(config.dataDir, nodeID: config.id)
         log = SegmentedLog(directory: config.dataDir, limits: config.limits)
         var idx = NodeIndex(ttl: config.ttl)
@@ -230,7 +231,8 @@ public final class Engine: @unchecked Sendable {
                     return []
                 }
                 var take = 0, events = 0, bytes = 0
-                while take < p.jobs.count && (take == 0 || events + p.jobs[take].count <= 20_000) {
+                let cap = config.limits.groupCommitEventsMax
+                while take < p.jobs.count && (take == 0 || events + p.jobs[take].count <= cap) {
                     events += p.jobs[take].count
                     bytes += p.jobs[take].bytes
                     take += 1

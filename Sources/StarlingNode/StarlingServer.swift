@@ -15,7 +15,6 @@ final class InFlightCounter: Sendable {
 /// A running node: engine + HTTP + UDP + peer listener. `start` binds everything;
 /// `stop` drains and closes (the SIGTERM path).
 public final class StarlingServer: Sendable {
-    static let udpVectorRead = 32
     public let config: NodeConfig
     public let engine: Engine
     public let api: NodeAPI
@@ -76,8 +75,8 @@ public final class StarlingServer: Sendable {
                 .channelOption(.maxMessagesPerRead, value: 64)
                 // recvmmsg: up to 32 datagrams per system call, each in its own slot of one
                 // buffer (a slot holds one byte over the limit, so oversize datagrams are seen).
-                .channelOption(.datagramVectorReadMessageCount, value: Self.udpVectorRead)
-                .channelOption(.recvAllocator, value: FixedSizeRecvByteBufferAllocator(capacity: Self.udpVectorRead * (config.limits.datagramBytesMax + 1)))
+                .channelOption(.datagramVectorReadMessageCount, value: config.limits.udpReadDatagramsMax)
+                .channelOption(.recvAllocator, value: FixedSizeRecvByteBufferAllocator(capacity: config.limits.udpReadDatagramsMax * (config.limits.datagramBytesMax + 1)))
                 .channelInitializer { channel in
                     channel.eventLoop.makeCompletedFuture { try channel.pipeline.syncOperations.addHandler(UDPHandler(api: api)) }
                 }

@@ -31,4 +31,26 @@ import Testing
         #expect(limits.bodyBytesMax * 8 <= limits.forwardQueueBytesMax)
         #expect(limits.frameItemBytesMax <= limits.forwardQueueBytesMax)
     }
+
+    @Test func queuesHoldWhatFeedsThem() {
+        // A whole request fits the write queue; a group commit and a forward batch take from
+        // queues larger than themselves.
+        #expect(limits.requestEventsMax <= limits.writeQueueEventsMax)
+        #expect(limits.bodyBytesMax <= limits.writeQueueBytesMax)
+        #expect(limits.groupCommitEventsMax <= limits.writeQueueEventsMax)
+        #expect(limits.forwardBatchEventsMax <= limits.forwardQueueEventsMax)
+        #expect(limits.forwardBatchesInFlightMax >= 1 && limits.catchUpPlansQueuedMax >= 1)
+        // A catch-up page of records at the item bound still fits the frame budget by bytes
+        // (the engine cuts pages by both).
+        #expect(limits.catchUpPageRecordsMax >= 1 && limits.frameItemBytesMax >= limits.recordBytesMax)
+    }
+
+    @Test func memoryOfFixedBuffersIsSmall() {
+        // The query block cache and one UDP read buffer, at their worst.
+        #expect(limits.blockCacheBlocksMax * limits.blockPayloadBytesMax <= 16 * 1024 * 1024)
+        #expect(limits.udpReadDatagramsMax * (limits.datagramBytesMax + 1) <= 1024 * 1024)
+        // A connection's requests in flight stay at a number a node can hold; outbound clients
+        // cover every member a cluster may have.
+        #expect(limits.peerInFlightMax <= 65_536 && limits.peerClientsMax >= limits.membersMax)
+    }
 }

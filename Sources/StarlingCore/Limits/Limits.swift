@@ -20,6 +20,14 @@ public struct Limits: Sendable, Equatable {
     /// Events waiting for the log writer; beyond this ingest answers 503.
     public var writeQueueEventsMax = 200_000
     public var writeQueueBytesMax = 256 * 1024 * 1024
+    /// Events one group commit takes from the write queue (a single job larger than this is
+    /// still taken whole).
+    public var groupCommitEventsMax = 20_000
+    /// Uncompressed blocks the query cache keeps.
+    public var blockCacheBlocksMax = 64
+    /// Datagrams read per system call (recvmmsg) on the UDP socket; valid ones of one read go to
+    /// the writer as one job.
+    public var udpReadDatagramsMax = 32
     /// A log block holds at most this many records / uncompressed bytes (a block is closed once
     /// it reaches either; the record that crosses `blockBytesMax` still goes in).
     public var blockRecordsMax = 512
@@ -45,9 +53,19 @@ public struct Limits: Sendable, Equatable {
     /// body's own framing (counts, lengths) and the header. A single item is at most
     /// `recordBytesMax`, far below it.
     public var frameItemBytesMax = 3 * 1024 * 1024
-    /// Bytes waiting in one forward queue (per owner and kind) beyond what is in flight; past
-    /// it (or past 50,000 events) ingest for that owner answers 503.
+    /// Events and bytes waiting in one forward queue (per owner and kind) beyond what is in
+    /// flight; past either, ingest for that owner answers 503.
+    public var forwardQueueEventsMax = 50_000
     public var forwardQueueBytesMax = 64 * 1024 * 1024
+    /// Forward batches in flight per owner and kind (while they are, new events queue and leave
+    /// together: fewer, larger frames under load), and events in one batch.
+    public var forwardBatchesInFlightMax = 2
+    public var forwardBatchEventsMax = 5_000
+    /// Records in one catch-up page (bytes are bounded by `frameItemBytesMax`).
+    public var catchUpPageRecordsMax = 5_000
+    /// Catch-up plans waiting while one streams; more are dropped (the anti-entropy pass
+    /// covers what they would have pulled).
+    public var catchUpPlansQueuedMax = 4
     /// Members a node accepts in one list from a peer (gossip, a catch-up request's rings).
     public var membersMax = 1_024
     /// Outbound peer connections a node keeps (one per member; members beyond are not dialled).

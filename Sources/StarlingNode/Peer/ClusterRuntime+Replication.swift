@@ -11,7 +11,6 @@ import Synchronization
 /// records of the keys it has become responsible for.
 extension ClusterRuntime {
     static let replicateTimeout: TimeAmount = .seconds(5)
-    static let catchUpPageRecords = 5_000
 
     func installReplication() {
         guard config.rf > 1 else { return }
@@ -120,6 +119,7 @@ extension ClusterRuntime {
         let mode = req.mode
         let engine = self.engine
         let budget = config.limits.frameItemBytesMax
+        let pageRecords = config.limits.catchUpPageRecordsMax
         return threadPool.runIfActive(eventLoop: loop) { () -> CatchUpResult in
             // The requester's view decides what it replicates (ours may differ for a moment).
             // Rings are built here, off the event loop, and kept for the next pages.
@@ -134,7 +134,7 @@ extension ClusterRuntime {
                 }
             }
             let from = req.afterKey.map { Engine.CatchUpCursor(key: $0, skip: Int(req.skip)) }
-            let (records, next) = engine.catchUp(wants: wants, since: req.since, from: from, maxRecords: Self.catchUpPageRecords,
+            let (records, next) = engine.catchUp(wants: wants, since: req.since, from: from, maxRecords: pageRecords,
                                                  maxBytes: budget)
             return CatchUpResult(records: records.map(\.encoded), nextKey: next?.key, nextSkip: UInt32(clamping: next?.skip ?? 0))
         }
@@ -146,7 +146,7 @@ extension ClusterRuntime {
         let startNow: Bool = catchUpState.withLock { s in
             if s.running > 0 {
                 // Bounded: beyond a few waiting plans, the periodic pass covers what is dropped.
-                if s.queued.count < 4 { s.queued.append((since, previousMembers, mode)) }
+                if s.queued.count < config.limits.catchUpPlansQueuedMax { s.queued.append((since, previousMembers, mode)) }
                 return false
             }
             s.running = 1

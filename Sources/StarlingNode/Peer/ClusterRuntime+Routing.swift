@@ -130,10 +130,10 @@ extension ClusterRuntime {
         // records): it goes in pieces that each fit, and the queue packs whole pieces into frames.
         var futures: [EventLoopFuture<Result<Int, IngestError>>] = []
         let budget = config.limits.frameItemBytesMax
-        for run in FrameBudget.runs(sizes: records.map(ForwardQueue.Payload.size), maxBytes: budget, maxCount: ForwardQueue.batchEventsMax) {
+        for run in FrameBudget.runs(sizes: records.map(ForwardQueue.Payload.size), maxBytes: budget, maxCount: config.limits.forwardBatchEventsMax) {
             futures.append(enqueueForward(.records(Array(records[run])), to: owner, peer: peer, on: loop))
         }
-        for run in FrameBudget.runs(sizes: loose.map(ForwardQueue.Payload.size), maxBytes: budget, maxCount: ForwardQueue.batchEventsMax) {
+        for run in FrameBudget.runs(sizes: loose.map(ForwardQueue.Payload.size), maxBytes: budget, maxCount: config.limits.forwardBatchEventsMax) {
             futures.append(enqueueForward(.events(Array(loose[run])), to: owner, peer: peer, on: loop))
         }
         engine.metrics.forwardedEvents.increment(by: Int64(events.count))
@@ -323,12 +323,11 @@ extension Record {
 }
 
 /// Per-destination forwarding with adaptive batching: while a batch is in flight (at most
-/// `inFlightMax`), new events queue and go out together in the next batch. Bounded: past
-/// `queuedEventsMax` events or `Limits.forwardQueueBytesMax` bytes the caller gets 503 at once.
+/// `Limits.forwardBatchesInFlightMax`), new events queue and go out together in the next batch.
+/// Bounded: past `Limits.forwardQueueEventsMax` events or `forwardQueueBytesMax` bytes the
+/// caller gets 503 at once.
 final class ForwardQueue: @unchecked Sendable {
-    static let inFlightMax = 2
-    static let queuedEventsMax = 50_000
-    static let batchEventsMax = 5_000
+    var limits: Limits { runtime.config.limits }
 
     let owner: String
     /// `forwardRecords` or `forwardEvents`: one queue per owner and kind.
@@ -384,8 +383,8 @@ final class ForwardQueue: @unchecked Sendable {
         let count = payload.count
         let bytes = payload.bytes
         let ok = state.withLock { s -> Bool in
-            guard s.queued + count <= Self.queuedEventsMax,
-                  s.queuedBytes + bytes <= runtime.config.limits.forwardQueueBytesMax else { return false }
+            guard s.queued + count <= limits.forwardQueueEventsMax,
+                  s.queuedBytes + bytes <= limits.forwardQueueBytesMax else { return false }
             s.waiting.append(Waiting(payload: payload, bytes: bytes, promise: promise))
             s.queued += count
             s.queuedBytes += bytes
@@ -403,13 +402,13 @@ final class ForwardQueue: @unchecked Sendable {
     func pump() {
         while true {
             let next: ([Waiting], String)? = state.withLock { s in
-                guard s.inFlight < Self.inFlightMax, !s.waiting.isEmpty else { return nil }
+                guard s.inFlight < limits.forwardBatchesInFlightMax, !s.waiting.isEmpty else { return nil }
                 // Whole pieces (each fits a frame, see `forward`) until the count or the bytes are full.
                 var take = 0, n = 0, bytes = 0
-                let budget = runtime.config.limits.frameItemBytesMax
+                let budget = limits.frameItemBytesMax
                 while take < s.waiting.count {
                     let next = s.waiting[take]
-                    if take > 0 && (n + next.payload.count > Self.batchEventsMax || bytes + next.bytes > budget) { break }
+                    if take > 0 && (n + next.payload.count > limits.forwardBatchEventsMax || bytes + next.bytes > budget) { break }
                     n += next.payload.count
                     bytes += next.bytes
                     take += 1
