@@ -20,6 +20,8 @@ public final class Engine: @unchecked Sendable {
     let index: Mutex<NodeIndex>
     let logger: Logger
     let clock: @Sendable () -> Int64
+    /// The node's randomness (one seed for the whole node).
+    public let random: NodeRandom
     let writer = DispatchQueue(label: "starling.log-writer")
     let syncer = DispatchQueue(label: "starling.log-sync")
     let syncRunning = Mutex(false)
@@ -81,7 +83,7 @@ public final class Engine: @unchecked Sendable {
     }
     let replicateHook = Mutex<ReplicateHook?>(nil)
     public func setReplicate(_ r: Replicate?) { replicateHook.withLock { $0 = r.map(ReplicateHook.init) } }
-    var idRandom = SplitMix64(seed: UInt64.random(in: 1...UInt64.max))
+    var idRandom: SplitMix64
 
     /// Opens (and recovers) the node's data directory.
     public init(config: NodeConfig, metrics: NodeMetrics, logger: Logger,
@@ -90,6 +92,8 @@ public final class Engine: @unchecked Sendable {
         self.metrics = metrics
         self.logger = logger
         self.clock = clock
+        random = NodeRandom(seed: config.seed ?? UInt64.random(in: 1...UInt64.max))
+        idRandom = random.generator()
         blockCache = BlockCache(capacity: config.limits.blockCacheBlocksMax)
         try DataDirectory.prepare(config.dataDir, nodeID: config.id)
         log = SegmentedLog(directory: config.dataDir, limits: config.limits)
@@ -164,7 +168,7 @@ public final class Engine: @unchecked Sendable {
             completion(.failure(reason))
             return
         }
-        var rng = SplitMix64(seed: UInt64.random(in: 1...UInt64.max))   // one system random per request
+        var rng = random.generator()   // one draw per request
         let records = StoredEvent.records(of: events, receivedAt: clock(), node: config.id, ip: ip, using: &rng)
         let prepared = zip(events, records).map { Prepared(event: $0, record: $1, clientID: $0.eventID != nil) }
         enqueue(Job(payload: .events(prepared, ip: ip, transport: transport), count: events.count, bytes: bytes, completion: completion, loop: loop))

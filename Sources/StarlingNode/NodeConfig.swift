@@ -40,6 +40,8 @@ public struct NodeConfig: Sendable {
     public var limits = Limits()
     /// Event-loop threads for HTTP/UDP (default: one per core).
     public var threads = System.coreCount
+    /// Seed of the node's randomness (`NodeRandom`); nil draws one from the system at start.
+    public var seed: UInt64?
 
     public init(id: String, dataDir: String, http: HostPort, peer: HostPort) {
         self.id = id

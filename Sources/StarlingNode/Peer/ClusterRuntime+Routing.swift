@@ -114,8 +114,8 @@ extension ClusterRuntime {
         guard let peer = peerAddress(of: owner) else {
             return loop.makeSucceededFuture(.failure(IngestError(status: 503, code: "owner_unavailable", message: "owner \(owner) has no known address")))
         }
-        let now = Self.now()
-        var rng = SplitMix64(seed: UInt64.random(in: 1...UInt64.max))
+        let now = now()
+        var rng = engine.random.generator()
         let stamped = StoredEvent.records(of: events, receivedAt: now, node: owner, ip: ip, using: &rng)
         var records: [RecordBatch.Item] = []
         var loose: [ForwardedEvent] = []

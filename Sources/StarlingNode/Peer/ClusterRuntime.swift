@@ -59,34 +59,36 @@ public final class ClusterRuntime: @unchecked Sendable {
         let fresh = m.clusterID == 0
         if fresh && config.join.isEmpty {
             // A node with no --join and no cluster of its own starts a new cluster.
-            m.clusterID = UInt64.random(in: 1...UInt64.max)
+            m.clusterID = engine.random.nonZero()
         }
         m.incarnation += 1
         let log = logger
         meta = try MetaStore(dir: config.dataDir, meta: m, onError: { log.error("\($0)") })
         selfHello = Hello(nodeID: config.id, peer: peerAddress, http: httpAddress, incarnation: m.incarnation)
         let me = MemberInfo(id: config.id, peer: peerAddress, http: httpAddress, incarnation: m.incarnation, status: .joining)
-        membership = Mutex(Membership(me: me, settings: MembershipSettings(), seed: UInt64.random(in: 1...UInt64.max)))
+        membership = Mutex(Membership(me: me, settings: MembershipSettings(), seed: engine.random.next()))
         ringState = Mutex((HashRing(members: [config.id]), 0))
         // Seeds: --join, else the peers remembered from the last run (restart without --join).
         seeds = (config.join.isEmpty ? m.peers : config.join.map(\.description)).filter { $0 != peerAddress }
     }
 
-    static func now() -> Int64 { StarlingServer.systemMillis() }
+    /// The node's one clock (the engine's, injected at start): membership timing, catch-up
+    /// windows and the stamps of forwarded events all read it.
+    func now() -> Int64 { engine.now }
 
     func start() {
         installReplication()
-        let directives = membership.withLock { $0.start(seeds: seeds, now: Self.now()) }
+        let directives = membership.withLock { $0.start(seeds: seeds, now: now()) }
         execute(directives)
         recomputeRing()
         tickTask = group.next().scheduleRepeatedTask(initialDelay: .milliseconds(100), delay: .milliseconds(100)) { [weak self] _ in
             guard let self else { return }
-            let d = self.membership.withLock { $0.tick(now: Self.now()) }
+            let d = self.membership.withLock { $0.tick(now: now()) }
             self.execute(d)
         }
         antiEntropyTask = group.next().scheduleRepeatedTask(initialDelay: Self.antiEntropyInterval, delay: Self.antiEntropyInterval) { [weak self] _ in
             guard let self, self.config.rf > 1, self.ring.members.contains(self.config.id), self.ring.members.count > 1 else { return }
-            self.runCatchUp(since: Self.now() - Self.antiEntropyWindowMs, previousMembers: [], mode: .standIn)
+            self.runCatchUp(since: now() - Self.antiEntropyWindowMs, previousMembers: [], mode: .standIn)
         }
     }
 
@@ -97,7 +99,7 @@ public final class ClusterRuntime: @unchecked Sendable {
 
     /// Shutdown, step 2, after the drain: announces leaving (best effort) and stops the timers.
     func leave() {
-        let d = membership.withLock { $0.leave(now: Self.now()) }
+        let d = membership.withLock { $0.leave(now: now()) }
         execute(d)
         tickTask?.cancel()
         antiEntropyTask?.cancel()
@@ -270,7 +272,7 @@ public final class ClusterRuntime: @unchecked Sendable {
         switch frame.kind {
         case .membership:
             if let m = MembershipMessage.decode(frame.body) {
-                let d = membership.withLock { $0.receive(m, fromPeer: hello.peer, now: Self.now()) }
+                let d = membership.withLock { $0.receive(m, fromPeer: hello.peer, now: now()) }
                 execute(d)
             } else {
                 engine.metrics.peerProtocolErrors.increment()
