@@ -31,26 +31,13 @@ public final class Engine: @unchecked Sendable {
     /// Records recovery read but could not fold (`Record.problem`), skipped.
     public private(set) var skippedAtRecovery = 0
 
-    /// An event as the writer gets it. When its session is known, its record (id, stamps,
-    /// stored JSON) was already built on an I/O thread (this node's, or the forwarding
-    /// node's), so the single writer thread only dedupes client-given ids (`clientID`) and
-    /// appends; identity-only events (`record == nil`) are finished by the writer, which
-    /// resolves their session in log order.
-    struct Prepared: Sendable {
-        var event: IncomingEvent?
-        var record: Record?
-        var clientID: Bool
-    }
-
-    enum Payload: Sendable {
-        case events([Prepared], ip: String, transport: Transport)
-        case link(sessionID: String, userID: String?, terminalID: String?)
-        /// Records another node wrote (replication or catch-up): appended as they are, unless
-        /// their event id is already stored in the scope.
-        case replica([Record])
-    }
+    /// A request's share of the next group commit (`GroupCommit.Input`: what to write) and who
+    /// waits for it. Records of known sessions were built on I/O threads (this node's or the
+    /// forwarding node's), so the single writer thread only plans, appends and folds.
     struct Job: Sendable {
-        var payload: Payload
+        var payload: GroupCommit.Input
+        /// For the ingest metrics (events inputs only).
+        var transport: Transport? = nil
         var count: Int
         var bytes: Int
         var completion: Completion
@@ -170,8 +157,8 @@ public final class Engine: @unchecked Sendable {
         }
         var rng = random.generator()   // one draw per request
         let records = StoredEvent.records(of: events, receivedAt: clock(), node: config.id, ip: ip, using: &rng)
-        let prepared = zip(events, records).map { Prepared(event: $0, record: $1, clientID: $0.eventID != nil) }
-        enqueue(Job(payload: .events(prepared, ip: ip, transport: transport), count: events.count, bytes: bytes, completion: completion, loop: loop))
+        let prepared = zip(events, records).map { GroupCommit.Prepared(event: $0, record: $1, clientID: $0.eventID != nil) }
+        enqueue(Job(payload: .events(prepared, ip: ip), transport: transport, count: events.count, bytes: bytes, completion: completion, loop: loop))
     }
 
     /// Appends events that another node validated and stamped for this node (their owner), as
@@ -182,8 +169,8 @@ public final class Engine: @unchecked Sendable {
             completion(.failure(reason))
             return
         }
-        let prepared = items.map { Prepared(event: nil, record: $0.record, clientID: $0.clientID) }
-        enqueue(Job(payload: .events(prepared, ip: "", transport: transport), count: items.count, bytes: bytes, completion: completion, loop: loop))
+        let prepared = items.map { GroupCommit.Prepared(event: nil, record: $0.record, clientID: $0.clientID) }
+        enqueue(Job(payload: .events(prepared, ip: ""), transport: transport, count: items.count, bytes: bytes, completion: completion, loop: loop))
     }
 
     /// Appends records written by another node (replication, catch-up); completion once stored.
@@ -271,86 +258,20 @@ public final class Engine: @unchecked Sendable {
         }
     }
 
-    /// Group commit of `jobs`: build records (dedupe, identity resolution), append, sync, apply.
+    /// Group commit of `jobs`: plan (dedupe, identity resolution, repeats), append, sync, fold,
+    /// then replicate and answer.
     func commit(_ jobs: [Job]) {
         let now = clock()
-        var records: [Record] = []
-        var ownCount = 0                             // records this node wrote as owner (replicated)
-        var perJob: [(stored: Int, duplicates: Int)] = []
-        var newLinks: [SubjectKey: String] = [:]     // identity -> session, links made in this group
-        var seenIDs: [SubjectKey: Set<String>] = [:]   // ids admitted earlier in this group
-        var replicaRecords: [Record] = []
-        /// Stored copies of ids that clients sent again: shipped to the followers once more, since
-        /// the first attempt may have failed after the local append (then the client got 503 and
-        /// retried). A repeat is acknowledged only once every replica holds the stored copy.
-        var repeats: [EventRef] = []
-        index.withLock { idx in
-            /// False when `id` is already stored in `scope` or was admitted earlier in this group
-            /// (then it travels with this group anyway). `reship`: note a stored copy in `repeats`.
-            func admit(_ id: String, in scope: SubjectKey, reship: Bool = true) -> Bool {
-                if seenIDs[scope]?.contains(id) == true { return false }
-                if idx.contains(eventID: id, in: scope) {
-                    if reship, let ref = idx.storedRef(eventID: id, in: scope) { repeats.append(ref) }
-                    return false
-                }
-                seenIDs[scope, default: []].insert(id)
-                return true
-            }
-            for job in jobs {
-                switch job.payload {
-                case .replica(let list):
-                    var stored = 0, dups = 0
-                    for r in list {
-                        if r.kind == .event {
-                            guard admit(r.eventID, in: SubjectKey(of: r), reship: false) else {
-                                dups += 1
-                                continue
-                            }
-                        }
-                        replicaRecords.append(r)
-                        stored += 1
-                    }
-                    perJob.append((stored, dups))
-                case .link(let sid, let uid, let tid):
-                    records.append(Record(kind: .link, ts: now, receivedAt: now, sessionID: sid,
-                                          userID: uid ?? "", terminalID: tid ?? ""))
-                    if let uid { newLinks[.user(uid)] = sid }
-                    if let tid { newLinks[.terminal(tid)] = sid }
-                    perJob.append((1, 0))
-                case .events(let events, let ip, _):
-                    var stored = 0, dups = 0
-                    for p in events {
-                        if let r = p.record {
-                            if p.clientID && !admit(r.eventID, in: .session(r.sessionID)) {
-                                dups += 1
-                                continue
-                            }
-                            records.append(r)
-                            stored += 1
-                            continue
-                        }
-                        guard let e = p.event else { continue }
-                        var sid = e.sessionID
-                        if sid == nil {
-                            sid = e.userID.flatMap { newLinks[.user($0)] } ?? e.terminalID.flatMap { newLinks[.terminal($0)] }
-                                ?? idx.resolveSession(userID: e.userID, terminalID: e.terminalID)
-                        }
-                        let scope = SubjectKey(sessionID: sid, userID: e.userID, terminalID: e.terminalID)
-                        let eid = e.eventID ?? EventID.make(nowMs: now, using: &idRandom)
-                        guard admit(eid, in: scope) else {
-                            dups += 1
-                            continue
-                        }
-                        let ts = e.ts ?? now
-                        records.append(StoredEvent.record(of: e, sessionID: sid, eventID: eid, ts: ts, receivedAt: now, node: config.id, ip: ip))
-                        stored += 1
-                    }
-                    perJob.append((stored, dups))
-                }
-            }
+        let plan = index.withLock { idx in
+            GroupCommit.plan(jobs.map(\.payload), index: idx, now: now, node: config.id, ids: &idRandom)
         }
-        ownCount = records.count
-        records.append(contentsOf: replicaRecords)
+        guard write(plan.records, now: now, failing: jobs) else { return }
+        replicateAndAnswer(jobs, plan: plan)
+    }
+
+    /// Appends, syncs (per policy) and folds a group. On a failed write every job is answered
+    /// 503 (or 500) and false is returned; nothing of the group is folded.
+    func write(_ records: [Record], now: Int64, failing jobs: [Job]) -> Bool {
         let bytesBefore = log.totalBytes
         do {
             let placed = try log.append(records, nowMs: now)
@@ -363,6 +284,7 @@ public final class Engine: @unchecked Sendable {
             metrics.logAppendedBytes.increment(by: Int64(max(0, log.totalBytes - bytesBefore)))
             metrics.logBytes.set(Double(log.totalBytes))
             metrics.groupCommitEvents.record(Double(records.count))
+            return true
         } catch let error as LogIOError {
             metrics.logWriteErrors.increment()
             let message = error.isDiskFull ? "disk full: the log cannot take more events (\(error))" : "log write failed: \(error)"
@@ -374,14 +296,20 @@ public final class Engine: @unchecked Sendable {
             }
             let code = error.isDiskFull ? "storage_full" : "storage_unavailable"
             for job in jobs {
-                if case .events(let events, _, let t) = job.payload { metrics.rejected(t, reason: code, count: events.count) }
+                if case .events(let events, _) = job.payload, let t = job.transport { metrics.rejected(t, reason: code, count: events.count) }
             }
             Self.deliver(jobs.map { ($0, .failure(IngestError(status: 503, code: code, message: message))) })
-            return
         } catch {
+            logger.error("log append refused the group: \(error)")
             Self.deliver(jobs.map { ($0, .failure(IngestError(status: 500, code: "internal", message: "\(error)"))) })
-            return
         }
+        return false
+    }
+
+    /// After the append: replica jobs are done; the others wait until the followers hold this
+    /// node's own records and the stored copies of repeats (`GroupCommit.Plan.repeats`).
+    func replicateAndAnswer(_ jobs: [Job], plan: GroupCommit.Plan) {
+        let records = plan.records, perJob = plan.perInput, ownCount = plan.ownCount, repeats = plan.repeats
         var own = Array(records.prefix(ownCount))
         let hook = replicateHook.withLock { $0 }?.call
         if hook != nil && !repeats.isEmpty {
@@ -415,7 +343,7 @@ public final class Engine: @unchecked Sendable {
             let metrics = engineMetrics
             Engine.deliver(waitingJobs.map { job, r in
                 if let error { return (job, .failure(error)) }
-                if case .events(_, _, let t) = job.payload {
+                if case .events = job.payload, let t = job.transport {
                     metrics.ingested(t, r.stored)
                     if r.duplicates > 0 { metrics.duplicates.increment(by: Int64(r.duplicates)) }
                 }
