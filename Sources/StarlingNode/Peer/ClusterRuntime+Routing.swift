@@ -209,9 +209,8 @@ extension ClusterRuntime {
         public var stateJSON: [UInt8]?
     }
 
-    /// Asks every member (in parallel, with a deadline), merges, dedupes by event id (replicas
-    /// hold copies), orders by `ts` then `received_at`, cuts at the limit. `partial` when a
-    /// member did not answer.
+    /// Asks every member (in parallel, with a deadline, page by page) and merges the answers
+    /// (`QueryMerge`). `partial` when a member did not answer.
     func query(scope: UInt8, id: String, query: EventQuery, on loop: EventLoop) -> EventLoopFuture<Merged> {
         let all = members.filter { $0.status != .left }
         var futures: [EventLoopFuture<QueryResult?>] = []
@@ -227,34 +226,8 @@ extension ClusterRuntime {
             }
         }
         return EventLoopFuture.whenAllSucceed(futures, on: loop).map { results in
-            var hits: [QueryHit] = []
-            var partial = false
-            var truncated = false
-            var state: [UInt8]?
-            var best: (events: Int64, lastSeen: Int64) = (-1, -1)
-            for r in results {
-                guard let r else { partial = true; continue }
-                if r.error != nil { partial = true }
-                truncated = truncated || r.truncated
-                // Every replica folds the session's events into a state; the most complete one
-                // (most events, then latest) wins. This reads through to the previous owner while
-                // a new owner is still catching up.
-                if let s = r.state, let v = try? JSONParser.parse(s), case .object(let o) = v,
-                   case .number(let ev)? = o["events"], case .number(let ls)? = o["last_seen"],
-                   let events = Int64(ev), let last = Int64(ls), (events, last) > best {
-                    best = (events, last)
-                    state = s
-                }
-                hits.append(contentsOf: r.hits)
-            }
-            hits.sort { a, b in a.ts != b.ts ? a.ts < b.ts : (a.receivedAt != b.receivedAt ? a.receivedAt < b.receivedAt : a.eventID < b.eventID) }
-            var seen = Set<String>()
-            var records: [Record] = []
-            for h in hits where seen.insert(h.eventID).inserted {
-                if records.count == query.limit { truncated = true; break }
-                records.append(Record.fromHit(h))
-            }
-            return Merged(records: records, truncated: truncated, partial: partial, stateJSON: state)
+            let m = QueryMerge.merge(results, limit: query.limit)
+            return Merged(records: m.hits.map(Record.fromHit), truncated: m.truncated, partial: m.partial, stateJSON: m.state)
         }
     }
 
