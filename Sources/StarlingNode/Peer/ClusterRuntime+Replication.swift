@@ -21,36 +21,24 @@ extension ClusterRuntime {
     }
 
     func replicate(_ records: [Record], done: @escaping @Sendable (IngestError?) -> Void) {
-        let ring = self.ring
-        var perFollower: [String: [[UInt8]]] = [:]
-        for r in records {
-            var targets = Set<String>()
-            for key in Placement.keys(of: r) {
-                guard let f = Placement.followers(of: key, ring: ring, rf: config.rf, me: config.id) else {
-                    engine.metrics.replicationFailures.increment()
-                    return done(IngestError(status: 503, code: "not_enough_replicas",
-                                            message: "fewer than rf=\(config.rf) live members for '\(key)'"))
-                }
-                targets.formUnion(f)
-            }
-            let bytes = r.encoded
-            for t in targets { perFollower[t, default: []].append(bytes) }
+        let plan: ReplicationPlan
+        switch ReplicationPlan.plan(records, ring: ring, rf: config.rf, me: config.id, frameBytes: config.limits.frameItemBytesMax) {
+        case .success(let p): plan = p
+        case .failure(.notEnoughReplicas(let key)):
+            engine.metrics.replicationFailures.increment()
+            return done(IngestError(status: 503, code: "not_enough_replicas", message: "fewer than rf=\(config.rf) live members for '\(key)'"))
         }
-        guard !perFollower.isEmpty else { return done(nil) }
+        guard !plan.shipments.isEmpty else { return done(nil) }
         let loop = group.next()
-        let budget = config.limits.frameItemBytesMax
-        // A write group can hold 20,000 events: each follower gets it in frames that fit.
-        let futures = perFollower.flatMap { follower, recs -> [EventLoopFuture<IngestError?>] in
-            let runs = FrameBudget.runs(sizes: recs.map { $0.count + FrameBudget.itemOverhead }, maxBytes: budget)
-            return runs.map { replicate(Array(recs[$0]), to: follower, on: loop) }
-        }
+        let futures = plan.shipments.map { replicate($0.records, to: $0.follower, on: loop) }
         let metrics = engine.metrics
         let started = ContinuousClock.now
         EventLoopFuture.whenAllSucceed(futures, on: loop).whenSuccess { results in
-            let failure = results.compactMap { $0 }.first
-            if failure != nil { metrics.replicationFailures.increment() }
+            // The ack rule: every frame of every follower stored.
+            let acked = Placement.acknowledged(storedLocally: true, followerAcks: results.map { $0 == nil })
+            if !acked { metrics.replicationFailures.increment() }
             metrics.replicationSeconds.record(ContinuousClock.now - started)
-            done(failure)
+            done(acked ? nil : results.compactMap { $0 }.first)
         }
     }
 
