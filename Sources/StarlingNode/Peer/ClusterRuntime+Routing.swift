@@ -300,7 +300,6 @@ extension Record {
 /// Bounded: past `Limits.forwardQueueEventsMax` events or `forwardQueueBytesMax` bytes the
 /// caller gets 503 at once.
 final class ForwardQueue: @unchecked Sendable {
-    var limits: Limits { runtime.config.limits }
 
     let owner: String
     /// `forwardRecords` or `forwardEvents`: one queue per owner and kind.
@@ -334,33 +333,26 @@ final class ForwardQueue: @unchecked Sendable {
     }
     struct Waiting {
         var payload: Payload
-        var bytes: Int
         var promise: EventLoopPromise<Result<Int, IngestError>>
     }
     struct State {
-        var waiting: [Waiting] = []
-        var queued = 0
-        var queuedBytes = 0
-        var inFlight = 0
+        var batcher: ForwardBatcher<Waiting>
         var peer = ""
     }
-    let state = Mutex(State())
+    let state: Mutex<State>
 
     init(owner: String, kind: MessageKind, runtime: ClusterRuntime) {
         self.owner = owner
         self.kind = kind
         self.runtime = runtime
+        state = Mutex(State(batcher: ForwardBatcher(limits: runtime.config.limits)))
     }
 
     func enqueue(_ payload: Payload, peer: String, promise: EventLoopPromise<Result<Int, IngestError>>) {
         let count = payload.count
         let bytes = payload.bytes
         let ok = state.withLock { s -> Bool in
-            guard s.queued + count <= limits.forwardQueueEventsMax,
-                  s.queuedBytes + bytes <= limits.forwardQueueBytesMax else { return false }
-            s.waiting.append(Waiting(payload: payload, bytes: bytes, promise: promise))
-            s.queued += count
-            s.queuedBytes += bytes
+            guard s.batcher.enqueue(Waiting(payload: payload, promise: promise), count: count, bytes: bytes) else { return false }
             s.peer = peer
             return true
         }
@@ -374,25 +366,8 @@ final class ForwardQueue: @unchecked Sendable {
 
     func pump() {
         while true {
-            let next: ([Waiting], String)? = state.withLock { s in
-                guard s.inFlight < limits.forwardBatchesInFlightMax, !s.waiting.isEmpty else { return nil }
-                // Whole pieces (each fits a frame, see `forward`) until the count or the bytes are full.
-                var take = 0, n = 0, bytes = 0
-                let budget = limits.frameItemBytesMax
-                while take < s.waiting.count {
-                    let next = s.waiting[take]
-                    if take > 0 && (n + next.payload.count > limits.forwardBatchEventsMax || bytes + next.bytes > budget) { break }
-                    n += next.payload.count
-                    bytes += next.bytes
-                    take += 1
-                }
-                let group = Array(s.waiting[0..<take])
-                s.waiting.removeFirst(take)
-                s.queued -= n
-                s.queuedBytes -= bytes
-                s.inFlight += 1
-                return (group, s.peer)
-            }
+            // Whole pieces (each fits a frame, see `forward`) until the count or the bytes are full.
+            let next: ([Waiting], String)? = state.withLock { s in s.batcher.nextBatch().map { ($0, s.peer) } }
             guard let (group, peer) = next else { return }
             send(group, peer: peer)
         }
@@ -429,7 +404,7 @@ final class ForwardQueue: @unchecked Sendable {
                 case .failure(let e): w.promise.succeed(.failure(e))
                 }
             }
-            state.withLock { $0.inFlight -= 1 }
+            state.withLock { $0.batcher.finished() }
             pump()
         }
     }
