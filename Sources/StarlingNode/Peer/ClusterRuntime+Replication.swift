@@ -130,17 +130,14 @@ extension ClusterRuntime {
 
     /// Pulls, page by page from every live peer, the records this node should hold. One
     /// catch-up streams at a time; a plan that arrives meanwhile waits its turn.
-    func runCatchUp(since: Int64, previousMembers: [String], mode: CatchUpRequest.Mode = .handoff) {
-        let startNow: Bool = catchUpState.withLock { s in
-            if s.running > 0 {
-                // Bounded: beyond a few waiting plans, the periodic pass covers what is dropped.
-                if s.queued.count < config.limits.catchUpPlansQueuedMax { s.queued.append((since, previousMembers, mode)) }
-                return false
-            }
-            s.running = 1
-            return true
-        }
-        guard startNow else { return }
+    func runCatchUp(_ plan: CatchUpPlanner.Plan) {
+        guard catchUpPlanner.withLock({ $0.request(plan) }) else { return }
+        stream(plan)
+    }
+
+    /// Streams one plan from every live peer; then the next queued plan, if any.
+    func stream(_ plan: CatchUpPlanner.Plan) {
+        let (since, previousMembers, mode) = (plan.since, plan.previousMembers, plan.mode)
         engine.metrics.catchUpRunning.set(Double(1))
         let peers = members.filter { $0.id != config.id && $0.status.isLive }
         let loop = group.next()
@@ -163,12 +160,9 @@ extension ClusterRuntime {
             case .failure(let e):
                 logger.warning("catch-up incomplete: \(e)")
             }
-            let next: (Int64, [String], CatchUpRequest.Mode)? = catchUpState.withLock { s in
-                s.running = 0
-                return s.queued.isEmpty ? nil : s.queued.removeFirst()
-            }
-            engine.metrics.catchUpRunning.set(Double(0))
-            if let next { runCatchUp(since: next.0, previousMembers: next.1, mode: next.2) }
+            let next = catchUpPlanner.withLock { $0.finished() }
+            engine.metrics.catchUpRunning.set(Double(next == nil ? 0 : 1))
+            if let next { stream(next) }
         }
     }
 

@@ -23,25 +23,17 @@ public final class ClusterRuntime: @unchecked Sendable {
     var tickTask: RepeatedTask?
     var antiEntropyTask: RepeatedTask?
     let seeds: [String]
-    struct CatchUpState {
-        var running = 0
-        /// Whether the first catch-up after start has been scheduled.
-        var started = false
-        var previousRing: [String] = []
-        var queued: [(Int64, [String], CatchUpRequest.Mode)] = []
-    }
-    let catchUpState = Mutex(CatchUpState())
+    /// When to pull what from peers (pure; see `CatchUpPlanner`).
+    let catchUpPlanner: Mutex<CatchUpPlanner>
     /// Set when the node stops: ingest answers 503 `shutting_down` (see `beginDrain`).
     let draining = Atomic<Bool>(false)
     /// Rings built from member lists in peers' catch-up requests.
     let rings = RingCache()
-    /// Catch-up after a restart starts this long before the newest record we hold.
-    static let restartCatchUpMarginMs: Int64 = 120_000
-    /// Anti-entropy: every interval, pull what we replicate that arrived within the window. It
-    /// repairs copies a stand-in took while views briefly differed (our own ring never changed,
-    /// so no ring-change catch-up ran) and peers that failed during a catch-up.
+    /// Anti-entropy: every interval, pull what we replicate that arrived within the window
+    /// (`CatchUpPlanner.antiEntropyWindowMs`). It repairs copies a stand-in took while views
+    /// briefly differed (our own ring never changed, so no ring-change catch-up ran) and peers
+    /// that failed during a catch-up.
     static let antiEntropyInterval: TimeAmount = .seconds(30)
-    static let antiEntropyWindowMs: Int64 = 120_000
 
     public var selfID: String { config.id }
     public static let queryTimeout: TimeAmount = .seconds(2)
@@ -68,6 +60,7 @@ public final class ClusterRuntime: @unchecked Sendable {
         let me = MemberInfo(id: config.id, peer: peerAddress, http: httpAddress, incarnation: m.incarnation, status: .joining)
         membership = Mutex(Membership(me: me, settings: MembershipSettings(), seed: engine.random.next()))
         ringState = Mutex((HashRing(members: [config.id]), 0))
+        catchUpPlanner = Mutex(CatchUpPlanner(queuedMax: config.limits.catchUpPlansQueuedMax))
         // Seeds: --join, else the peers remembered from the last run (restart without --join).
         seeds = (config.join.isEmpty ? m.peers : config.join.map(\.description)).filter { $0 != peerAddress }
     }
@@ -87,8 +80,11 @@ public final class ClusterRuntime: @unchecked Sendable {
             self.execute(d)
         }
         antiEntropyTask = group.next().scheduleRepeatedTask(initialDelay: Self.antiEntropyInterval, delay: Self.antiEntropyInterval) { [weak self] _ in
-            guard let self, self.config.rf > 1, self.ring.members.contains(self.config.id), self.ring.members.count > 1 else { return }
-            self.runCatchUp(since: now() - Self.antiEntropyWindowMs, previousMembers: [], mode: .standIn)
+            guard let self else { return }
+            let now = self.now()
+            let ring = self.ring.members
+            guard let plan = self.catchUpPlanner.withLock({ $0.antiEntropy(now: now, ring: ring, me: self.config.id, rf: self.config.rf) }) else { return }
+            self.runCatchUp(plan)
         }
     }
 
@@ -158,26 +154,16 @@ public final class ClusterRuntime: @unchecked Sendable {
     /// new node: the handoff of its share). Later changes: only the keys the new ring made this
     /// node responsible for.
     func scheduleCatchUp(ring newMembers: [String]) {
-        let meInRing = newMembers.contains(config.id)
-        let plan: (since: Int64, previous: [String])? = catchUpState.withLock { s in
-            defer { s.previousRing = newMembers }
-            guard meInRing, newMembers.count > 1 else { return nil }
-            if !s.started {
-                s.started = true
-                let newest = engine.newestReceivedAt
-                return (newest == 0 ? 0 : newest - Self.restartCatchUpMarginMs, [])
-            }
-            guard !s.previousRing.isEmpty, s.previousRing != newMembers else { return nil }
-            return (0, s.previousRing)
-        }
-        guard let plan else { return }
+        let newest = engine.newestReceivedAt
+        let me = config.id
+        guard let plan = catchUpPlanner.withLock({ $0.ringChanged(to: newMembers, me: me, newestReceivedAt: newest) }) else { return }
         // Let the view settle (gossip reaches the others) before pulling.
         group.next().scheduleTask(in: .milliseconds(500)) { [weak self] in
-            self?.runCatchUp(since: plan.since, previousMembers: plan.previous)
+            self?.runCatchUp(plan)
         }
     }
 
-    public var catchingUp: Bool { catchUpState.withLock { $0.running > 0 } }
+    public var catchingUp: Bool { catchUpPlanner.withLock { $0.running } }
 
     /// The connection to `peer`, made on first use. Bounded (`Limits.peerClientsMax`): clients of
     /// addresses no member has any more are dropped on every membership change; past the bound

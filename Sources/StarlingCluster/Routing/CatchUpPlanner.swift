@@ -1,0 +1,75 @@
+import StarlingCore
+
+/// When a node pulls records from its peers, and what (pure). ARCHITECTURE "Catch-up":
+/// - the first time the node is in a ring with others: everything since a little before its
+///   newest record (a restart), or everything (a new node: the handoff of its share);
+/// - after every later ring change: only the keys the new ring made it responsible for (the
+///   plan carries the previous ring, so peers send only those);
+/// - every anti-entropy interval: the copies of the last window that peers hold as stand-ins;
+/// - one catch-up streams at a time; plans that arrive meanwhile wait, a few at most (the next
+///   anti-entropy pass covers what is dropped).
+public struct CatchUpPlanner: Sendable {
+    public struct Plan: Sendable, Equatable {
+        public var since: Int64
+        public var previousMembers: [String]
+        public var mode: CatchUpRequest.Mode
+        public init(since: Int64, previousMembers: [String], mode: CatchUpRequest.Mode) {
+            self.since = since
+            self.previousMembers = previousMembers
+            self.mode = mode
+        }
+    }
+
+    /// A restart pulls from this long before its newest record.
+    public var restartMarginMs: Int64 = 120_000
+    /// Anti-entropy pulls what arrived within this window.
+    public var antiEntropyWindowMs: Int64 = 120_000
+    public var queuedMax: Int
+
+    public private(set) var started = false
+    public private(set) var previousRing: [String] = []
+    public private(set) var running = false
+    public private(set) var queued: [Plan] = []
+
+    public init(queuedMax: Int) { self.queuedMax = queuedMax }
+
+    /// The ring changed to `members` (sorted): the plan to run once the view has settled, if any.
+    /// `newestReceivedAt` is the receive time of the newest record this node holds (0: none).
+    public mutating func ringChanged(to members: [String], me: String, newestReceivedAt: Int64) -> Plan? {
+        defer { previousRing = members }
+        guard members.contains(me), members.count > 1 else { return nil }
+        if !started {
+            started = true
+            let since = newestReceivedAt == 0 ? 0 : TimeMath.subtract(newestReceivedAt, restartMarginMs)
+            return Plan(since: since, previousMembers: [], mode: .handoff)
+        }
+        guard !previousRing.isEmpty, previousRing != members else { return nil }
+        return Plan(since: 0, previousMembers: previousRing, mode: .handoff)
+    }
+
+    /// The periodic pass, when this node replicates (rf > 1) in a ring with others.
+    public func antiEntropy(now: Int64, ring members: [String], me: String, rf: Int) -> Plan? {
+        guard rf > 1, members.contains(me), members.count > 1 else { return nil }
+        return Plan(since: TimeMath.subtract(now, antiEntropyWindowMs), previousMembers: [], mode: .standIn)
+    }
+
+    /// A plan wants to run: true to start it now; otherwise it waits (or is dropped past the bound).
+    public mutating func request(_ plan: Plan) -> Bool {
+        if running {
+            if queued.count < queuedMax { queued.append(plan) }
+            return false
+        }
+        running = true
+        return true
+    }
+
+    /// The running catch-up finished (whatever its outcome): the next plan to start, if any.
+    public mutating func finished() -> Plan? {
+        precondition(running, "a catch-up finished while none was running (\(queued.count) queued)")
+        guard !queued.isEmpty else {
+            running = false
+            return nil
+        }
+        return queued.removeFirst()
+    }
+}

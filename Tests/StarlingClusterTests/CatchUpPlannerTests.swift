@@ -1,0 +1,50 @@
+import Testing
+import StarlingCore
+@testable import StarlingCluster
+
+@Suite struct CatchUpPlannerTests {
+    typealias Plan = CatchUpPlanner.Plan
+
+    @Test func firstRingWithOthersPullsFromBeforeTheNewestRecordOrEverything() {
+        var restarted = CatchUpPlanner(queuedMax: 4)
+        let alone = restarted.ringChanged(to: ["a"], me: "a", newestReceivedAt: 500_000)
+        let together = restarted.ringChanged(to: ["a", "b"], me: "a", newestReceivedAt: 500_000)
+        #expect(alone == nil, "alone: nothing to pull")
+        #expect(together == Plan(since: 500_000 - 120_000, previousMembers: [], mode: .handoff))
+        var fresh = CatchUpPlanner(queuedMax: 4)
+        let joined = fresh.ringChanged(to: ["a", "b", "c"], me: "c", newestReceivedAt: 0)
+        // Later changes pull only what the new ring added, against the previous ring.
+        let same = fresh.ringChanged(to: ["a", "b", "c"], me: "c", newestReceivedAt: 9)
+        let shrunk = fresh.ringChanged(to: ["a", "c"], me: "c", newestReceivedAt: 9)
+        let outside = fresh.ringChanged(to: ["a", "b"], me: "c", newestReceivedAt: 9)
+        #expect(joined == Plan(since: 0, previousMembers: [], mode: .handoff))
+        #expect(same == nil, "same ring")
+        #expect(shrunk == Plan(since: 0, previousMembers: ["a", "b", "c"], mode: .handoff))
+        #expect(outside == nil, "not in the ring")
+        #expect(fresh.previousRing == ["a", "b"])
+    }
+
+    @Test func antiEntropyOnlyWhenReplicatingWithOthers() {
+        let p = CatchUpPlanner(queuedMax: 4)
+        #expect(p.antiEntropy(now: 1_000_000, ring: ["a", "b"], me: "a", rf: 2) == Plan(since: 880_000, previousMembers: [], mode: .standIn))
+        #expect(p.antiEntropy(now: 1_000_000, ring: ["a", "b"], me: "a", rf: 1) == nil)
+        #expect(p.antiEntropy(now: 1_000_000, ring: ["a"], me: "a", rf: 2) == nil)
+        #expect(p.antiEntropy(now: .min, ring: ["a", "b"], me: "a", rf: 2)?.since == .min, "clamped, never traps")
+    }
+
+    @Test func oneAtATimeWithABoundedQueue() {
+        var p = CatchUpPlanner(queuedMax: 2)
+        let plans = (0..<5).map { Plan(since: Int64($0), previousMembers: [], mode: .handoff) }
+        var started: [Bool] = []
+        for plan in plans { started.append(p.request(plan)) }
+        #expect(started == [true, false, false, false, false])
+        #expect(p.queued == [plans[1], plans[2]], "two wait; the rest are dropped")
+        var next: [Plan?] = [p.finished()]
+        #expect(p.running)
+        next.append(p.finished())
+        next.append(p.finished())
+        #expect(next == [plans[1], plans[2], nil] && !p.running)
+        let again = p.request(plans[4])
+        #expect(again)
+    }
+}
