@@ -6,6 +6,7 @@ events, and 3 nodes rf=2 with 100-event batches to node 1. Writes a markdown tab
 medians to --out (and prints it). Speed is measured here, never asserted in tests.
 
     python3 ops/bench/ab.py --a OLD/starling --b .build/release/starling --rounds 3 --out /tmp/ab.md
+    python3 ops/bench/ab.py --a BIN --b BIN --a-args="--fsync interval" --b-args="--fsync always"
 """
 import argparse, json, os, shutil, statistics, subprocess, sys, tempfile, time
 
@@ -23,9 +24,9 @@ def cpu_seconds(pid):
     fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
-def one(binary, tool, n, rf, args, seconds, base):
+def one(binary, node_args, tool, n, rf, args, seconds, base):
     work = tempfile.mkdtemp(prefix="starling-ab-")
-    procs = start_nodes(binary, work, n, rf, base=base)
+    procs = start_nodes(binary, work, n, rf, base=base, extra=node_args)
     try:
         if n > 1 and not wait_members([base + k for k in range(1, n + 1)], n, 30):
             sys.exit("error: the cluster did not form")
@@ -47,6 +48,8 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--a", required=True, help="baseline binary")
     ap.add_argument("--b", required=True, help="candidate binary (also the load tool)")
+    ap.add_argument("--a-args", default="", help="extra node flags for A (one string)")
+    ap.add_argument("--b-args", default="", help="extra node flags for B")
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--seconds", type=int, default=8)
     ap.add_argument("--out", default="ab.md")
@@ -54,12 +57,12 @@ def main():
     results = {}
     for r in range(a.rounds):
         for label, n, rf, args in LOADS:
-            for name, binary in (("A", a.a), ("B", a.b)):
-                s = one(binary, a.b, n, rf, args, a.seconds, base=18100 + 10 * r)
+            for name, binary, extra in (("A", a.a, a.a_args.split()), ("B", a.b, a.b_args.split())):
+                s = one(binary, extra, a.b, n, rf, args, a.seconds, base=18100 + 10 * r)
                 results.setdefault((label, name), []).append(s)
                 print(f"round {r + 1} {name} {label}: {s['events_per_second']:,.0f} events/s, p99 {s['p99_ms']:.2f} ms, "
                       f"{s['cpu_us_per_event']:.1f} CPU-µs/event", file=sys.stderr)
-    lines = [f"A = {a.a}, B = {a.b}; medians of {a.rounds} alternating rounds of {a.seconds} s", "",
+    lines = [f"A = {a.a} {a.a_args}, B = {a.b} {a.b_args}; medians of {a.rounds} alternating rounds of {a.seconds} s", "",
              "| load | A events/s | B events/s | B/A | A p99 ms | B p99 ms | A CPU-µs/event | B CPU-µs/event |",
              "|---|---|---|---|---|---|---|---|"]
     for label, _, _, _ in LOADS:

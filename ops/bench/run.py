@@ -109,12 +109,13 @@ def wait_members(ports, n, seconds=30):
         time.sleep(0.3)
     return False
 
-def start_nodes(binary, work, n, rf, base=18100):
+def start_nodes(binary, work, n, rf, base=18100, extra=()):
     procs = []
     for k in range(1, n + 1):
         args = [binary, "node", "--id", f"n{k}", "--data", f"{work}/n{k}", "--http", f"127.0.0.1:{base + k}",
                 "--udp", f"127.0.0.1:{base + k}", "--peer", f"127.0.0.1:{base + 100 + k}", "--rf", str(rf), "--log-level", "error"]
         if k > 1: args += ["--join", f"127.0.0.1:{base + 101}"]
+        args += list(extra)
         procs.append(subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
         time.sleep(0.3)
     for k in range(1, n + 1):
