@@ -18,11 +18,13 @@ final class HTTPHandler: ChannelInboundHandler, RemovableChannelHandler {
 
     let api: NodeAPI
     let inFlight: InFlightCounter
+    let listener: APIRequest.Listener
     var state = State.idle
     /// The peer's address as text, formatted once per connection.
     var remoteIP: String??
 
-    init(api: NodeAPI, inFlight: InFlightCounter) {
+    init(api: NodeAPI, inFlight: InFlightCounter, listener: APIRequest.Listener = .main) {
+        self.listener = listener
         self.api = api
         self.inFlight = inFlight
     }
@@ -76,7 +78,8 @@ final class HTTPHandler: ChannelInboundHandler, RemovableChannelHandler {
     func dispatch(context: ChannelHandlerContext, head: HTTPRequestHead, body: ByteBuffer?, started: ContinuousClock.Instant) {
         if remoteIP == nil { remoteIP = .some(context.channel.remoteAddress?.ipAddress) }
         let remote = remoteIP ?? nil
-        let req = APIRequest(method: head.method, uri: head.uri, headers: head.headers, body: body, remoteIP: remote)
+        var req = APIRequest(method: head.method, uri: head.uri, headers: head.headers, body: body, remoteIP: remote)
+        req.listener = listener
         inFlight.add(1)
         let future = api.handle(req, on: context.eventLoop)
         let bound = NIOLoopBound((self, context), eventLoop: context.eventLoop)

@@ -12,6 +12,9 @@ public struct APIRequest: Sendable {
     public var body: ByteBuffer?
     /// The TCP peer's address (nil for in-memory tests, treated as a trusted local proxy).
     public var remoteIP: String?
+    /// Which listener the request came to.
+    public var listener: Listener = .main
+    public enum Listener: Sendable { case main, metrics }
 
     public init(method: HTTPMethod, uri: String, headers: HTTPHeaders = [:], body: ByteBuffer? = nil, remoteIP: String? = nil) {
         self.method = method
@@ -127,11 +130,27 @@ public final class NodeAPI: Sendable {
                                                                       message: "use \(allowed) for /\(segs.joined(separator: "/"))"),
                                                           headers: [("Allow", allowed)]))
         }
+        if req.listener == .metrics {
+            // The metrics listener serves metrics and liveness, nothing else.
+            switch segs {
+            case ["metrics"]: return only(get, "GET", { loop.makeSucceededFuture(metricsAnswer()) })
+            case ["healthz"]: return only(get, "GET", { loop.makeSucceededFuture(.json(.ok, .object(JSONObject([("status", .string("ok"))])))) })
+            default: return loop.makeSucceededFuture(.notFound("the metrics listener serves /metrics and /healthz"))
+            }
+        }
+        if segs.first == "v1" && segs.dropFirst().first == "admin", let refusal = adminRefusal(req) {
+            engine.metrics.adminRefused.increment()
+            return loop.makeSucceededFuture(.error(refusal))
+        }
         switch segs.count {
         case 1 where segs[0] == "t.gif": return only(get, "GET", { pixel(req, q, loop) })
         case 1 where segs[0] == "healthz": return only(get, "GET", { loop.makeSucceededFuture(.json(.ok, .object(JSONObject([("status", .string("ok"))])))) })
         case 1 where segs[0] == "readyz": return only(get, "GET", { loop.makeSucceededFuture(readyz()) })
-        case 1 where segs[0] == "metrics": return only(get, "GET", { loop.makeSucceededFuture(APIResponse(status: .ok, contentType: "text/plain; version=0.0.4", body: engine.metrics.exposition())) })
+        case 1 where segs[0] == "metrics":
+            guard config.metricsListen == nil else {
+                return loop.makeSucceededFuture(.notFound("metrics are served on the metrics listener (--metrics)"))
+            }
+            return only(get, "GET", { loop.makeSucceededFuture(metricsAnswer()) })
         case 2 where segs[0] == "v1" && segs[1] == "events": return only(req.method == .POST, "POST", { ingest(req, loop) })
         case 2 where segs[0] == "v1" && segs[1] == "identify": return only(req.method == .POST, "POST", { identify(req, loop) })
         case 2 where segs[0] == "v1" && segs[1] == "cluster": return only(get, "GET", { loop.makeSucceededFuture(clusterView()) })
@@ -361,6 +380,38 @@ public final class NodeAPI: Sendable {
     }
 
     // MARK: Operations
+
+    func metricsAnswer() -> APIResponse {
+        APIResponse(status: .ok, contentType: "text/plain; version=0.0.4", body: engine.metrics.exposition())
+    }
+
+    /// Why an admin call is refused, or nil. With a token: the bearer token must match (compared
+    /// in constant time). Without one: only a loopback client that came through no proxy (a
+    /// load balancer on the same host adds X-Forwarded-For) may call.
+    func adminRefusal(_ req: APIRequest) -> IngestError? {
+        if let token = config.adminToken {
+            let given = req.headers.first(name: "authorization").flatMap { h -> Substring? in
+                h.hasPrefix("Bearer ") ? h.dropFirst(7) : nil
+            }
+            guard let given, Self.constantTimeEqual(Array(given.utf8), Array(token.utf8)) else {
+                return IngestError(status: 401, code: "unauthorized", message: "admin calls need Authorization: Bearer <admin token>")
+            }
+            return nil
+        }
+        let peer = req.remoteIP.flatMap(IPAddress.init) ?? IPAddress("127.0.0.1")
+        let loopback = CIDR.parseList("127.0.0.0/8,::1/128") ?? []
+        guard let peer, loopback.contains(where: { $0.contains(peer) }), !req.headers.contains(name: "x-forwarded-for") else {
+            return IngestError(status: 403, code: "forbidden",
+                               message: "admin calls are taken from this host only, not through a proxy; set --admin-token-file to call from elsewhere")
+        }
+        return nil
+    }
+
+    static func constantTimeEqual(_ a: [UInt8], _ b: [UInt8]) -> Bool {
+        var diff = UInt8(a.count == b.count ? 0 : 1)
+        for i in 0..<max(a.count, b.count) { diff |= (i < a.count ? a[i] : 0) ^ (i < b.count ? b[i] : 0) }
+        return diff == 0
+    }
 
     func readyz() -> APIResponse {
         guard let cluster else { return .error(IngestError(status: 503, code: "starting", message: "node is starting")) }

@@ -42,6 +42,11 @@ public struct NodeConfig: Sendable {
     public var threads = System.coreCount
     /// Seed of the node's randomness (`NodeRandom`); nil draws one from the system at start.
     public var seed: UInt64?
+    /// `/v1/admin/*` requires `Authorization: Bearer <token>` when set; when not, admin calls
+    /// are taken only from a loopback client that came through no proxy.
+    public var adminToken: String?
+    /// A separate listener for `/metrics` (and `/healthz`); the public port then serves no metrics.
+    public var metricsListen: HostPort?
 
     public init(id: String, dataDir: String, http: HostPort, peer: HostPort) {
         self.id = id

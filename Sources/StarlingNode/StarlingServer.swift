@@ -27,6 +27,7 @@ public final class StarlingServer: Sendable {
     public let httpAddress: Mutex<SocketAddress?> = Mutex(nil)
     public let udpAddress: Mutex<SocketAddress?> = Mutex(nil)
     public let peerAddress: Mutex<SocketAddress?> = Mutex(nil)
+    public let metricsAddress: Mutex<SocketAddress?> = Mutex(nil)
 
     public init(config: NodeConfig, logger: Logger, clock: @escaping @Sendable () -> Int64 = StarlingServer.systemMillis) throws {
         self.config = config
@@ -47,6 +48,7 @@ public final class StarlingServer: Sendable {
     public var httpPort: Int? { httpAddress.withLock { $0?.port } }
     public var udpPort: Int? { udpAddress.withLock { $0?.port } }
     public var peerPort: Int? { peerAddress.withLock { $0?.port } }
+    public var metricsPort: Int? { metricsAddress.withLock { $0?.port } }
 
     public func start() throws {
         let api = self.api
@@ -67,6 +69,22 @@ public final class StarlingServer: Sendable {
             .bind(host: config.http.host, port: config.http.port).wait()
         httpAddress.withLock { $0 = http.localAddress }
         channels.withLock { $0.append(http) }
+
+        if let m = config.metricsListen {
+            let metrics = try ServerBootstrap(group: group)
+                .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+                .childChannelInitializer { channel in
+                    channel.eventLoop.makeCompletedFuture {
+                        let sync = channel.pipeline.syncOperations
+                        try sync.addHandler(IdleStateHandler(readTimeout: .seconds(60)))
+                        try sync.configureHTTPServerPipeline(withErrorHandling: true, withOutboundHeaderValidation: false)
+                        try sync.addHandler(HTTPHandler(api: api, inFlight: inFlight, listener: .metrics))
+                    }
+                }
+                .bind(host: m.host, port: m.port).wait()
+            metricsAddress.withLock { $0 = metrics.localAddress }
+            channels.withLock { $0.append(metrics) }
+        }
 
         if let udp = config.udp {
             let u = try DatagramBootstrap(group: group)

@@ -87,6 +87,7 @@ struct ClusterCommand: ParsableCommand {
             abstract: "Ask member ID to leave the cluster gracefully (its data stays on its replicas) and exit 0.")
         @OptionGroup var address: NodeAddress
         @Argument(help: "member id") var id: String
+        @Option(name: .customLong("token-file"), help: "File holding the member's admin token (its --admin-token-file).") var tokenFile: String?
 
         func run() throws {
             let r = try address.call("GET", "/v1/cluster")
@@ -98,7 +99,14 @@ struct ClusterCommand: ParsableCommand {
             }
             let answer: SimpleHTTPClient.Response
             do {
-                answer = try SimpleHTTPClient.request(host: hp.host, port: hp.port, method: "POST", path: "/v1/admin/leave")
+                var headers: [(String, String)] = []
+                if let tokenFile {
+                    guard let bytes = FileManager.default.contents(atPath: tokenFile) else {
+                        throw CommandFailure(description: "error: cannot read --token-file '\(tokenFile)'")
+                    }
+                    headers.append(("Authorization", "Bearer " + String(decoding: bytes, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)))
+                }
+                answer = try SimpleHTTPClient.request(host: hp.host, port: hp.port, method: "POST", path: "/v1/admin/leave", headers: headers)
             } catch {
                 throw CommandFailure(description: "error: \(error)")
             }

@@ -34,6 +34,8 @@ struct NodeCommand: ParsableCommand {
     @Option(name: .customLong("fsync-interval-ms"), help: "fsync period for --fsync interval (default 100).") var fsyncIntervalMs: Int?
     @Option(help: "Event-loop threads (default: cores).") var threads: Int?
     @Option(name: .customLong("log-level"), help: "trace|debug|info|notice|warning|error|critical (default info).") var logLevel: String?
+    @Option(name: .customLong("admin-token-file"), help: "File holding the token that /v1/admin/* calls must send as 'Authorization: Bearer TOKEN' (default: admin calls only from this host, not through a proxy).") var adminTokenFile: String?
+    @Option(help: "Separate listen address HOST:PORT for /metrics (then the HTTP port serves no metrics).") var metrics: String?
     @Option(help: "TOML file with the same settings (keys as the flags without dashes); flags win.") var config: String?
 
     func run() throws {
@@ -96,7 +98,8 @@ struct NodeCommand: ParsableCommand {
                 throw ConfigError(description: "config file \(path) is not valid TOML: \(error)")
             }
             let known: Set<String> = ["id", "data", "http", "peer", "udp", "join", "rf", "trusted_proxy", "rate_limit", "short_ttl",
-                                      "long_ttl", "retention_days", "archive", "fsync", "fsync_interval_ms", "threads", "log_level"]
+                                      "long_ttl", "retention_days", "archive", "fsync", "fsync_interval_ms", "threads", "log_level",
+                                      "admin_token_file", "metrics"]
             if let bad = file.keys.sorted().first(where: { !known.contains($0) }) {
                 throw ConfigError(description: "config file \(path): unknown key '\(bad)'")
             }
@@ -126,6 +129,18 @@ struct NodeCommand: ParsableCommand {
         if let u = try str(udp, "udp") {
             guard let a = HostPort(u) else { throw ConfigError(description: "invalid --udp '\(u)': expected HOST:PORT") }
             c.udp = a
+        }
+        if let m = try str(metrics, "metrics") {
+            guard let a = HostPort(m) else { throw ConfigError(description: "invalid --metrics '\(m)': expected HOST:PORT") }
+            c.metricsListen = a
+        }
+        if let f = try str(adminTokenFile, "admin_token_file") {
+            guard let bytes = FileIO.readFile(f) else {
+                throw ConfigError(description: "cannot read --admin-token-file '\(f)'")
+            }
+            let token = String(String(decoding: bytes, as: UTF8.self).drop { $0.isWhitespace }.reversed().drop { $0.isWhitespace }.reversed())
+            guard token.utf8.count >= 16 else { throw ConfigError(description: "--admin-token-file '\(f)': the token must be at least 16 bytes") }
+            c.adminToken = token
         }
         if let j = try str(join, "join") {
             var list: [HostPort] = []
