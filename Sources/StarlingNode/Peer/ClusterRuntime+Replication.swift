@@ -131,7 +131,7 @@ extension ClusterRuntime {
     /// Pulls, page by page from every live peer, the records this node should hold. One
     /// catch-up streams at a time; a plan that arrives meanwhile waits its turn.
     func runCatchUp(_ plan: CatchUpPlanner.Plan) {
-        guard catchUpPlanner.withLock({ $0.request(plan) }) else { return }
+        guard !draining.load(ordering: .relaxed), catchUpPlanner.withLock({ $0.request(plan) }) else { return }
         stream(plan)
     }
 
@@ -145,7 +145,9 @@ extension ClusterRuntime {
         for m in peers {
             // A peer that fails does not stop the others; the periodic pass retries it.
             chain = chain.flatMap { [self] total in
-                pull(from: m.peer, since: since, previous: previousMembers, mode: mode, after: nil, on: loop)
+                // Stopping: no new pulls, so the chain ends before the event loops do.
+                if draining.load(ordering: .relaxed) { return loop.makeSucceededFuture(total) }
+                return pull(from: m.peer, since: since, previous: previousMembers, mode: mode, after: nil, on: loop)
                     .map { total + $0 }
                     .recover { [self] error in
                         logger.warning("catch-up from \(m.id) failed: \(error)")
@@ -160,7 +162,9 @@ extension ClusterRuntime {
             case .failure(let e):
                 logger.warning("catch-up incomplete: \(e)")
             }
-            let next = catchUpPlanner.withLock { $0.finished() }
+            var next = catchUpPlanner.withLock { $0.finished() }
+            // Stopping: the queued plans are dropped.
+            while next != nil && draining.load(ordering: .relaxed) { next = catchUpPlanner.withLock { $0.finished() } }
             engine.metrics.catchUpRunning.set(Double(next == nil ? 0 : 1))
             if let next { stream(next) }
         }
@@ -197,7 +201,7 @@ extension ClusterRuntime {
                 }
             }
             return p.futureResult.flatMap { [self] n in
-                guard let next = page.nextKey else { return loop.makeSucceededFuture(n) }
+                guard let next = page.nextKey, !draining.load(ordering: .relaxed) else { return loop.makeSucceededFuture(n) }
                 let cursor = Engine.CatchUpCursor(key: next, skip: Int(page.nextSkip))
                 return pull(from: peer, since: since, previous: previous, mode: mode, after: cursor, on: loop).map { n + $0 }
             }

@@ -103,10 +103,14 @@ public final class ClusterRuntime: @unchecked Sendable {
         usleep(100_000)
     }
 
-    /// Shutdown, last step, once the engine has written everything: closes peer connections
-    /// and waits for the last save of `cluster.meta`.
+    /// Shutdown, last step, once the engine has written everything: closes peer connections,
+    /// waits (bounded) for a catch-up that was streaming to wind down (its requests now fail at
+    /// once, and no new page or plan starts), so nothing is left pending on the event loops when
+    /// they shut down, and waits for the last save of `cluster.meta`.
     func closeConnections() {
         for c in clients.withLock({ Array($0.values) }) { c.close() }
+        let deadline = ContinuousClock.now + .seconds(5)
+        while catchingUp && ContinuousClock.now < deadline { usleep(5_000) }
         meta.flush()
     }
 
@@ -154,6 +158,7 @@ public final class ClusterRuntime: @unchecked Sendable {
     /// new node: the handoff of its share). Later changes: only the keys the new ring made this
     /// node responsible for.
     func scheduleCatchUp(ring newMembers: [String]) {
+        guard !draining.load(ordering: .relaxed) else { return }   // stopping: pull nothing more
         let newest = engine.newestReceivedAt
         let me = config.id
         guard let plan = catchUpPlanner.withLock({ $0.ringChanged(to: newMembers, me: me, newestReceivedAt: newest) }) else { return }
