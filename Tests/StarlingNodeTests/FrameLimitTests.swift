@@ -98,17 +98,23 @@ func noiseText(_ n: Int, seed: UInt64) -> String {
         #expect(!metrics.contains("starling_peer_protocol_errors_total 1"), "a frame was refused")
     }
 
-    /// `count` requests of 28 incompressible 32 KiB events each (about 900 KB), sent at once.
-    static func postConcurrently(_ count: Int, sid: String, port: Int) -> [Int] {
+    /// Bodies of 28 incompressible 32 KiB events each (about 900 KB).
+    static func bigBodies(_ count: Int, sid: String) -> [String] {
+        (0..<count).map { r in
+            "[" + (0..<28).map { i in
+                #"{"session_id":"\#(sid)","key":"big","event_id":"r\#(r)-\#(i)","value":"\#(noiseText(32 * 1024 - 120, seed: UInt64(r * 100 + i)))"}"#
+            }.joined(separator: ",") + "]"
+        }
+    }
+
+    /// Posts `bodies` at once, one connection each; returns the statuses.
+    static func postConcurrently(_ bodies: [String], port: Int) -> [Int] {
         let statuses = Mutex_<[Int]>([])
         let group = DispatchGroup()
-        for r in 0..<count {
+        for body in bodies {
             group.enter()
             DispatchQueue.global().async {
                 defer { group.leave() }
-                let body = "[" + (0..<28).map { i in
-                    #"{"session_id":"\#(sid)","key":"big","event_id":"r\#(r)-\#(i)","value":"\#(noiseText(32 * 1024 - 120, seed: UInt64(r * 100 + i)))"}"#
-                }.joined(separator: ",") + "]"
                 let status = (try? SimpleHTTPClient.request(host: "127.0.0.1", port: port, method: "POST", path: "/v1/events",
                                                             body: Array(body.utf8), timeoutSeconds: 30).status) ?? -1
                 statuses.lock.withLock { statuses.value.append(status) }
@@ -122,13 +128,15 @@ func noiseText(_ n: Int, seed: UInt64) -> String {
     /// `queued` holds, and returns whether it held and every request's status.
     func whileWriterHeld(_ held: LiveNode, post count: Int, sid: String, to target: LiveNode,
                          queued: () -> Bool) -> (queued: Bool, statuses: [Int]) {
+        // Built before the writer is held: the window must stay well inside the 5 s forward timeout.
+        let bodies = Self.bigBodies(count, sid: sid)
         let gate = DispatchSemaphore(value: 0)
         held.server.engine.writer.async { gate.wait() }
         let done = DispatchSemaphore(value: 0)
         let statuses = Mutex_<[Int]>([])
         let port = target.port
         DispatchQueue.global().async {
-            statuses.set(Self.postConcurrently(count, sid: sid, port: port))
+            statuses.set(Self.postConcurrently(bodies, port: port))
             done.signal()
         }
         let didQueue = eventually(20, queued)
