@@ -274,8 +274,9 @@ public final class SegmentedLog: @unchecked Sendable {
     /// refused (`RecordTooLarge`) before anything is written: it could make its block unreadable.
     public func append(_ records: [Record], nowMs: Int64) throws -> [(location: RecordLocation, seq: UInt64)] {
         guard !records.isEmpty else { return [] }
-        for (i, r) in records.enumerated() where r.encodedCount > limits.recordBytesMax {
-            throw RecordTooLarge(index: i, bytes: r.encodedCount, limit: limits.recordBytesMax)
+        let sizes = records.map(\.encodedCount)
+        if let i = sizes.firstIndex(where: { $0 > limits.recordBytesMax }) {
+            throw RecordTooLarge(index: i, bytes: sizes[i], limit: limits.recordBytesMax)
         }
         let day = Timestamps.utcDay(nowMs)
         if active == nil || active!.day != day || activeSize >= limits.segmentBytesMax {
@@ -296,9 +297,9 @@ public final class SegmentedLog: @unchecked Sendable {
             payload.removeAll(keepingCapacity: true)
             payloadCount = 0
         }
-        for r in records {
+        for (r, size) in zip(records, sizes) {
             if payloadCount > 0 && (payloadCount >= limits.blockRecordsMax || payload.count >= limits.blockBytesMax
-                                    || payload.count + r.encodedCount > maxPayloadBytes) {
+                                    || payload.count + size > maxPayloadBytes) {
                 flushBlock()
             }
             if payloadCount == 0 { blockFirstSeq = seq }

@@ -549,10 +549,14 @@ public final class Engine: @unchecked Sendable {
         for (n, w) in wanted.enumerated() {
             let key = w.ringKey
             let isIdentity = w.subject.isIdentity
+            var (userID, terminalID) = ("", "")
+            switch w.subject {
+            case .user(let u): userID = u
+            case .terminal(let t): terminalID = t
+            case .session: break
+            }
             let keyLinks = w.links.map { l in
-                Record(kind: .link, ts: l.linkedAt, receivedAt: l.linkedAt, sessionID: l.sessionID,
-                       userID: w.subject == .user(w.subject.id) ? w.subject.id : "",
-                       terminalID: w.subject == .terminal(w.subject.id) ? w.subject.id : "")
+                Record(kind: .link, ts: l.linkedAt, receivedAt: l.linkedAt, sessionID: l.sessionID, userID: userID, terminalID: terminalID)
             }
             let keyRefs = w.refs
             var item = from.map { $0.skip > 0 && $0.key == key ? $0.skip : 0 } ?? 0

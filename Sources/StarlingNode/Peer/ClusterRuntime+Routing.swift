@@ -130,17 +130,19 @@ extension ClusterRuntime {
         // records): it goes in pieces that each fit, and the queue packs whole pieces into frames.
         var futures: [EventLoopFuture<Result<Int, IngestError>>] = []
         let budget = config.limits.frameItemBytesMax
-        for run in FrameBudget.runs(sizes: records.map(ForwardQueue.Payload.size), maxBytes: budget, maxCount: config.limits.forwardBatchEventsMax) {
-            futures.append(enqueueForward(.records(Array(records[run])), to: owner, peer: peer, on: loop))
+        let recordSizes = records.map(ForwardQueue.Payload.size)
+        for run in FrameBudget.runs(sizes: recordSizes, maxBytes: budget, maxCount: config.limits.forwardBatchEventsMax) {
+            futures.append(enqueueForward(.records(Array(records[run])), bytes: recordSizes[run].reduce(0, +), to: owner, peer: peer, on: loop))
         }
-        for run in FrameBudget.runs(sizes: loose.map(ForwardQueue.Payload.size), maxBytes: budget, maxCount: config.limits.forwardBatchEventsMax) {
-            futures.append(enqueueForward(.events(Array(loose[run])), to: owner, peer: peer, on: loop))
+        let looseSizes = loose.map(ForwardQueue.Payload.size)
+        for run in FrameBudget.runs(sizes: looseSizes, maxBytes: budget, maxCount: config.limits.forwardBatchEventsMax) {
+            futures.append(enqueueForward(.events(Array(loose[run])), bytes: looseSizes[run].reduce(0, +), to: owner, peer: peer, on: loop))
         }
         engine.metrics.forwardedEvents.increment(by: Int64(events.count))
         return Self.total(of: futures, on: loop)
     }
 
-    func enqueueForward(_ payload: ForwardQueue.Payload, to owner: String, peer: String, on loop: EventLoop) -> EventLoopFuture<Result<Int, IngestError>> {
+    func enqueueForward(_ payload: ForwardQueue.Payload, bytes: Int, to owner: String, peer: String, on loop: EventLoop) -> EventLoopFuture<Result<Int, IngestError>> {
         let kind = payload.kind
         let queue = forwarders.withLock { f in
             let key = "\(owner)|\(kind.rawValue)"
@@ -150,7 +152,7 @@ extension ClusterRuntime {
             return q
         }
         let p = loop.makePromise(of: Result<Int, IngestError>.self)
-        queue.enqueue(payload, peer: peer, promise: p)
+        queue.enqueue(payload, bytes: bytes, peer: peer, promise: p)
         return p.futureResult
     }
 
@@ -315,13 +317,7 @@ final class ForwardQueue: @unchecked Sendable {
             case .records(let r): return r.count
             }
         }
-        /// Bytes in a frame body (what `Limits.frameItemBytesMax` bounds).
-        var bytes: Int {
-            switch self {
-            case .events(let e): return e.reduce(0) { $0 + Self.size($1) }
-            case .records(let r): return r.reduce(0) { $0 + Self.size($1) }
-            }
-        }
+        /// An item's bytes in a frame body (what `Limits.frameItemBytesMax` bounds).
         static func size(_ e: ForwardedEvent) -> Int { e.json.count + e.ip.utf8.count + FrameBudget.itemOverhead }
         static func size(_ r: RecordBatch.Item) -> Int { r.record.count + FrameBudget.itemOverhead }
         var kind: MessageKind {
@@ -348,9 +344,9 @@ final class ForwardQueue: @unchecked Sendable {
         state = Mutex(State(batcher: ForwardBatcher(limits: runtime.config.limits)))
     }
 
-    func enqueue(_ payload: Payload, peer: String, promise: EventLoopPromise<Result<Int, IngestError>>) {
+    /// Queues a piece of `bytes` (the sum of its items' `Payload.size`, computed once by `forward`).
+    func enqueue(_ payload: Payload, bytes: Int, peer: String, promise: EventLoopPromise<Result<Int, IngestError>>) {
         let count = payload.count
-        let bytes = payload.bytes
         let ok = state.withLock { s -> Bool in
             guard s.batcher.enqueue(Waiting(payload: payload, promise: promise), count: count, bytes: bytes) else { return false }
             s.peer = peer
