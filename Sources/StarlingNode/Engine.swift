@@ -1,6 +1,7 @@
 import Dispatch
 import Logging
 import NIOCore
+import StarlingCluster
 import StarlingCore
 import StarlingLog
 import Synchronization
@@ -58,7 +59,7 @@ public final class Engine: @unchecked Sendable {
     /// Event-id randomness: seeded once from the system generator (ids need uniqueness, not secrecy;
     /// a getrandom syscall per id showed up in profiles). Used only on the writer queue.
     /// Ships records this node wrote as owner to their followers; calls back with nil once
-    /// every follower stored them (set by `ClusterRuntime`; nil = no replication, rf 1).
+    /// every follower stored them (set by `ClusterShell`; nil = no replication, rf 1).
     public typealias Replicate = @Sendable ([Record], @escaping @Sendable (IngestError?) -> Void) -> Void
     /// Held behind a class reference: a closure kept directly in a `Mutex` is taken out and put
     /// back through reabstraction thunks on every `withLock`, so each group commit wrapped the
@@ -139,7 +140,7 @@ public final class Engine: @unchecked Sendable {
     // MARK: Ingest
 
     /// Why this node's storage cannot take writes right now, if it cannot
-    /// (cluster-level conditions such as rf are checked by `ClusterRuntime`).
+    /// (cluster-level conditions such as rf are checked by `ClusterShell`).
     public func unavailableReason() -> IngestError? {
         pending.withLock { p in
             if p.stopped { return IngestError(status: 503, code: "shutting_down", message: "node is shutting down") }
@@ -494,17 +495,6 @@ public final class Engine: @unchecked Sendable {
     /// Reads records by location (any order in, log order out); unreadable blocks are skipped.
     func readRecords(_ refs: [EventRef]) -> [Record] {
         readRecordsAligned(refs.sorted { $0.seq < $1.seq }).compactMap { $0 }
-    }
-
-    /// Where a catch-up page starts: after `key` (`skip` 0), or inside it past its first `skip`
-    /// items (its links, then its event refs).
-    public struct CatchUpCursor: Sendable, Equatable {
-        public var key: String
-        public var skip: Int
-        public init(key: String, skip: Int) {
-            self.key = key
-            self.skip = skip
-        }
     }
 
     /// One page of catch-up for a peer: the records received at or after `since` of every

@@ -60,7 +60,7 @@ public struct APIResponse: Sendable {
 /// The HTTP API of one node (SPEC "HTTP API"): routing, ingest, queries, operations.
 public final class NodeAPI: Sendable {
     public let engine: Engine
-    let runtimeBox = Mutex<ClusterRuntime?>(nil)
+    let runtimeBox = Mutex<ClusterShell?>(nil)
     /// Called by `POST /v1/admin/leave`: the process shell stops the node as on SIGTERM.
     /// What `POST /v1/admin/leave` calls (set once by the CLI). Behind a class reference, like
     /// `Engine.replicateHook`: a closure stored directly in a `Mutex` gains thunks on every access.
@@ -70,7 +70,7 @@ public final class NodeAPI: Sendable {
     }
     public let stopRequest = Mutex<StopRequest?>(nil)
     /// The cluster runtime, set once the peer port is bound (requests before that get 503).
-    public var cluster: ClusterRuntime? { runtimeBox.withLock { $0 } }
+    public var cluster: ClusterShell? { runtimeBox.withLock { $0 } }
     let limiter: Mutex<RateLimiter?>
     let rateLimitEnabled: Bool
     let threadPool: NIOThreadPool

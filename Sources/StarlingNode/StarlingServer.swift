@@ -119,7 +119,7 @@ public final class StarlingServer: Sendable {
         peerAddress.withLock { $0 = peer.localAddress }
         channels.withLock { $0.append(peer) }
 
-        let runtime = try ClusterRuntime(engine: engine, group: group, threadPool: threadPool, logger: logger,
+        let runtime = try ClusterShell(engine: engine, group: group, threadPool: threadPool, logger: logger,
                                          peerAddress: HostPort(host: config.peer.host, port: peer.localAddress?.port ?? config.peer.port).description,
                                          httpAddress: HostPort(host: config.http.host, port: http.localAddress?.port ?? config.http.port).description)
         api.runtimeBox.withLock { $0 = runtime }

@@ -262,7 +262,7 @@ func noiseText(_ n: Int, seed: UInt64) -> String {
         #expect(end == nil && whole.count == 121)   // 120 events and the link (under u:cu)
         for (budget, maxRecords) in [(1, 100_000), (700, 100_000), (5_000, 7), (1 << 20, 100_000)] {
             var got: [Record] = []
-            var cursor: Engine.CatchUpCursor?
+            var cursor: CatchUpCursor?
             var pages = 0
             repeat {
                 let (page, next) = engine.catchUp(wants: { _ in true }, since: 0, from: cursor, maxRecords: maxRecords, maxBytes: budget)

@@ -19,6 +19,10 @@ final class PeerClient: Sendable {
     let group: EventLoopGroup
     let identity: @Sendable () -> (clusterID: UInt64, hello: Hello)
     let onClusterID: @Sendable (UInt64) -> Bool
+    /// Answers to requests the cluster node sent (`ClusterNode.requestIDBase` ids).
+    let onNodeFrame: @Sendable (Frame) -> Void
+    /// The connection closed or could not be made (the node fails its requests to this peer).
+    let onLost: @Sendable () -> Void
     let logger: Logger
     /// Requests waiting for an answer, bounded: beyond this the caller gets an error at once.
     static let pendingMax = Limits().peerInFlightMax
@@ -37,7 +41,9 @@ final class PeerClient: Sendable {
 
     init(address: String, group: EventLoopGroup, logger: Logger,
          identity: @escaping @Sendable () -> (clusterID: UInt64, hello: Hello),
-         onClusterID: @escaping @Sendable (UInt64) -> Bool) {
+         onClusterID: @escaping @Sendable (UInt64) -> Bool,
+         onNodeFrame: @escaping @Sendable (Frame) -> Void = { _ in },
+         onLost: @escaping @Sendable () -> Void = {}) {
         self.address = address
         let hp = HostPort(address)
         host = hp?.host ?? "127.0.0.1"
@@ -46,6 +52,8 @@ final class PeerClient: Sendable {
         self.logger = logger
         self.identity = identity
         self.onClusterID = onClusterID
+        self.onNodeFrame = onNodeFrame
+        self.onLost = onLost
     }
 
     /// The connected, greeted channel.
@@ -163,8 +171,33 @@ final class PeerClient: Sendable {
         }
     }
 
+    /// Writes a frame the cluster node built (a request with its own id, or one-way gossip).
+    /// An oversize body is not written (see `request`); a connection that cannot be made is
+    /// reported through `onLost`.
+    func send(frame: Frame) {
+        if frame.body.count > FrameLimits().bodyBytesMax {
+            logger.error("not sending a \(frame.kind) of \(frame.body.count) bytes to \(address): over the frame limit")
+            if frame.requestID != 0 { onLost() }
+            return
+        }
+        channel().whenComplete { [self] result in
+            switch result {
+            case .success(let channel):
+                var f = frame
+                f.clusterID = identity().clusterID
+                channel.writeAndFlush(f, promise: nil)
+            case .failure:
+                if frame.requestID != 0 { onLost() }
+            }
+        }
+    }
+
     func received(_ frame: Frame) {
         guard frame.isResponse || frame.kind == .helloAck || frame.kind == .refuse else { return }
+        if frame.requestID & ClusterNode.requestIDBase != 0 {
+            onNodeFrame(frame)
+            return
+        }
         if let p = state.withLock({ $0.pending.removeValue(forKey: frame.requestID) })?.promise {
             p.succeed(frame)
         }
@@ -178,6 +211,7 @@ final class PeerClient: Sendable {
             return ids.compactMap { s.pending.removeValue(forKey: $0)?.promise }
         }
         for p in pending { p.fail(PeerUnavailable(description: "connection to \(address) lost")) }
+        onLost()
     }
 
     /// Drops the current connection (the member went down: its connection may be stalled in

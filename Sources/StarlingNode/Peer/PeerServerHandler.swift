@@ -3,7 +3,7 @@ import NIOCore
 import StarlingCluster
 
 /// The accepting side of a peer connection: the first frame must be `hello` (cluster id and
-/// protocol version checked by `ClusterRuntime.acceptHello`); later frames are requests that
+/// protocol version checked by `ClusterShell.acceptHello`); later frames are requests that
 /// the runtime answers, or one-way membership messages.
 ///
 /// Bounded: at most `Limits.peerInFlightMax` requests of one connection are being answered at a
@@ -25,6 +25,8 @@ final class PeerServerHandler: ChannelDuplexHandler {
     var inFlight = 0
     /// A read the pipeline asked for while reading was held back.
     var readHeld = false
+    /// This connection's number (`Inbound.connection`): the node's answers come back by it.
+    let connectionID = ClusterShell.newConnectionID()
 
     init(api: NodeAPI) {
         self.api = api
@@ -58,7 +60,7 @@ final class PeerServerHandler: ChannelDuplexHandler {
         }
         inFlight += 1
         let loopBound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
-        runtime.handle(frame, from: hello, remoteIP: remoteIP, on: context.eventLoop).whenComplete { result in
+        runtime.handle(frame, from: hello, remoteIP: remoteIP, connection: connectionID, on: context.eventLoop).whenComplete { result in
             let (handler, context) = loopBound.value
             handler.inFlight -= 1
             if case .success(var reply?) = result {

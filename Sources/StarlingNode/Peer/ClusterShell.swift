@@ -5,35 +5,39 @@ import StarlingCluster
 import StarlingCore
 import Synchronization
 
-/// The cluster shell: drives the pure `Membership` with a timer and the peer protocol,
-/// keeps the `HashRing` of live members, routes events to their owners, forwards batches,
-/// and fans queries out to every member.
-public final class ClusterRuntime: @unchecked Sendable {
+/// The cluster shell: carries out what the pure `ClusterNode` decides (`execute`, a switch over
+/// `ClusterDirective`: peer connections, the tick timer, the engine) and feeds it frames, storage
+/// results and ticks of the node's one clock (`engine.now`). The request paths that are still
+/// written here (HTTP ingest routing, identify, query fan-out, links) read the node's ring.
+public final class ClusterShell: @unchecked Sendable {
     public let engine: Engine
     let config: NodeConfig
     let logger: Logger
     let group: EventLoopGroup
     let threadPool: NIOThreadPool
     let meta: MetaStore
-    let membership: Mutex<Membership>
-    let ringState: Mutex<(ring: HashRing, epoch: UInt64)>
+    /// The protocol instance; every input goes through `input`, which runs its directives.
+    let node: Mutex<ClusterNode>
     let clients = Mutex<[String: PeerClient]>([:])
     let forwarders = Mutex<[String: ForwardQueue]>([:])
     let selfHello: Hello
     var tickTask: RepeatedTask?
-    var antiEntropyTask: RepeatedTask?
     let seeds: [String]
-    /// When to pull what from peers (pure; see `CatchUpPlanner`).
-    let catchUpPlanner: Mutex<CatchUpPlanner>
     /// Set when the node stops: ingest answers 503 `shutting_down` (see `beginDrain`).
     let draining = Atomic<Bool>(false)
     /// Rings built from member lists in peers' catch-up requests.
     let rings = RingCache()
-    /// Anti-entropy: every interval, pull what we replicate that arrived within the window
-    /// (`CatchUpPlanner.antiEntropyWindowMs`). It repairs copies a stand-in took while views
-    /// briefly differed (our own ring never changed, so no ring-change catch-up ran) and peers
-    /// that failed during a catch-up.
-    static let antiEntropyInterval: TimeAmount = .seconds(30)
+    /// Who waits for what the node will answer: write groups being replicated (by group id),
+    /// inbound requests (by connection and request id), forwards (by ticket).
+    let waiters = Mutex(Waiters())
+    struct Waiters {
+        var groups: [UInt64: @Sendable (IngestError?) -> Void] = [:]
+        var inbound: [Inbound: EventLoopPromise<Frame?>] = [:]
+        var forwards: [UInt64: @Sendable (IngestError?) -> Void] = [:]
+        var nextGroup: UInt64 = 1
+        var nextTicket: UInt64 = 1
+    }
+    static let connectionIDs = Atomic<UInt64>(1)
 
     public var selfID: String { config.id }
     public static let queryTimeout: TimeAmount = .seconds(2)
@@ -58,47 +62,66 @@ public final class ClusterRuntime: @unchecked Sendable {
         meta = try MetaStore(dir: config.dataDir, meta: m, onError: { log.error("\($0)") })
         selfHello = Hello(nodeID: config.id, peer: peerAddress, http: httpAddress, incarnation: m.incarnation)
         let me = MemberInfo(id: config.id, peer: peerAddress, http: httpAddress, incarnation: m.incarnation, status: .joining)
-        membership = Mutex(Membership(me: me, settings: MembershipSettings(), seed: engine.random.next()))
-        ringState = Mutex((HashRing(members: [config.id]), 0))
-        catchUpPlanner = Mutex(CatchUpPlanner(queuedMax: config.limits.catchUpPlansQueuedMax))
+        var settings = ClusterNodeSettings(id: config.id, rf: config.rf, limits: config.limits)
+        settings.antiEntropyIntervalMs = 30_000
+        var instance = ClusterNode(settings: settings, me: me, seed: engine.random.next())
+        instance.clusterID = m.clusterID
+        node = Mutex(instance)
         // Seeds: --join, else the peers remembered from the last run (restart without --join).
         seeds = (config.join.isEmpty ? m.peers : config.join.map(\.description)).filter { $0 != peerAddress }
     }
 
-    /// The node's one clock (the engine's, injected at start): membership timing, catch-up
-    /// windows and the stamps of forwarded events all read it.
+    /// The node's one clock (the engine's, injected at start).
     func now() -> Int64 { engine.now }
 
+    /// Gives the node one input and carries out what it decided (outside its lock).
+    func input(_ step: (inout ClusterNode, Int64) -> [ClusterDirective]) {
+        let now = now()
+        execute(node.withLock { step(&$0, now) })
+    }
+
     func start() {
-        installReplication()
-        let directives = membership.withLock { $0.start(seeds: seeds, now: now()) }
-        execute(directives)
-        recomputeRing()
-        tickTask = group.next().scheduleRepeatedTask(initialDelay: .milliseconds(100), delay: .milliseconds(100)) { [weak self] _ in
-            guard let self else { return }
-            let d = self.membership.withLock { $0.tick(now: now()) }
-            self.execute(d)
+        if config.rf > 1 {
+            engine.setReplicate { [weak self] records, done in
+                guard let self else { return done(IngestError(status: 503, code: "shutting_down", message: "node is shutting down")) }
+                self.replicate(records, done: done)
+            }
         }
-        antiEntropyTask = group.next().scheduleRepeatedTask(initialDelay: Self.antiEntropyInterval, delay: Self.antiEntropyInterval) { [weak self] _ in
-            guard let self else { return }
-            let now = self.now()
-            let ring = self.ring.members
-            guard let plan = self.catchUpPlanner.withLock({ $0.antiEntropy(now: now, ring: ring, me: self.config.id, rf: self.config.rf) }) else { return }
-            self.runCatchUp(plan)
+        let newest = engine.newestReceivedAt
+        let seeds = self.seeds
+        input { n, now in
+            n.newestReceivedAt = newest
+            return n.start(seeds: seeds, now: now)
         }
+        let tick = node.withLock { $0.settings.tickMs }
+        tickTask = group.next().scheduleRepeatedTask(initialDelay: .milliseconds(tick), delay: .milliseconds(tick)) { [weak self] _ in
+            self?.input { n, now in n.tick(now: now) }
+        }
+    }
+
+    /// A write group this node appended as owner: the node ships it and decides (the ack rule).
+    func replicate(_ records: [Record], done: @escaping @Sendable (IngestError?) -> Void) {
+        let id: UInt64 = waiters.withLock { w in
+            let id = w.nextGroup
+            w.nextGroup += 1
+            w.groups[id] = done
+            return id
+        }
+        input { n, now in n.committed(group: id, records: records, now: now) }
     }
 
     /// Shutdown, step 1: new writes are refused (`shutting_down`) while the ones in flight finish.
     /// Membership, peer connections and replication keep running, so an in-flight write can
     /// still reach its followers (and they do not fence it: this node is still in their ring).
-    func beginDrain() { draining.store(true, ordering: .relaxed) }
+    func beginDrain() {
+        draining.store(true, ordering: .relaxed)
+        node.withLock { $0.beginDrain() }
+    }
 
-    /// Shutdown, step 2, after the drain: announces leaving (best effort) and stops the timers.
+    /// Shutdown, step 2, after the drain: announces leaving (best effort) and stops the timer.
     func leave() {
-        let d = membership.withLock { $0.leave(now: now()) }
-        execute(d)
+        input { n, now in n.leave(now: now) }
         tickTask?.cancel()
-        antiEntropyTask?.cancel()
         // Give the leave message a moment to go out; bounded.
         usleep(100_000)
     }
@@ -110,65 +133,14 @@ public final class ClusterRuntime: @unchecked Sendable {
     func closeConnections() {
         for c in clients.withLock({ Array($0.values) }) { c.close() }
         let deadline = ContinuousClock.now + .seconds(5)
-        while catchingUp && ContinuousClock.now < deadline { usleep(5_000) }
+        while catchingUp && ContinuousClock.now < deadline {
+            input { n, now in n.tick(now: now) }
+            usleep(5_000)
+        }
         meta.flush()
     }
 
-    // MARK: Membership plumbing
-
-    func execute(_ directives: [MembershipDirective]) {
-        for d in directives {
-            switch d {
-            case .send(let peer, let message):
-                client(for: peer).send(.membership, body: message.encode())
-            case .changed:
-                recomputeRing()
-            }
-        }
-    }
-
-    func recomputeRing() {
-        let (members, epoch, all) = membership.withLock { ($0.ringMembers, $0.epoch, $0.members) }
-        let changed: Bool = ringState.withLock { r in
-            guard r.epoch != epoch || r.ring.members != members.sorted() else { return false }
-            r = (HashRing(members: members), epoch)
-            return true
-        }
-        engine.metrics.membershipEpoch.set(Double(epoch))
-        engine.metrics.liveMembers.set(Double(members.count))
-        engine.metrics.ringShare.set(ring.ownedShare()[config.id] ?? 0)
-        evictClients(keeping: all)
-        guard changed else { return }
-        // Connections to members that left the ring may be stalled (a partition leaves TCP in
-        // retransmission backoff): drop them, so pings and requests after healing start afresh.
-        let inRing = Set(members)
-        for m in all where m.id != config.id && !inRing.contains(m.id) {
-            clients.withLock { $0[m.peer] }?.resetConnection()
-        }
-        let peers = all.filter { $0.id != config.id && $0.status != .left }.map(\.peer)
-        meta.update { m in
-            if Set(m.peers) != Set(peers) { m.peers = peers }
-        }
-        scheduleCatchUp(ring: members.sorted())
-        logger.info("membership changed", metadata: ["epoch": "\(epoch)", "ring": "\(members.sorted().joined(separator: ","))"])
-    }
-
-    /// Decides what to pull after the ring changed. The first time this node is in a ring with
-    /// others: everything since a little before its newest record (a restart), or everything (a
-    /// new node: the handoff of its share). Later changes: only the keys the new ring made this
-    /// node responsible for.
-    func scheduleCatchUp(ring newMembers: [String]) {
-        guard !draining.load(ordering: .relaxed) else { return }   // stopping: pull nothing more
-        let newest = engine.newestReceivedAt
-        let me = config.id
-        guard let plan = catchUpPlanner.withLock({ $0.ringChanged(to: newMembers, me: me, newestReceivedAt: newest) }) else { return }
-        // Let the view settle (gossip reaches the others) before pulling.
-        group.next().scheduleTask(in: .milliseconds(500)) { [weak self] in
-            self?.runCatchUp(plan)
-        }
-    }
-
-    public var catchingUp: Bool { catchUpPlanner.withLock { $0.running } }
+    public var catchingUp: Bool { node.withLock { $0.catchingUp } }
 
     /// The connection to `peer`, made on first use. Bounded (`Limits.peerClientsMax`): clients of
     /// addresses no member has any more are dropped on every membership change; past the bound
@@ -179,7 +151,13 @@ public final class ClusterRuntime: @unchecked Sendable {
             if let existing = c[peer] { return (existing, false) }
             let new = PeerClient(address: peer, group: group, logger: logger,
                                  identity: { [weak self] in (self?.clusterID ?? 0, self?.selfHello ?? Hello(nodeID: "x", peer: "", http: "", incarnation: 0)) },
-                                 onClusterID: { [weak self] id in self?.adopt(clusterID: id) ?? false })
+                                 onClusterID: { [weak self] id in self?.adopt(clusterID: id) ?? false },
+                                 onNodeFrame: { [weak self] frame in
+                                     self?.input { n, now in n.on(frame: frame, connection: 0, fromPeer: peer, now: now) }
+                                 },
+                                 onLost: { [weak self] in
+                                     self?.input { n, now in n.connectionLost(peer: peer, now: now) }
+                                 })
             guard c.count < cap else { return (new, true) }
             c[peer] = new
             return (new, false)
@@ -241,34 +219,56 @@ public final class ClusterRuntime: @unchecked Sendable {
 
     // MARK: Views
 
-    public var ring: HashRing { ringState.withLock { $0.ring } }
-    public var liveMembers: Int { ringState.withLock { $0.ring.members.count } }
-    public var epoch: UInt64 { ringState.withLock { $0.epoch } }
-    public var members: [MemberInfo] { membership.withLock { $0.members } }
+    public var ring: HashRing { node.withLock { $0.ring } }
+    public var liveMembers: Int { node.withLock { $0.liveMembers } }
+    public var epoch: UInt64 { node.withLock { $0.epoch } }
+    public var members: [MemberInfo] { node.withLock { $0.members } }
 
-    func owner(of key: String) -> String { Placement.owner(of: key, ring: ring, me: config.id) }
+    func owner(of key: String) -> String { node.withLock { $0.owner(of: key) } }
 
-    func peerAddress(of member: String) -> String? {
-        membership.withLock { $0.member(member)?.peer }
+    func peerAddress(of member: String) -> String? { node.withLock { $0.peerAddress(of: member) } }
+
+    /// A new number for an accepted peer connection (`Inbound.connection`).
+    static func newConnectionID() -> UInt64 { connectionIDs.wrappingAdd(1, ordering: .relaxed).newValue }
+
+    /// Hands a request to the node; the future completes with the node's `.respond`.
+    func toNode(_ frame: Frame, connection: UInt64, from hello: Hello, on loop: EventLoop) -> EventLoopFuture<Frame?> {
+        let inbound = Inbound(connection: connection, requestID: frame.requestID, sender: frame.sender)
+        let p = loop.makePromise(of: Frame?.self)
+        let duplicate: Bool = waiters.withLock { w in
+            guard w.inbound[inbound] == nil else { return true }
+            w.inbound[inbound] = p
+            return false
+        }
+        if duplicate {
+            // The same request id twice on one connection: the first one keeps its slot.
+            engine.metrics.peerProtocolErrors.increment()
+            p.succeed(Frame(kind: .error, isResponse: true, clusterID: clusterID, requestID: frame.requestID, sender: config.id,
+                            body: ErrorBody(code: "duplicate_request", message: "request id \(frame.requestID) is in flight").encode()))
+            return p.futureResult
+        }
+        // The sender is who the connection's hello named, whatever a later frame header says.
+        var frame = frame
+        frame.sender = hello.nodeID
+        input { [frame] n, now in n.on(frame: frame, connection: connection, fromPeer: hello.peer, now: now) }
+        return p.futureResult
     }
 
     // MARK: Inbound requests
 
     /// Answers one request frame of an accepted connection. `remoteIP` is the connection's
-    /// peer address (events sent by clients are stamped with it).
-    func handle(_ frame: Frame, from hello: Hello, remoteIP: String? = nil, on loop: EventLoop) -> EventLoopFuture<Frame?> {
+    /// peer address (events sent by clients are stamped with it). Membership, replication,
+    /// catch-up and forwarded records are the node's (`ClusterNode.on(frame:)`).
+    func handle(_ frame: Frame, from hello: Hello, remoteIP: String? = nil, connection: UInt64 = 0, on loop: EventLoop) -> EventLoopFuture<Frame?> {
         @Sendable func reply(_ kind: MessageKind, _ body: [UInt8]) -> Frame {
             Frame(kind: kind, isResponse: true, clusterID: clusterID, requestID: frame.requestID, sender: config.id, body: body)
         }
         switch frame.kind {
         case .membership:
-            if let m = MembershipMessage.decode(frame.body) {
-                let d = membership.withLock { $0.receive(m, fromPeer: hello.peer, now: now()) }
-                execute(d)
-            } else {
-                engine.metrics.peerProtocolErrors.increment()
-            }
+            input { n, now in n.on(frame: frame, connection: connection, fromPeer: hello.peer, now: now) }
             return loop.makeSucceededFuture(nil)
+        case .forwardRecords, .replicate, .catchUp:
+            return toNode(frame, connection: connection, from: hello, on: loop)
         case .forwardEvents:
             guard let batch = try? EventBatch.decode(frame.body) else {
                 return loop.makeSucceededFuture(reply(.forwardResult, ForwardResult(status: 400, code: "bad_batch", message: "malformed event batch", accepted: 0).encode()))
@@ -279,18 +279,6 @@ public final class ClusterRuntime: @unchecked Sendable {
                 return storeForwarded(batch, on: loop).map { reply(.forwardResult, $0.encode()) }
             }
             return ingestFromClient(batch, ip: remoteIP ?? "", on: loop).map { reply(.forwardResult, $0.encode()) }
-        case .forwardRecords:
-            // Stamped records skip validation, so only ring members may send them.
-            guard ring.members.contains(hello.nodeID) else {
-                engine.metrics.rejected(.peer, reason: "not_a_member")
-                return loop.makeSucceededFuture(reply(.forwardResult, ForwardResult(status: 403, code: "not_a_member",
-                                                                                    message: "only cluster members may forward records", accepted: 0).encode()))
-            }
-            guard let batch = try? RecordBatch.decode(frame.body) else {
-                engine.metrics.peerProtocolErrors.increment()
-                return loop.makeSucceededFuture(reply(.forwardResult, ForwardResult(status: 400, code: "bad_batch", message: "malformed record batch", accepted: 0).encode()))
-            }
-            return storeForwarded(batch, on: loop).map { reply(.forwardResult, $0.encode()) }
         case .query:
             guard let q = try? QueryRequest.decode(frame.body) else {
                 return loop.makeSucceededFuture(reply(.queryResult, QueryResult(hits: [], truncated: false, state: nil, error: "malformed query").encode()))
@@ -313,17 +301,6 @@ public final class ClusterRuntime: @unchecked Sendable {
             let r = try? ResolveIdentity.decode(frame.body)
             let sid = engine.resolveSession(userID: r?.userID, terminalID: r?.terminalID)
             return loop.makeSucceededFuture(reply(.resolveResult, ResolveResult(sessionID: sid).encode()))
-        case .replicate:
-            guard let batch = try? ReplicateBatch.decode(frame.body) else {
-                engine.metrics.peerProtocolErrors.increment()
-                return loop.makeSucceededFuture(reply(.replicateResult, ReplicateResult(status: 400, message: "malformed batch").encode()))
-            }
-            return storeReplicated(batch, from: frame.sender, on: loop).map { reply(.replicateResult, $0.encode()) }
-        case .catchUp:
-            guard let req = try? CatchUpRequest.decode(frame.body) else {
-                return loop.makeSucceededFuture(reply(.catchUpResult, CatchUpResult(records: [], nextKey: nil).encode()))
-            }
-            return answerCatchUp(req, on: loop).map { reply(.catchUpResult, $0.encode()) }
         case .links:
             let r = try? LinksRequest.decode(frame.body)
             let links = r.map { $0.user ? engine.sessions(ofUser: $0.id) : engine.sessions(ofTerminal: $0.id) } ?? []
@@ -331,31 +308,6 @@ public final class ClusterRuntime: @unchecked Sendable {
         default:
             return loop.makeSucceededFuture(reply(.error, ErrorBody(code: "unsupported", message: "no handler for \(frame.kind)").encode()))
         }
-    }
-
-    /// Stores events another node validated and stamped for us (we own their sessions).
-    func storeForwarded(_ batch: RecordBatch, on loop: EventLoop) -> EventLoopFuture<ForwardResult> {
-        var groups: [UInt8: [(record: Record, clientID: Bool)]] = [:]     // by transport
-        var bytes = 0
-        for (i, item) in batch.items.enumerated() {
-            let checked = Record.checked(encoded: item.record, limits: config.limits)
-            guard case .success(let r) = checked, r.kind == .event, !r.sessionID.isEmpty else {
-                let why: String
-                if case .failure(let refusal) = checked { why = refusal.reason } else { why = "not an event with a session" }
-                engine.metrics.peerRecordsRefused.increment()
-                logger.warning("refused forwarded record \(i): \(why)")
-                return loop.makeSucceededFuture(ForwardResult(status: 400, code: "bad_record", message: "forwarded record \(i): \(why)",
-                                                              accepted: 0, index: Int32(i)))
-            }
-            groups[item.transport, default: []].append((r, item.clientID))
-            bytes += item.record.count
-        }
-        let futures = groups.map { transport, items -> EventLoopFuture<Result<Int, IngestError>> in
-            let p = loop.makePromise(of: Result<Int, IngestError>.self)
-            engine.submit(forwarded: items, transport: Transport(wireCode: transport), bytes: bytes, on: loop) { p.succeed($0) }
-            return p.futureResult
-        }
-        return Self.forwardResult(of: futures, on: loop)
     }
 
     /// One answer for a forwarded batch stored in parts: 202 with the total, or the first failure.

@@ -5,18 +5,10 @@ import StarlingCore
 import Synchronization
 
 /// Outbound side of the cluster: routing ingest to owners, identity links, query fan-out.
-extension ClusterRuntime {
+extension ClusterShell {
     /// Why the cluster cannot take writes now, if it cannot (fewer live members than rf).
     func unavailableReason() -> IngestError? {
-        if draining.load(ordering: .relaxed) {
-            return IngestError(status: 503, code: "shutting_down", message: "node is shutting down")
-        }
-        let live = liveMembers
-        if config.rf > live {
-            return IngestError(status: 503, code: "not_enough_replicas",
-                               message: "the cluster has \(live) live member(s) but rf=\(config.rf) copies are required; start more nodes or use --rf \(live)")
-        }
-        return nil
+        node.withLock { $0.unavailableReason() }
     }
 
     /// Routes validated events to their owners and completes once every owner stored its share.
@@ -306,7 +298,7 @@ final class ForwardQueue: @unchecked Sendable {
     let owner: String
     /// `forwardRecords` or `forwardEvents`: one queue per owner and kind.
     let kind: MessageKind
-    unowned let runtime: ClusterRuntime
+    unowned let runtime: ClusterShell
     enum Payload {
         case events([ForwardedEvent])
         case records([RecordBatch.Item])
@@ -337,7 +329,7 @@ final class ForwardQueue: @unchecked Sendable {
     }
     let state: Mutex<State>
 
-    init(owner: String, kind: MessageKind, runtime: ClusterRuntime) {
+    init(owner: String, kind: MessageKind, runtime: ClusterShell) {
         self.owner = owner
         self.kind = kind
         self.runtime = runtime
@@ -378,8 +370,29 @@ final class ForwardQueue: @unchecked Sendable {
             case .records(let r): records.append(contentsOf: r)
             }
         }
-        let body = kind == .forwardRecords ? RecordBatch(items: records).encode() : EventBatch(events: events).encode()
-        let future = runtime.client(for: peer).request(kind, body: body, timeout: ClusterRuntime.forwardTimeout)
+        @Sendable func finish(_ outcome: Result<Int, IngestError>) {
+            for w in group {
+                switch outcome {
+                case .success: w.promise.succeed(.success(w.payload.count))
+                case .failure(let e): w.promise.succeed(.failure(e))
+                }
+            }
+            state.withLock { $0.batcher.finished() }
+            pump()
+        }
+        if kind == .forwardRecords {
+            // Stamped records: the node sends them and reports the owner's answer.
+            let ticket: UInt64 = runtime.waiters.withLock { w in
+                let t = w.nextTicket
+                w.nextTicket += 1
+                w.forwards[t] = { error in finish(error.map { .failure($0) } ?? .success(0)) }
+                return t
+            }
+            let owner = self.owner
+            runtime.input { n, now in n.forward(records, to: owner, ticket: ticket, now: now) }
+            return
+        }
+        let future = runtime.client(for: peer).request(kind, body: EventBatch(events: events).encode(), timeout: ClusterShell.forwardTimeout)
         future.whenComplete { [self] result in
             let outcome: Result<Int, IngestError>
             switch result {
@@ -394,14 +407,7 @@ final class ForwardQueue: @unchecked Sendable {
             case .failure(let error):
                 outcome = .failure(IngestError(status: 503, code: "owner_unavailable", message: "owner \(owner) is unreachable: \(error)"))
             }
-            for w in group {
-                switch outcome {
-                case .success: w.promise.succeed(.success(w.payload.count))
-                case .failure(let e): w.promise.succeed(.failure(e))
-                }
-            }
-            state.withLock { $0.batcher.finished() }
-            pump()
+            finish(outcome)
         }
     }
 }

@@ -1,0 +1,315 @@
+import StarlingCore
+
+/// Deliberate rule breaks, for the simulation's bug-injection tests only: each invariant must be
+/// shown to fail when its rule is broken in the real instance. Production uses `.init()`.
+public struct ClusterRules: Sendable, Equatable {
+    public enum AckRule: Sendable, Equatable {
+        /// `Placement.acknowledged`: stored locally and by every follower.
+        case everyCopy
+        /// Bug: acknowledge once stored locally.
+        case localStoreOnly
+        /// Bug: acknowledge once any one follower stored it.
+        case anyFollower
+    }
+    public var ack = AckRule.everyCopy
+    /// false (bug): a replicate from a sender outside the key's replica set is stored anyway.
+    public var fencing = true
+    public init() {}
+
+    func acknowledged(followerAcks: [Bool]) -> Bool {
+        switch ack {
+        case .everyCopy: Placement.acknowledged(storedLocally: true, followerAcks: followerAcks)
+        case .localStoreOnly: true
+        case .anyFollower: followerAcks.isEmpty || followerAcks.contains(true)
+        }
+    }
+}
+
+public struct ClusterNodeSettings: Sendable {
+    public var id: String
+    public var rf: Int
+    public var limits: Limits
+    public var vnodes = HashRing.defaultVnodes
+    /// The shell calls `tick(now:)` this often.
+    public var tickMs: Int64 = 100
+    /// Anti-entropy: every interval, pull what this node replicates that arrived within
+    /// `CatchUpPlanner.antiEntropyWindowMs` (Int64.max: never).
+    public var antiEntropyIntervalMs: Int64 = 30_000
+    /// After a ring change, wait this long (gossip reaches the others) before pulling.
+    public var catchUpSettleMs: Int64 = 500
+    public var replicateTimeoutMs: Int64 = 5_000
+    public var forwardTimeoutMs: Int64 = 5_000
+    public var catchUpTimeoutMs: Int64 = 30_000
+    public var membership = MembershipSettings()
+    public var rules = ClusterRules()
+
+    public init(id: String, rf: Int, limits: Limits = Limits()) {
+        self.id = id
+        self.rf = rf
+        self.limits = limits
+    }
+}
+
+/// One cluster member's protocol as a value: membership (SWIM), the ring, forwarding to owners,
+/// replication with the ack rule and fencing, catch-up and anti-entropy. Inputs are frames,
+/// results of the storage and ticks of an injected clock; outputs are `ClusterDirective`s that
+/// the shell (`ClusterShell` in StarlingNode, the simulator in tests) carries out. No sockets,
+/// files or clocks; its only randomness is the membership seed.
+///
+/// Requests this node sends carry ids with the top bit set (`requestIDBase`), so a shell can tell
+/// their answers from those of its own requests on the same connection.
+public struct ClusterNode: Sendable {
+    public static let requestIDBase: UInt64 = 1 << 63
+
+    public let settings: ClusterNodeSettings
+    public var id: String { settings.id }
+    public private(set) var membership: Membership
+    public private(set) var ring: HashRing
+    public private(set) var epoch: UInt64 = 0
+    /// Stamped on every frame this node writes (the shell sets it once the cluster id is known).
+    public var clusterID: UInt64 = 0
+    public private(set) var draining = false
+    var seeds: [String] = []
+
+    // Requests in flight, by request id.
+    enum Outstanding: Sendable {
+        case replicate(group: UInt64, slot: Int)
+        case catchUpPage
+        case forward(ticket: UInt64, owner: String)
+    }
+    struct Request: Sendable {
+        var what: Outstanding
+        var peer: String
+        var deadline: Int64
+    }
+    var requests: [UInt64: Request] = [:]
+    var nextRequest: UInt64 = 1
+
+    // Storage calls in flight, by ticket.
+    enum Waiting: Sendable {
+        case replicaReply(Inbound)
+        case ownedReply(Inbound, count: Int)
+        case catchUpAnswer(Inbound)
+        case catchUpStored(nextKey: String?, nextSkip: UInt32, count: Int)
+    }
+    var tickets: [UInt64: Waiting] = [:]
+    var nextTicket: UInt64 = 1
+
+    /// A write group being replicated: one slot per shipment (follower frame).
+    struct Group: Sendable {
+        var acks: [Bool?]
+        var firstError: IngestError?
+        var startedAt: Int64
+    }
+    var groups: [UInt64: Group] = [:]
+
+    // Catch-up.
+    var planner: CatchUpPlanner
+    var scheduled: [(due: Int64, plan: CatchUpPlanner.Plan)] = []
+    struct Pull: Sendable {
+        var plan: CatchUpPlanner.Plan
+        var peers: [String]
+        var cursor: CatchUpCursor?
+        var stored = 0
+    }
+    var pull: Pull?
+    var nextAntiEntropyAt: Int64 = .max
+
+    var out: [ClusterDirective] = []
+
+    public init(settings: ClusterNodeSettings, me: MemberInfo, seed: UInt64) {
+        self.settings = settings
+        membership = Membership(me: me, settings: settings.membership, seed: seed)
+        ring = HashRing(members: [settings.id], vnodes: settings.vnodes)
+        planner = CatchUpPlanner(queuedMax: settings.limits.catchUpPlansQueuedMax)
+    }
+
+    // MARK: Views
+
+    public var members: [MemberInfo] { membership.members }
+    public var catchingUp: Bool { planner.running }
+    public var liveMembers: Int { ring.members.count }
+    public func owner(of key: String) -> String { Placement.owner(of: key, ring: ring, me: id) }
+    public func peerAddress(of member: String) -> String? { membership.member(member)?.peer }
+    public func isRingMember(_ node: String) -> Bool { ring.members.contains(node) }
+    /// Requests sent and not yet answered or timed out (for bounds checks in tests).
+    public var requestsInFlight: Int { requests.count }
+
+    // MARK: Lifecycle
+
+    public mutating func start(seeds: [String], now: Int64) -> [ClusterDirective] {
+        self.seeds = seeds
+        if settings.antiEntropyIntervalMs < .max / 2 { nextAntiEntropyAt = now + settings.antiEntropyIntervalMs }
+        apply(membership.start(seeds: seeds, now: now), now: now)
+        recomputeRing(now: now, force: true)
+        return take()
+    }
+
+    /// Stopping, step 1: no catch-up starts or continues (queued plans are dropped).
+    public mutating func beginDrain() { draining = true }
+
+    /// Stopping: announce leaving.
+    public mutating func leave(now: Int64) -> [ClusterDirective] {
+        apply(membership.leave(now: now), now: now)
+        return take()
+    }
+
+    /// The clock moved: membership probes, request deadlines, due catch-ups, anti-entropy.
+    public mutating func tick(now: Int64) -> [ClusterDirective] {
+        apply(membership.tick(now: now), now: now)
+        expireRequests(now: now)
+        runDueCatchUps(now: now)
+        if now >= nextAntiEntropyAt {
+            nextAntiEntropyAt = now + settings.antiEntropyIntervalMs
+            if let plan = planner.antiEntropy(now: now, ring: ring.members, me: id, rf: settings.rf) { startCatchUp(plan, now: now) }
+        }
+        return take()
+    }
+
+    /// A frame from a peer: a request (answered through `.respond` on `connection`), an answer to
+    /// one of this node's requests, or a one-way membership message.
+    public mutating func on(frame: Frame, connection: UInt64, fromPeer: String, now: Int64) -> [ClusterDirective] {
+        if frame.isResponse {
+            onResponse(frame, now: now)
+            return take()
+        }
+        let inbound = Inbound(connection: connection, requestID: frame.requestID, sender: frame.sender)
+        switch frame.kind {
+        case .membership:
+            if let m = MembershipMessage.decode(frame.body) {
+                apply(membership.receive(m, fromPeer: fromPeer, now: now), now: now)
+            } else {
+                out.append(.count(.peerProtocolError))
+            }
+        case .replicate: onReplicate(frame, inbound: inbound)
+        case .catchUp: onCatchUp(frame, inbound: inbound)
+        case .forwardRecords: onForwardRecords(frame, inbound: inbound)
+        default:
+            respond(inbound, .error, ErrorBody(code: "unsupported", message: "no handler for \(frame.kind)").encode())
+        }
+        return take()
+    }
+
+    /// The connection to `peer` closed: its requests fail now instead of at their deadline.
+    public mutating func connectionLost(peer: String, now: Int64) -> [ClusterDirective] {
+        for rid in requests.keys.sorted() where requests[rid]?.peer == peer {
+            fail(request: rid, reason: "connection to \(peer) lost", now: now)
+        }
+        return take()
+    }
+
+    // MARK: Plumbing
+
+    mutating func take() -> [ClusterDirective] {
+        defer { out.removeAll(keepingCapacity: true) }
+        return out
+    }
+
+    func frame(_ kind: MessageKind, requestID: UInt64, response: Bool = false, body: [UInt8]) -> Frame {
+        Frame(kind: kind, isResponse: response, clusterID: clusterID, requestID: requestID, sender: id, body: body)
+    }
+
+    mutating func respond(_ to: Inbound, _ kind: MessageKind, _ body: [UInt8]) {
+        out.append(.respond(to, frame(kind, requestID: to.requestID, response: true, body: body)))
+    }
+
+    /// Sends a request and remembers it until its answer, a lost connection or `timeoutMs`.
+    mutating func request(_ kind: MessageKind, body: [UInt8], to peer: String, what: Outstanding, timeoutMs: Int64, now: Int64) {
+        let rid = Self.requestIDBase | nextRequest
+        nextRequest += 1
+        requests[rid] = Request(what: what, peer: peer, deadline: TimeMath.add(now, timeoutMs))
+        out.append(.send(peer: peer, frame: frame(kind, requestID: rid, body: body)))
+    }
+
+    mutating func newTicket(_ w: Waiting) -> UInt64 {
+        let t = nextTicket
+        nextTicket += 1
+        tickets[t] = w
+        return t
+    }
+
+    mutating func expireRequests(now: Int64) {
+        let late = requests.filter { $0.value.deadline <= now }.keys.sorted()
+        for rid in late {
+            guard let r = requests[rid] else { continue }
+            // An unanswered request means the connection cannot be trusted (after a partition TCP
+            // may sit in retransmission backoff for minutes): the next request connects afresh.
+            out.append(.resetConnection(peer: r.peer))
+            fail(request: rid, reason: "\(r.peer) did not answer in time", now: now)
+        }
+    }
+
+    mutating func fail(request rid: UInt64, reason: String, now: Int64) {
+        guard let r = requests.removeValue(forKey: rid) else { return }
+        switch r.what {
+        case .replicate(let group, let slot):
+            settle(group: group, slot: slot, error: IngestError(status: 503, code: "replica_unavailable", message: "follower at \(r.peer): \(reason)"))
+        case .catchUpPage:
+            out.append(.log(.warning, "catch-up from \(r.peer) failed: \(reason)"))
+            nextPeer(now: now)
+        case .forward(let ticket, let owner):
+            out.append(.forwarded(ticket: ticket, error: IngestError(status: 503, code: "owner_unavailable", message: "owner \(owner) is unreachable: \(reason)")))
+        }
+    }
+
+    mutating func onResponse(_ frame: Frame, now: Int64) {
+        guard let r = requests.removeValue(forKey: frame.requestID) else { return }   // late or unknown
+        switch r.what {
+        case .replicate(let group, let slot):
+            let result = try? ReplicateResult.decode(frame.body)
+            let error: IngestError? = switch result {
+            case nil: IngestError(status: 503, code: "replica_unavailable", message: "follower at \(r.peer) sent a malformed answer")
+            case let x? where x.status == 200: nil
+            case let x?: IngestError(status: 503, code: "replica_unavailable", message: "follower at \(r.peer): \(x.message)")
+            }
+            settle(group: group, slot: slot, error: error)
+        case .catchUpPage:
+            onCatchUpPage(frame, from: r.peer, now: now)
+        case .forward(let ticket, let owner):
+            let error: IngestError?
+            if let x = try? ForwardResult.decode(frame.body) {
+                error = x.status < 300 ? nil : IngestError(status: Int(x.status), code: x.code, message: "owner \(owner): \(x.message)")
+            } else {
+                error = IngestError(status: 503, code: "owner_unavailable", message: "owner \(owner) sent a malformed answer")
+            }
+            out.append(.forwarded(ticket: ticket, error: error))
+        }
+    }
+
+    // MARK: Membership and the ring
+
+    mutating func apply(_ directives: [MembershipDirective], now: Int64) {
+        var changed = false
+        for d in directives {
+            switch d {
+            case .send(let peer, let message):
+                out.append(.send(peer: peer, frame: frame(.membership, requestID: 0, body: message.encode())))
+            case .changed:
+                changed = true
+            }
+        }
+        if changed { recomputeRing(now: now, force: false) }
+    }
+
+    mutating func recomputeRing(now: Int64, force: Bool) {
+        let live = membership.ringMembers.sorted()
+        let newEpoch = membership.epoch
+        guard force || newEpoch != epoch || ring.members != live else { return }
+        let before = Set(ring.members)
+        let ringChanged = ring.members != live
+        if ringChanged { ring = HashRing(members: live, vnodes: settings.vnodes) }
+        epoch = newEpoch
+        let all = membership.members
+        let nowIn = Set(live)
+        let dropped = all.filter { $0.id != id && before.contains($0.id) && !nowIn.contains($0.id) }
+        out.append(.ringChanged(RingView(members: live, epoch: newEpoch, all: all, share: ring.ownedShare()[id] ?? 0, dropped: dropped)))
+        guard ringChanged || force else { return }
+        if !draining, let plan = planner.ringChanged(to: live, me: id, newestReceivedAt: newestReceivedAt) {
+            scheduled.append((TimeMath.add(now, settings.catchUpSettleMs), plan))
+        }
+    }
+
+    /// Receive time of the newest record this node holds (a restart's catch-up starts a little
+    /// before it); the shell sets it once after recovery.
+    public var newestReceivedAt: Int64 = 0
+}
