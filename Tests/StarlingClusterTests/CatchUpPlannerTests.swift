@@ -10,18 +10,38 @@ import StarlingCore
         let alone = restarted.ringChanged(to: ["a"], me: "a", newestReceivedAt: 500_000)
         let together = restarted.ringChanged(to: ["a", "b"], me: "a", newestReceivedAt: 500_000)
         #expect(alone == nil, "alone: nothing to pull")
-        #expect(together == Plan(since: 500_000 - 120_000, previousMembers: [], mode: .handoff))
+        #expect(together == Plan(since: 500_000 - 120_000, previousMembers: [], mode: .handoff, ring: ["a", "b"]))
         var fresh = CatchUpPlanner(queuedMax: 4)
         let joined = fresh.ringChanged(to: ["a", "b", "c"], me: "c", newestReceivedAt: 0)
-        // Later changes pull only what the new ring added, against the previous ring.
+        #expect(joined == Plan(since: 0, previousMembers: [], mode: .handoff, ring: ["a", "b", "c"]))
+        fresh.completed(joined!)
+        // Later changes pull only what the new ring added to the last ring caught up in full.
         let same = fresh.ringChanged(to: ["a", "b", "c"], me: "c", newestReceivedAt: 9)
         let shrunk = fresh.ringChanged(to: ["a", "c"], me: "c", newestReceivedAt: 9)
         let outside = fresh.ringChanged(to: ["a", "b"], me: "c", newestReceivedAt: 9)
-        #expect(joined == Plan(since: 0, previousMembers: [], mode: .handoff))
         #expect(same == nil, "same ring")
-        #expect(shrunk == Plan(since: 0, previousMembers: ["a", "b", "c"], mode: .handoff))
+        #expect(shrunk == Plan(since: 0, previousMembers: ["a", "b", "c"], mode: .handoff, ring: ["a", "c"]))
         #expect(outside == nil, "not in the ring")
         #expect(fresh.previousRing == ["a", "b"])
+    }
+
+    /// The previous ring is a base only when this node caught up in it in full; otherwise the
+    /// plan pulls everything (no previous ring). Found by the cluster simulation: a node that saw
+    /// itself alone for a moment, or came back to a ring it had caught up in long before, claimed
+    /// to hold keys it had missed meanwhile, so nothing was handed to it.
+    @Test func onlyAPreviousRingCaughtUpInFullIsABase() {
+        var p = CatchUpPlanner(queuedMax: 4)
+        let first = p.ringChanged(to: ["a", "b", "c"], me: "c", newestReceivedAt: 0)!
+        p.completed(first)
+        #expect(p.ringChanged(to: ["c"], me: "c", newestReceivedAt: 9) == nil, "alone: nothing to pull")
+        let back = p.ringChanged(to: ["a", "c"], me: "c", newestReceivedAt: 9)
+        #expect(back == Plan(since: 0, previousMembers: [], mode: .handoff, ring: ["a", "c"]), "after the lone view: everything")
+        p.completed(back!)
+        let grown = p.ringChanged(to: ["a", "b", "c"], me: "c", newestReceivedAt: 9)
+        #expect(grown?.previousMembers == ["a", "c"], "straight from a ring caught up in full: only what it adds")
+        // `grown` never completes (a peer failed): the next change pulls everything.
+        #expect(p.ringChanged(to: ["a", "c"], me: "c", newestReceivedAt: 9)?.previousMembers == [],
+                "back to a ring caught up long ago is not a base either")
     }
 
     @Test func antiEntropyOnlyWhenReplicatingWithOthers() {

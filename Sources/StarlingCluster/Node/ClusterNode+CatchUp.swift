@@ -9,7 +9,19 @@ extension ClusterNode {
         guard !scheduled.isEmpty else { return }
         let due = scheduled.filter { $0.due <= now }
         scheduled.removeAll { $0.due <= now }
-        for d in due { startCatchUp(d.plan, now: now) }
+        for d in due {
+            if d.peers == nil {
+                startCatchUp(d.plan, now: now)
+            } else if pull == nil && !planner.running {
+                // A retry runs when nothing else streams; otherwise it waits a little more.
+                guard !draining, planner.request(d.plan) else { continue }
+                stream(d.plan, peers: d.peers, attempt: d.attempt, now: now)
+            } else {
+                var later = d
+                later.due = TimeMath.add(now, settings.catchUpRetryMs)
+                scheduled.append(later)
+            }
+        }
     }
 
     mutating func startCatchUp(_ plan: CatchUpPlanner.Plan, now: Int64) {
@@ -17,9 +29,12 @@ extension ClusterNode {
         stream(plan, now: now)
     }
 
-    mutating func stream(_ plan: CatchUpPlanner.Plan, now: Int64) {
-        let peers = members.filter { $0.id != id && $0.status.isLive }.map(\.peer)
-        pull = Pull(plan: plan, peers: peers, cursor: nil)
+    /// Streams `plan` from `peers` (nil: every live peer), one after another.
+    mutating func stream(_ plan: CatchUpPlanner.Plan, peers: [String]? = nil, attempt: Int = 0, now: Int64) {
+        let live = members.filter { $0.id != id && $0.status.isLive }.map(\.peer)
+        let list = peers.map { wanted in live.filter { wanted.contains($0) } } ?? live
+        pull = Pull(plan: plan, peers: list, cursor: nil, attempt: attempt)
+        out.append(.log(.info, "catch-up (\(plan.mode), attempt \(attempt + 1)) for ring \(plan.ring) against \(plan.previousMembers) since \(plan.since) from \(list)"))
         requestPage(now: now)
     }
 
@@ -29,21 +44,37 @@ extension ClusterNode {
         guard !draining, let peer = p.peers.first else {
             if p.stored > 0 { out.append(.log(.info, "catch-up stored \(p.stored) records since \(p.plan.since)")) }
             pull = nil
+            if p.failed.isEmpty { planner.completed(p.plan) }
+            out.append(.log(.info, "catch-up (\(p.plan.mode)) for ring \(p.plan.ring) done: \(p.stored) records, failed \(p.failed)"))
+            if !p.failed.isEmpty && !draining && p.attempt + 1 < settings.catchUpAttemptsMax {
+                // Ask the peers that failed again, later: a lost page must not leave a gap until
+                // the next ring change (anti-entropy only repairs stand-in copies).
+                let backoff = settings.catchUpRetryMs << min(p.attempt, 6)
+                scheduled.append(Scheduled(due: TimeMath.add(now, backoff), plan: p.plan, peers: p.failed, attempt: p.attempt + 1))
+            } else if !p.failed.isEmpty {
+                out.append(.log(.warning, "catch-up gave up on \(p.failed.joined(separator: ", ")) after \(p.attempt + 1) attempts"))
+            }
             var next = planner.finished()
             while next != nil && draining { next = planner.finished() }   // stopping: queued plans are dropped
             if let next { stream(next, now: now) }
             return
         }
+        // A handoff asks for the keys of the ring it was planned for (and records that ring as
+        // caught up when it completes), even if the view moved on meanwhile: the next ring's own
+        // plan asks against it.
         var req = CatchUpRequest(requester: id, since: p.plan.since, afterKey: p.cursor?.key, previousMembers: p.plan.previousMembers,
-                                 members: ring.members, skip: UInt32(clamping: p.cursor?.skip ?? 0))
+                                 members: p.plan.ring.isEmpty ? ring.members : p.plan.ring, skip: UInt32(clamping: p.cursor?.skip ?? 0))
         req.mode = p.plan.mode
         request(.catchUp, body: req.encode(), to: peer, what: .catchUpPage, timeoutMs: settings.catchUpTimeoutMs, now: now)
     }
 
-    /// The current peer failed or is done: on to the next one.
-    mutating func nextPeer(now: Int64) {
+    /// The current peer is done (or failed: `failed`): on to the next one.
+    mutating func nextPeer(failed: Bool = false, now: Int64) {
         guard var p = pull else { return }
-        if !p.peers.isEmpty { p.peers.removeFirst() }
+        if !p.peers.isEmpty {
+            let peer = p.peers.removeFirst()
+            if failed { p.failed.append(peer) }
+        }
         p.cursor = nil
         pull = p
         requestPage(now: now)
@@ -52,7 +83,7 @@ extension ClusterNode {
     mutating func onCatchUpPage(_ frame: Frame, from peer: String, now: Int64) {
         guard let page = try? CatchUpResult.decode(frame.body) else {
             out.append(.count(.peerProtocolError))
-            return nextPeer(now: now)
+            return nextPeer(failed: true, now: now)
         }
         var records: [Record] = []
         records.reserveCapacity(page.records.count)
@@ -86,6 +117,7 @@ extension ClusterNode {
             pull = p
         case .failure(let e):
             out.append(.log(.warning, "catch-up: storing \(count) records failed: \(e.message)"))
+            return nextPeer(failed: true, now: now)
         }
         nextPeer(now: now)
     }

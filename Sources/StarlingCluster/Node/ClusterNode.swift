@@ -40,6 +40,10 @@ public struct ClusterNodeSettings: Sendable {
     public var replicateTimeoutMs: Int64 = 5_000
     public var forwardTimeoutMs: Int64 = 5_000
     public var catchUpTimeoutMs: Int64 = 30_000
+    /// A peer whose catch-up failed is asked again after this (doubling per attempt), at most
+    /// `catchUpAttemptsMax` times in all.
+    public var catchUpRetryMs: Int64 = 1_000
+    public var catchUpAttemptsMax = 6
     public var membership = MembershipSettings()
     public var rules = ClusterRules()
 
@@ -105,12 +109,23 @@ public struct ClusterNode: Sendable {
 
     // Catch-up.
     var planner: CatchUpPlanner
-    var scheduled: [(due: Int64, plan: CatchUpPlanner.Plan)] = []
+    /// A plan waiting for its time: after a ring change (the view settles first), or the retry
+    /// of the peers that failed (`peers`; nil = every live peer).
+    struct Scheduled: Sendable {
+        var due: Int64
+        var plan: CatchUpPlanner.Plan
+        var peers: [String]? = nil
+        var attempt = 0
+    }
+    var scheduled: [Scheduled] = []
     struct Pull: Sendable {
         var plan: CatchUpPlanner.Plan
         var peers: [String]
         var cursor: CatchUpCursor?
         var stored = 0
+        /// Peers whose pull failed (a lost page, a timeout, a store that failed): asked again.
+        var failed: [String] = []
+        var attempt = 0
     }
     var pull: Pull?
     var nextAntiEntropyAt: Int64 = .max
@@ -246,7 +261,7 @@ public struct ClusterNode: Sendable {
             settle(group: group, slot: slot, error: IngestError(status: 503, code: "replica_unavailable", message: "follower at \(r.peer): \(reason)"))
         case .catchUpPage:
             out.append(.log(.warning, "catch-up from \(r.peer) failed: \(reason)"))
-            nextPeer(now: now)
+            nextPeer(failed: true, now: now)
         case .forward(let ticket, let owner):
             out.append(.forwarded(ticket: ticket, error: IngestError(status: 503, code: "owner_unavailable", message: "owner \(owner) is unreachable: \(reason)")))
         }
@@ -305,7 +320,7 @@ public struct ClusterNode: Sendable {
         out.append(.ringChanged(RingView(members: live, epoch: newEpoch, all: all, share: ring.ownedShare()[id] ?? 0, dropped: dropped)))
         guard ringChanged || force else { return }
         if !draining, let plan = planner.ringChanged(to: live, me: id, newestReceivedAt: newestReceivedAt) {
-            scheduled.append((TimeMath.add(now, settings.catchUpSettleMs), plan))
+            scheduled.append(Scheduled(due: TimeMath.add(now, settings.catchUpSettleMs), plan: plan))
         }
     }
 

@@ -13,10 +13,13 @@ public struct CatchUpPlanner: Sendable {
         public var since: Int64
         public var previousMembers: [String]
         public var mode: CatchUpRequest.Mode
-        public init(since: Int64, previousMembers: [String], mode: CatchUpRequest.Mode) {
+        /// The ring the plan pulls for (handoff plans).
+        public var ring: [String]
+        public init(since: Int64, previousMembers: [String], mode: CatchUpRequest.Mode, ring: [String] = []) {
             self.since = since
             self.previousMembers = previousMembers
             self.mode = mode
+            self.ring = ring
         }
     }
 
@@ -28,6 +31,11 @@ public struct CatchUpPlanner: Sendable {
 
     public private(set) var started = false
     public private(set) var previousRing: [String] = []
+    /// The last ring whose handoff finished with every peer answering: the node held what it
+    /// replicates there. The next ring change pulls only what the new ring adds to it, if it
+    /// changes straight from that ring; from any other ring (a pull that failed somewhere, a
+    /// transient view such as this node alone) it pulls everything it replicates.
+    public private(set) var caughtUpRing: [String]?
     public private(set) var running = false
     public private(set) var queued: [Plan] = []
 
@@ -41,10 +49,18 @@ public struct CatchUpPlanner: Sendable {
         if !started {
             started = true
             let since = newestReceivedAt == 0 ? 0 : TimeMath.subtract(newestReceivedAt, restartMarginMs)
-            return Plan(since: since, previousMembers: [], mode: .handoff)
+            return Plan(since: since, previousMembers: [], mode: .handoff, ring: members)
         }
-        guard !previousRing.isEmpty, previousRing != members else { return nil }
-        return Plan(since: 0, previousMembers: previousRing, mode: .handoff)
+        guard previousRing != members else { return nil }
+        // The previous ring is a base only if this node caught up in it in full; otherwise pull
+        // everything it replicates in the new ring (every holder sends, the store dedupes).
+        let base = caughtUpRing == previousRing ? previousRing : []
+        return Plan(since: 0, previousMembers: base, mode: .handoff, ring: members)
+    }
+
+    /// The running plan's pull finished with every peer answering.
+    public mutating func completed(_ plan: Plan) {
+        if plan.mode == .handoff && !plan.ring.isEmpty { caughtUpRing = plan.ring }
     }
 
     /// The periodic pass, when this node replicates (rf > 1) in a ring with others.

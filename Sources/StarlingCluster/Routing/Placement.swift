@@ -37,9 +37,12 @@ public enum Placement {
     public static func sendsHandoff(key: String, responder: String, requester: String, current: HashRing,
                                     previous: HashRing?, rf: Int) -> Bool {
         guard current.replicas(of: key, count: rf).contains(requester) else { return false }
-        if let previous, previous.replicas(of: key, count: rf).contains(requester) { return false }
+        // Without a previous ring every holder sends (the store dedupes): a single source chosen
+        // from the current ring may itself be a new replica that does not hold the key yet.
+        guard let previous else { return true }
+        if previous.replicas(of: key, count: rf).contains(requester) { return false }
         let live = Set(current.members)
-        let source = (previous ?? current).replicas(of: key, count: rf + 2).first { $0 != requester && live.contains($0) }
+        let source = previous.replicas(of: key, count: rf + 2).first { $0 != requester && live.contains($0) }
         // A key whose whole previous replica set is gone: any holder sends.
         return source == nil || source == responder
     }

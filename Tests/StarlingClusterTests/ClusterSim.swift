@@ -1,0 +1,500 @@
+import StarlingCore
+@testable import StarlingCluster
+
+// A deterministic whole-cluster simulation that runs the production `ClusterNode`s over real
+// frames: every message is `FrameCodec`-encoded bytes that go through the seeded packet heap
+// (loss, delay, reordering, duplication, one-node cut-offs) and are parsed by `FrameParser` on
+// delivery. Each node's storage is a durable in-memory log folded into a real `NodeIndex`
+// through the real `GroupCommit.plan` (dedupe and the re-shipping of repeats), so it survives a
+// crash like the node's log does. The simulator plays the shell: it carries out the node's
+// directives, as `ClusterShell` does, and plays the clients, who write to random live nodes.
+//
+// The checker verifies, after every step, what the clients were told against the stores:
+// 1. an acknowledged event has copies on at least rf nodes when it is acknowledged (stores
+//    only grow, so it keeps them);
+// 3. every replica stored through `replicate` passed fencing in the follower's view then;
+// and at the end, after healing and a quiet period:
+// 4. the live nodes agree on the ring, and every acknowledged event is on all of its current
+//    replicas (what catch-up and anti-entropy must achieve).
+
+struct ClusterSimConfig: Sendable {
+    var rf: Int
+    var rules = ClusterRules()
+    /// Bug injection in the storage (the engine's rule): ship only the new records of a group,
+    /// not the stored copies of repeated ids (`GroupCommit.Plan.repeats`).
+    var dropRepeats = false
+    /// Int64.max: no anti-entropy.
+    var antiEntropyMs: Int64 = 2_000
+    var replicateTimeoutMs: Int64 = 800
+    var forwardTimeoutMs: Int64 = 1_200
+    var catchUpTimeoutMs: Int64 = 1_000
+    var catchUpRetryMs: Int64 = 500
+    /// Fewer vnodes than production (2,048) keep ring builds cheap; placement rules are the same.
+    var vnodes = 64
+    /// Keys per catch-up page (small, so that paging is exercised).
+    var catchUpPageKeys = 6
+
+    init(rf: Int) {
+        precondition(rf >= 2, "the simulation is for replication, rf >= 2, got \(rf)")
+        self.rf = rf
+    }
+}
+
+/// A node's log and index, as durable as the node's files: they survive a crash.
+struct SimStore {
+    var log: [Record] = []
+    var index = NodeIndex(ttl: TTLSettings())
+    var ids = SplitMix64(seed: 1)
+
+    func has(_ eventID: String) -> Bool { index.contains(eventID: eventID, in: .session(sessionOf(eventID))) }
+    /// The sim's event ids are "e<n>/<session>", so the session can be read back.
+    func sessionOf(_ eventID: String) -> String { String(eventID.split(separator: "/").last ?? "") }
+
+    mutating func append(_ records: [Record]) {
+        for r in records {
+            let seq = UInt64(log.count)
+            index.apply(r, at: RecordLocation(segment: 0, blockOffset: seq, index: 0), seq: seq)
+            log.append(r)
+        }
+    }
+
+    /// A group of the node's own events: what to ship (new records, then stored copies of repeats).
+    mutating func appendOwn(_ items: [(record: Record, clientID: Bool)], now: Int64, node: String, dropRepeats: Bool) -> [Record] {
+        let prepared = items.map { GroupCommit.Prepared(event: nil, record: $0.record, clientID: $0.clientID) }
+        let plan = GroupCommit.plan([.events(prepared, ip: "")], index: index, now: now, node: node, ids: &ids)
+        append(plan.records)
+        let copies = dropRepeats ? [] : plan.repeats.map { log[Int($0.seq)] }
+        return plan.records + copies
+    }
+
+    mutating func appendReplica(_ records: [Record], now: Int64, node: String) -> Int {
+        let plan = GroupCommit.plan([.replica(records)], index: index, now: now, node: node, ids: &ids)
+        append(plan.records)
+        return plan.records.count
+    }
+
+    /// One catch-up page: events received since `since` of the keys the selector wants, whole
+    /// keys in sorted order after the cursor, at most `pageKeys` keys.
+    func catchUp(_ read: CatchUpRead, vnodes: Int, pageKeys: Int) -> ([[UInt8]], CatchUpCursor?) {
+        let s = read.selector
+        let ring = HashRing(members: s.members, vnodes: vnodes)
+        let previous = s.previousMembers.isEmpty ? nil : HashRing(members: s.previousMembers, vnodes: vnodes)
+        var byKey: [String: [Record]] = [:]
+        for r in log where r.kind == .event && r.receivedAt >= read.since {
+            if let c = read.cursor, r.sessionID <= c.key { continue }
+            byKey[r.sessionID, default: []].append(r)
+        }
+        let keys = byKey.keys.sorted().filter { s.wants($0, ring: ring, previous: previous) }
+        let page = keys.prefix(pageKeys)
+        let records = page.flatMap { byKey[$0]! }.map(\.encoded)
+        let next = keys.count > page.count ? page.last.map { CatchUpCursor(key: $0, skip: 0) } : nil
+        return (records, next)
+    }
+}
+
+/// A packet of frame bytes; `connection` is the sending node (answers go back to it).
+struct ClusterSimPacket: SimTimed {
+    var deliverAt: Int64
+    var order: UInt64
+    var from: Int
+    var to: Int
+    var bytes: [UInt8]
+}
+
+final class ClusterSim {
+    struct Node {
+        let id: String
+        let peer: String
+        // Durable.
+        var store = SimStore()
+        var storedIncarnation: UInt64 = 0
+        var generation = 0
+        // Volatile.
+        var instance: ClusterNode?
+        var cutOffUntil: Int64 = .min
+        var nextTickAt: Int64 = .max
+    }
+
+    /// Who waits for a write group or a forward.
+    enum Waiter {
+        case client(eventID: String)
+        case owned(ticket: UInt64)
+    }
+
+    let seed: UInt64
+    let config: ClusterSimConfig
+    let label: String
+    private(set) var now: Int64 = 0
+    private(set) var nodes: [Node] = []
+    private var rng: SplitMix64
+    private var queue = SimTimedQueue<ClusterSimPacket>()
+    private var order: UInt64 = 0
+    private let peerIndex: [String: Int]
+    private let idIndex: [String: Int]
+    private var waiters: [Int: [UInt64: Waiter]] = [:]   // per node: group or ticket -> who waits
+    private var nextID: UInt64 = 0
+    private let parser = FrameParser()
+
+    // Faults, changeable between steps.
+    var lossPerMille = 0
+    var duplicatePerMille = 0
+    var delayMs: ClosedRange<Int64> = 1...50
+    var tickMs: Int64 = 20
+
+    // What the clients were told.
+    private(set) var acked: [String: Bool] = [:]
+    private(set) var ackedOrder: [String] = []
+    private(set) var refusedWrites: [String] = []
+    private(set) var acknowledgements = 0
+    private(set) var refusals = 0
+    private(set) var unanswered = 0
+    private(set) var submitted = 0
+    private(set) var fencingRefusals = 0
+    private(set) var catchUpStores = 0
+    private(set) var delivered = 0
+    private(set) var dropped = 0
+    private(set) var malformed = 0
+    private(set) var fingerprint = StableHash.offsetBasis
+    private(set) var failures: [String] = []
+    /// When set, the nodes' log lines and ring changes are kept in `traceLog` (to study a seed).
+    var trace = false
+    private(set) var traceLog: [String] = []
+
+    init(seed: UInt64, nodes count: Int, config: ClusterSimConfig) {
+        self.seed = seed
+        self.config = config
+        rng = SplitMix64(seed: seed ^ (UInt64(config.rf) &* 0xD1B5_4A32_D192_ED03))
+        label = "seed \(seed) (rf \(config.rf), \(count) nodes)"
+        var peers: [String: Int] = [:]
+        var ids: [String: Int] = [:]
+        for i in 0..<count {
+            let n = Node(id: "node-\(i + 1)", peer: "10.0.1.\(i + 1):7081")
+            peers[n.peer] = i
+            ids[n.id] = i
+            nodes.append(n)
+        }
+        peerIndex = peers
+        idIndex = ids
+    }
+
+    // MARK: Random choices (all from the one seed)
+
+    func random(_ range: ClosedRange<Int64>) -> Int64 {
+        range.lowerBound + Int64(rng.next() % UInt64(range.upperBound - range.lowerBound + 1))
+    }
+    func random(_ n: Int) -> Int { Int(rng.next() % UInt64(n)) }
+    func chance(perMille: Int) -> Bool { perMille > 0 && random(1000) < perMille }
+
+    // MARK: Script
+
+    func node(_ i: Int) -> ClusterNode? { nodes[i].instance }
+    func isAlive(_ i: Int) -> Bool { nodes[i].instance != nil }
+    var aliveNodes: [Int] { nodes.indices.filter(isAlive) }
+    var deadNodes: [Int] { nodes.indices.filter { !isAlive($0) } }
+    func cutOff(_ i: Int, forMs ms: Int64) { nodes[i].cutOffUntil = now + ms }
+    func isCutOff(_ i: Int) -> Bool { now < nodes[i].cutOffUntil }
+
+    /// Starts node `i`; a restart keeps the store and comes back at its stored incarnation + 1.
+    func start(_ i: Int, seeds: [Int]) {
+        precondition(!isAlive(i), "\(label): node \(i) already running")
+        let restart = nodes[i].generation > 0
+        nodes[i].generation += 1
+        let incarnation = restart ? nodes[i].storedIncarnation + 1 : 0
+        nodes[i].storedIncarnation = incarnation
+        var settings = ClusterNodeSettings(id: nodes[i].id, rf: config.rf)
+        settings.vnodes = config.vnodes
+        settings.tickMs = tickMs
+        settings.antiEntropyIntervalMs = config.antiEntropyMs
+        settings.replicateTimeoutMs = config.replicateTimeoutMs
+        settings.forwardTimeoutMs = config.forwardTimeoutMs
+        settings.catchUpTimeoutMs = config.catchUpTimeoutMs
+        settings.catchUpRetryMs = config.catchUpRetryMs
+        settings.rules = config.rules
+        let me = MemberInfo(id: nodes[i].id, peer: nodes[i].peer, http: "10.0.1.\(i + 1):8081", incarnation: incarnation)
+        var n = ClusterNode(settings: settings, me: me, seed: seed ^ (UInt64(i + 1) &* 0x9E37_79B9_7F4A_7C15) ^ UInt64(nodes[i].generation))
+        n.newestReceivedAt = nodes[i].store.log.last?.receivedAt ?? 0
+        nodes[i].instance = n
+        nodes[i].cutOffUntil = .min
+        waiters[i] = [:]
+        nodes[i].nextTickAt = now + tickMs
+        run(i) { $0.start(seeds: seeds.map { nodes[$0].peer }, now: now) }
+    }
+
+    /// Loses the node's volatile state and every packet on its way to it; its store stays.
+    func crash(_ i: Int) {
+        guard isAlive(i) else { return }
+        unanswered += waiters[i]?.values.filter { if case .client = $0 { true } else { false } }.count ?? 0
+        waiters[i] = [:]
+        nodes[i].instance = nil
+        nodes[i].nextTickAt = .max
+        queue.removeAll { $0.to == i }
+    }
+
+    func healAll() {
+        for i in nodes.indices { nodes[i].cutOffUntil = .min }
+        lossPerMille = 0
+        duplicatePerMille = 0
+    }
+
+    func newEventID(session: String) -> String {
+        nextID += 1
+        return "e\(nextID)/\(session)"
+    }
+
+    /// A client writes event `eventID` (of the session it names) to node `c`, as the HTTP path
+    /// does: refused when the node cannot take writes, else stored by the owner or forwarded.
+    func submit(eventID: String, to c: Int) {
+        guard var n = nodes[c].instance else { return }
+        submitted += 1
+        if n.unavailableReason() != nil {
+            clientAnswered(eventID, acknowledged: false)
+            return
+        }
+        let session = nodes[c].store.sessionOf(eventID)
+        let record = Record(kind: .event, ts: now, receivedAt: now, sessionID: session, eventID: eventID, key: "k", json: Array("{}".utf8))
+        let owner = n.owner(of: session)
+        let ticket = newWaiterID()
+        waiters[c]![ticket] = .client(eventID: eventID)
+        if owner == nodes[c].id {
+            appendOwned([(record, true)], at: c, group: ticket)
+        } else {
+            let d = n.forward([RecordBatch.Item(transport: 0, clientID: true, record: record.encoded)], to: owner, ticket: ticket, now: now)
+            nodes[c].instance = n
+            execute(d, at: c)
+        }
+    }
+
+    private func newWaiterID() -> UInt64 {
+        nextID += 1
+        return nextID
+    }
+
+    private func clientAnswered(_ eventID: String, acknowledged: Bool) {
+        if acknowledged {
+            acknowledgements += 1
+            if acked[eventID] == nil {
+                acked[eventID] = true
+                ackedOrder.append(eventID)
+            }
+            let h = holders(of: eventID)
+            if h.count < config.rf {
+                fail("invariant 1: event \(eventID) acknowledged with copies on \(h.count) node(s) \(h), rf \(config.rf)")
+            }
+        } else {
+            refusals += 1
+            refusedWrites.append(eventID)
+        }
+    }
+
+    // MARK: Running
+
+    func run(until end: Int64) {
+        while true {
+            let tickAt = nodes.map(\.nextTickAt).min() ?? .max
+            if let p = queue.first, p.deliverAt <= tickAt {
+                guard p.deliverAt <= end else { break }
+                now = p.deliverAt
+                deliver(queue.pop()!)
+            } else {
+                guard tickAt <= end else { break }
+                now = tickAt
+                // A seeded rotation among the nodes due now, so no node always goes first.
+                let due = nodes.indices.filter { nodes[$0].nextTickAt == tickAt }
+                let first = random(due.count)
+                for k in 0..<due.count {
+                    let i = due[(first + k) % due.count]
+                    nodes[i].nextTickAt = now + tickMs
+                    run(i) { $0.tick(now: now) }
+                }
+            }
+        }
+        now = max(now, end)
+    }
+
+    func run(forMs ms: Int64) { run(until: now + ms) }
+    func run(seconds: Int64) { run(forMs: seconds * 1000) }
+
+    /// Gives node `i` one input and carries out its directives.
+    private func run(_ i: Int, _ step: (inout ClusterNode) -> [ClusterDirective]) {
+        guard var n = nodes[i].instance else { return }
+        let d = step(&n)
+        nodes[i].instance = n
+        nodes[i].storedIncarnation = max(nodes[i].storedIncarnation, n.membership.me.incarnation)
+        execute(d, at: i)
+    }
+
+    private func deliver(_ p: ClusterSimPacket) {
+        guard isAlive(p.to), !isCutOff(p.to), !isCutOff(p.from) else {
+            dropped += 1
+            return
+        }
+        let frame: Frame
+        do {
+            guard let parsed = try p.bytes.withUnsafeBytes({ try parser.parse($0) }), parsed.consumed == p.bytes.count else {
+                malformed += 1
+                fail("a packet from node \(p.from) to node \(p.to) did not hold exactly one frame")
+                return
+            }
+            frame = parsed.frame
+        } catch {
+            malformed += 1
+            fail("a packet from node \(p.from) to node \(p.to) did not parse: \(error)")
+            return
+        }
+        delivered += 1
+        mix(p, frame)
+        run(p.to) { $0.on(frame: frame, connection: UInt64(p.from), fromPeer: nodes[p.from].peer, now: now) }
+    }
+
+    private func send(_ frame: Frame, from: Int, to: Int) {
+        if from == to { fail("node \(from) sent \(frame.kind) to itself") }
+        let bytes = FrameCodec.encode(frame, compress: true)
+        enqueue(bytes, from: from, to: to)
+        if chance(perMille: duplicatePerMille) { enqueue(bytes, from: from, to: to) }
+    }
+
+    private func enqueue(_ bytes: [UInt8], from: Int, to: Int) {
+        if isCutOff(from) || isCutOff(to) || chance(perMille: lossPerMille) {
+            dropped += 1
+            return
+        }
+        order += 1
+        queue.push(ClusterSimPacket(deliverAt: now + random(delayMs), order: order, from: from, to: to, bytes: bytes))
+    }
+
+    private func mix(_ p: ClusterSimPacket, _ f: Frame) {
+        var h = fingerprint
+        for v in [UInt64(bitPattern: p.deliverAt), UInt64(p.from), UInt64(p.to), UInt64(f.kind.rawValue), f.requestID, UInt64(p.bytes.count)] {
+            h = (h ^ v) &* StableHash.prime
+        }
+        fingerprint = h
+    }
+
+    // MARK: The shell's part
+
+    private func execute(_ directives: [ClusterDirective], at i: Int) {
+        for d in directives {
+            guard isAlive(i) else { return }
+            execute(d, at: i)
+        }
+    }
+
+    private func execute(_ d: ClusterDirective, at i: Int) {
+        switch d {
+        case .send(let peer, let frame):
+            guard let to = peerIndex[peer] else { return fail("node \(i) sent to unknown peer \(peer)") }
+            send(frame, from: i, to: to)
+        case .respond(let inbound, let frame):
+            send(frame, from: i, to: Int(inbound.connection))
+        case .groupReplicated(let group, let error, _):
+            switch waiters[i]?.removeValue(forKey: group) {
+            case .client(let eventID)?: clientAnswered(eventID, acknowledged: error == nil)
+            case .owned(let ticket)?:
+                let result: Result<Int, IngestError> = error.map { .failure($0) } ?? .success(1)
+                run(i) { $0.appended(ticket: ticket, result: result) }
+            case nil: fail("node \(i) decided unknown group \(group)")
+            }
+        case .storeReplica(let records, let ticket, let source):
+            storeReplica(records, at: i, source: source)
+            let n = nodes[i].store.appendReplica(records, now: now, node: nodes[i].id)
+            if case .catchUp = source { catchUpStores += n }
+            run(i) { $0.replicaStored(ticket: ticket, result: .success(n), now: now) }
+        case .appendOwned(let items, _, _, let ticket):
+            let group = newWaiterID()
+            waiters[i]![group] = .owned(ticket: ticket)
+            appendOwned(items, at: i, group: group)
+        case .readCatchUp(let read, let ticket):
+            let (records, next) = nodes[i].store.catchUp(read, vnodes: config.vnodes, pageKeys: config.catchUpPageKeys)
+            run(i) { $0.catchUpRead(ticket: ticket, records: records, next: next) }
+        case .forwarded(let ticket, let error):
+            if case .client(let eventID)? = waiters[i]?.removeValue(forKey: ticket) {
+                clientAnswered(eventID, acknowledged: error == nil)
+            }
+        case .log(_, let message):
+            if trace { traceLog.append("t=\(now) node \(i): \(message)") }
+        case .ringChanged(let view):
+            if trace { traceLog.append("t=\(now) node \(i): ring \(view.members)") }
+        case .resetConnection, .count:
+            break
+        }
+    }
+
+    /// The engine's part of an owner write: append (deduped), then hand the group to the node.
+    private func appendOwned(_ items: [(record: Record, clientID: Bool)], at i: Int, group: UInt64) {
+        let ship = nodes[i].store.appendOwn(items, now: now, node: nodes[i].id, dropRepeats: config.dropRepeats)
+        run(i) { $0.committed(group: group, records: ship, now: now) }
+    }
+
+    /// Invariant 3: a replica stored through `replicate` passed fencing in the follower's view.
+    private func storeReplica(_ records: [Record], at i: Int, source: ReplicaSource) {
+        guard case .replicate(let sender) = source, let n = nodes[i].instance else { return }
+        for r in records where r.kind == .event {
+            let key = Placement.keys(of: r)[0]
+            if !Placement.accepts(replicaOf: key, from: sender, ring: n.ring, rf: config.rf, me: n.id) {
+                fencingRefusals += 1
+                fail("invariant 3: node \(i) stored \(r.eventID) (\(key)) from \(sender), refused by fencing in its view \(n.ring.members)")
+            }
+        }
+    }
+
+    // MARK: Invariants
+
+    func fail(_ what: String) {
+        if failures.count < 20 { failures.append("\(label) t=\(now)ms: \(what)") }
+    }
+
+    func holders(of eventID: String) -> [Int] {
+        nodes.indices.filter { nodes[$0].store.has(eventID) }
+    }
+
+    /// Invariant 1 over every acknowledged write, straight from the stores.
+    func assertEveryAckHasItsCopies() {
+        for e in ackedOrder where holders(of: e).count < config.rf {
+            fail("invariant 1: acknowledged event \(e) has copies on \(holders(of: e)), rf \(config.rf)")
+        }
+    }
+
+    /// The live nodes' ring views when they all agree and equal the live set; nil otherwise.
+    func agreedRing() -> [String]? {
+        let expected = aliveNodes.map { nodes[$0].id }.sorted()
+        for i in aliveNodes where nodes[i].instance!.ring.members != expected { return nil }
+        return expected
+    }
+
+    /// Invariant 4 (after healing and a quiet period).
+    func assertConverged(allReplicas: Bool) {
+        guard let members = agreedRing() else {
+            let views = aliveNodes.map { "node \($0): \(nodes[$0].instance!.ring.members)" }
+            return fail("invariant 4: live nodes \(aliveNodes) do not agree on the ring: \(views.joined(separator: "; "))")
+        }
+        let ring = HashRing(members: members, vnodes: config.vnodes)
+        for e in ackedOrder {
+            let session = nodes[0].store.sessionOf(e)
+            let replicas = ring.replicas(of: session, count: config.rf).map { idIndex[$0]! }
+            let holding = replicas.filter { nodes[$0].store.has(e) }
+            if allReplicas ? holding.count != replicas.count : holding.isEmpty {
+                fail("invariant 4: acknowledged event \(e) is on \(holding) of its current replicas \(replicas); copies on \(holders(of: e))")
+            }
+        }
+        assertEveryAckHasItsCopies()
+    }
+
+    struct Outcome: Equatable {
+        var fingerprint: UInt64
+        var delivered: Int
+        var dropped: Int
+        var ackedOrder: [String]
+        var refusals: Int
+        var stores: [Int]
+        var failures: [String]
+    }
+
+    var outcome: Outcome {
+        Outcome(fingerprint: fingerprint, delivered: delivered, dropped: dropped, ackedOrder: ackedOrder, refusals: refusals,
+                stores: nodes.map(\.store.log.count), failures: failures)
+    }
+
+    var summary: String {
+        "\(label): submitted \(submitted), acknowledged \(acknowledgements), refused \(refusals), unanswered \(unanswered), catch-up copies \(catchUpStores), delivered \(delivered), dropped \(dropped)"
+    }
+}
