@@ -43,6 +43,8 @@ struct ClusterSimConfig: Sendable {
 /// A node's log and index, as durable as the node's files: they survive a crash.
 struct SimStore {
     var log: [Record] = []
+    /// When each record was appended (simulated ms): a power cut loses the newest ones.
+    var appendedAt: [Int64] = []
     var index = NodeIndex(ttl: TTLSettings())
     var ids = SplitMix64(seed: 1)
 
@@ -50,26 +52,38 @@ struct SimStore {
     /// The sim's event ids are "e<n>/<session>", so the session can be read back.
     func sessionOf(_ eventID: String) -> String { String(eventID.split(separator: "/").last ?? "") }
 
-    mutating func append(_ records: [Record]) {
+    mutating func append(_ records: [Record], at now: Int64 = 0) {
         for r in records {
             let seq = UInt64(log.count)
             index.apply(r, at: RecordLocation(segment: 0, blockOffset: seq, index: 0), seq: seq)
             log.append(r)
+            appendedAt.append(now)
         }
+    }
+
+    /// A power cut: what was appended after `since` was never synced and is gone; the index is
+    /// rebuilt from what is left, as recovery does.
+    mutating func loseTail(appendedAfter since: Int64) {
+        let keep = appendedAt.firstIndex { $0 > since } ?? log.count
+        let kept = Array(log[..<keep]), times = Array(appendedAt[..<keep])
+        log = []
+        appendedAt = []
+        index = NodeIndex(ttl: TTLSettings())
+        for (r, t) in zip(kept, times) { append([r], at: t) }
     }
 
     /// A group of the node's own events: what to ship (new records, then stored copies of repeats).
     mutating func appendOwn(_ items: [(record: Record, clientID: Bool)], now: Int64, node: String, dropRepeats: Bool) -> [Record] {
         let prepared = items.map { GroupCommit.Prepared(event: nil, record: $0.record, clientID: $0.clientID) }
         let plan = GroupCommit.plan([.events(prepared, ip: "")], index: index, now: now, node: node, ids: &ids)
-        append(plan.records)
+        append(plan.records, at: now)
         let copies = dropRepeats ? [] : plan.repeats.map { log[Int($0.seq)] }
         return plan.records + copies
     }
 
     mutating func appendReplica(_ records: [Record], now: Int64, node: String) -> Int {
         let plan = GroupCommit.plan([.replica(records)], index: index, now: now, node: node, ids: &ids)
-        append(plan.records)
+        append(plan.records, at: now)
         return plan.records.count
     }
 
@@ -134,6 +148,8 @@ final class ClusterSim {
     private var waiters: [Int: [UInt64: Waiter]] = [:]   // per node: group or ticket -> who waits
     private var nextID: UInt64 = 0
     private let parser = FrameParser()
+    private var partitioned = false
+    private var side: [Int: Int] = [:]
 
     // Faults, changeable between steps.
     var lossPerMille = 0
@@ -230,7 +246,44 @@ final class ClusterSim {
         queue.removeAll { $0.to == i }
     }
 
+    /// Splits the network: nodes in different groups cannot reach each other until `heal`
+    /// (a node in no group reaches no one).
+    func partition(_ groups: [Int]...) {
+        side = [:]
+        for (g, members) in groups.enumerated() { for i in members { side[i] = g } }
+        partitioned = true
+    }
+
+    func heal() {
+        partitioned = false
+        side = [:]
+    }
+
+    private func canReach(_ a: Int, _ b: Int) -> Bool {
+        guard partitioned else { return true }
+        guard let x = side[a], let y = side[b] else { return false }
+        return x == y
+    }
+
+    /// A graceful leave: the node stops taking writes, announces leaving, and stops shortly after.
+    func leave(_ i: Int) {
+        run(i) { n in
+            n.beginDrain()
+            return n.leave(now: now)
+        }
+        run(forMs: 200)
+        crash(i)
+    }
+
+    /// A power cut: the node stops and loses what it appended in the last `unsyncedMs` (the
+    /// `--fsync interval` window).
+    func powerCut(_ i: Int, unsyncedMs: Int64) {
+        crash(i)
+        nodes[i].store.loseTail(appendedAfter: now - unsyncedMs)
+    }
+
     func healAll() {
+        heal()
         for i in nodes.indices { nodes[i].cutOffUntil = .min }
         lossPerMille = 0
         duplicatePerMille = 0
@@ -324,7 +377,7 @@ final class ClusterSim {
     }
 
     private func deliver(_ p: ClusterSimPacket) {
-        guard isAlive(p.to), !isCutOff(p.to), !isCutOff(p.from) else {
+        guard isAlive(p.to), !isCutOff(p.to), !isCutOff(p.from), canReach(p.from, p.to) else {
             dropped += 1
             return
         }
@@ -354,7 +407,7 @@ final class ClusterSim {
     }
 
     private func enqueue(_ bytes: [UInt8], from: Int, to: Int) {
-        if isCutOff(from) || isCutOff(to) || chance(perMille: lossPerMille) {
+        if isCutOff(from) || isCutOff(to) || !canReach(from, to) || chance(perMille: lossPerMille) {
             dropped += 1
             return
         }
