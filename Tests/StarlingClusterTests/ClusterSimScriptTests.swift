@@ -49,6 +49,7 @@ extension ClusterSim {
         sim.heal()
         sim.run(seconds: 10)
         sim.assertConverged(allReplicas: true)
+        sim.assertEveryAckReadable()
         #expect(sim.failures.isEmpty, "\(sim.failures.prefix(5).joined(separator: "\n"))\n\(sim.summary)")
     }
 
@@ -63,6 +64,7 @@ extension ClusterSim {
         sim.run(seconds: 10)
         #expect(sim.agreedRing()?.count == 3, "\(sim.summary)")
         sim.assertConverged(allReplicas: true)
+        sim.assertEveryAckReadable()
         #expect(sim.failures.isEmpty, "\(sim.failures.prefix(5).joined(separator: "\n"))\n\(sim.summary)")
         #expect(sim.catchUpStores > 0, "nothing was handed over: \(sim.summary)")
     }
@@ -81,6 +83,7 @@ extension ClusterSim {
         sim.start(1, seeds: [0, 2])
         sim.run(seconds: 10)
         sim.assertConverged(allReplicas: true)
+        sim.assertEveryAckReadable()
         #expect(sim.failures.isEmpty, "\(sim.failures.prefix(5).joined(separator: "\n"))\n\(sim.summary)")
     }
 }

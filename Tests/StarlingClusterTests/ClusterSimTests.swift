@@ -13,7 +13,7 @@ enum ClusterSimScenario {
     /// nodes are cut off, crashed and restarted. Then the network heals, crashed nodes restart
     /// until at most rf - 1 stay down, clients stop, and after `quietMs` invariant 4 is checked.
     static func run(seed: UInt64, rf: Int, faultMs: Int64 = faultMs, quietMs: Int64 = quietMs,
-                    requireAllCurrentReplicas: Bool = true,
+                    requireAllCurrentReplicas: Bool = true, readBack: Bool = false,
                     configure: (inout ClusterSimConfig) -> Void = { _ in }) -> ClusterSim {
         var config = ClusterSimConfig(rf: rf)
         configure(&config)
@@ -45,6 +45,7 @@ enum ClusterSimScenario {
         sim.assertEveryAckHasItsCopies()
         sim.run(forMs: quietMs)
         sim.assertConverged(allReplicas: requireAllCurrentReplicas)
+        if readBack { sim.assertEveryAckReadable() }
         return sim
     }
 
@@ -98,7 +99,8 @@ enum ClusterSimScenario {
         let first = UInt64(chunk) * Self.seedsPerChunk + 1
         var acknowledged = 0, refused = 0, pulled = 0
         for seed in first..<(first + Self.seedsPerChunk) {
-            let sim = ClusterSimScenario.run(seed: seed, rf: rf)
+            // Every fifth seed also reads every acknowledged event back through each node's fan-out.
+            let sim = ClusterSimScenario.run(seed: seed, rf: rf, readBack: seed % 5 == 0)
             #expect(sim.failures.isEmpty, "\(sim.failures.prefix(5).joined(separator: "\n"))\n\(sim.summary)")
             acknowledged += sim.acknowledgements
             refused += sim.refusals

@@ -112,6 +112,11 @@ public enum ClusterDirective: Sendable {
     case readCatchUp(CatchUpRead, ticket: UInt64)
     /// A forward this shell asked for is answered (nil: stored by the owner and its replicas).
     case forwarded(ticket: UInt64, error: IngestError?)
+    /// Read this node's own answer to a query (one page of at most `byteBudget` bytes); then
+    /// `queryRead(ticket:result:now:)`.
+    case readQuery(QueryRequest, ticket: UInt64, byteBudget: Int)
+    /// A fan-out is complete: the members' answers merged.
+    case queryAnswered(ticket: UInt64, QueryMerge.Merged)
     case ringChanged(RingView)
     /// Drop the connection to this peer (an unanswered request: TCP may be stuck in backoff).
     case resetConnection(peer: String)

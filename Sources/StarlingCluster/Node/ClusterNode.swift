@@ -40,6 +40,8 @@ public struct ClusterNodeSettings: Sendable {
     public var replicateTimeoutMs: Int64 = 5_000
     public var forwardTimeoutMs: Int64 = 5_000
     public var catchUpTimeoutMs: Int64 = 30_000
+    /// Each page of a member's query answer must come within this.
+    public var queryTimeoutMs: Int64 = 2_000
     /// A peer whose catch-up failed is asked again after this (doubling per attempt), at most
     /// `catchUpAttemptsMax` times in all.
     public var catchUpRetryMs: Int64 = 1_000
@@ -80,6 +82,7 @@ public struct ClusterNode: Sendable {
         case replicate(group: UInt64, slot: Int)
         case catchUpPage
         case forward(ticket: UInt64, owner: String)
+        case queryPage(fanout: UInt64, slot: Int, request: QueryRequest)
     }
     struct Request: Sendable {
         var what: Outstanding
@@ -95,6 +98,8 @@ public struct ClusterNode: Sendable {
         case ownedReply(Inbound, count: Int)
         case catchUpAnswer(Inbound)
         case catchUpStored(nextKey: String?, nextSkip: UInt32, count: Int)
+        case queryReply(Inbound)
+        case querySlot(fanout: UInt64, slot: Int)
     }
     var tickets: [UInt64: Waiting] = [:]
     var nextTicket: UInt64 = 1
@@ -106,6 +111,8 @@ public struct ClusterNode: Sendable {
         var startedAt: Int64
     }
     var groups: [UInt64: Group] = [:]
+    /// Query fan-outs in progress, by the shell's ticket.
+    var fanouts: [UInt64: Fanout] = [:]
 
     // Catch-up.
     var planner: CatchUpPlanner
@@ -199,6 +206,7 @@ public struct ClusterNode: Sendable {
         case .replicate: onReplicate(frame, inbound: inbound)
         case .catchUp: onCatchUp(frame, inbound: inbound)
         case .forwardRecords: onForwardRecords(frame, inbound: inbound)
+        case .query: onQuery(frame, inbound: inbound)
         default:
             respond(inbound, .error, ErrorBody(code: "unsupported", message: "no handler for \(frame.kind)").encode())
         }
@@ -264,6 +272,8 @@ public struct ClusterNode: Sendable {
             nextPeer(failed: true, now: now)
         case .forward(let ticket, let owner):
             out.append(.forwarded(ticket: ticket, error: IngestError(status: 503, code: "owner_unavailable", message: "owner \(owner) is unreachable: \(reason)")))
+        case .queryPage(let fanout, let slot, let request):
+            settle(fanout: fanout, slot: slot, page: nil, request: request, peer: r.peer, now: now)
         }
     }
 
@@ -288,6 +298,8 @@ public struct ClusterNode: Sendable {
                 error = IngestError(status: 503, code: "owner_unavailable", message: "owner \(owner) sent a malformed answer")
             }
             out.append(.forwarded(ticket: ticket, error: error))
+        case .queryPage(let fanout, let slot, let request):
+            settle(fanout: fanout, slot: slot, page: try? QueryResult.decode(frame.body), request: request, peer: r.peer, now: now)
         }
     }
 

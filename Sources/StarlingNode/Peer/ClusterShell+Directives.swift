@@ -34,6 +34,14 @@ extension ClusterShell {
             readCatchUp(read, ticket: ticket)
         case .forwarded(let ticket, let error):
             waiters.withLock { $0.forwards.removeValue(forKey: ticket) }?(error)
+        case .readQuery(let request, let ticket, let budget):
+            localQuery(request, byteBudget: budget, on: group.next()).whenComplete { [weak self] result in
+                let answer = (try? result.get()) ?? QueryResult(hits: [], state: nil, error: "the node is stopping")
+                self?.input { n, now in n.queryRead(ticket: ticket, result: answer, now: now) }
+            }
+        case .queryAnswered(let ticket, let m):
+            waiters.withLock { $0.queries.removeValue(forKey: ticket) }?
+                .succeed(Merged(records: m.hits.map(Record.fromHit), truncated: m.truncated, partial: m.partial, stateJSON: m.state))
         case .ringChanged(let view):
             ringChanged(view)
         case .resetConnection(let peer):

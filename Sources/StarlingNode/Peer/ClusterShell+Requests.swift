@@ -203,49 +203,20 @@ extension ClusterShell {
         public var stateJSON: [UInt8]?
     }
 
-    /// Asks every member (in parallel, with a deadline, page by page) and merges the answers
-    /// (`QueryMerge`). `partial` when a member did not answer.
+    /// Asks every member (in parallel, with a deadline, page by page) and merges the answers:
+    /// the node's fan-out (`ClusterNode.query`). `partial` when a member did not answer.
     func query(scope: UInt8, id: String, query: EventQuery, on loop: EventLoop) -> EventLoopFuture<Merged> {
-        let all = members.filter { $0.status != .left }
-        var futures: [EventLoopFuture<QueryResult?>] = []
-        for m in all {
-            let request = QueryRequest(scope: scope, id: id, from: query.from, to: query.to, key: query.key, component: query.component,
-                                       limit: UInt32(query.limit), wantState: scope == 0)
-            if m.id == config.id {
-                futures.append(localQuery(request, on: loop).map { Optional($0) })
-            } else if m.status == .down {
-                futures.append(loop.makeSucceededFuture(nil))
-            } else {
-                futures.append(remoteQuery(request, peer: m.peer, on: loop))
-            }
+        let request = QueryRequest(scope: scope, id: id, from: query.from, to: query.to, key: query.key, component: query.component,
+                                   limit: UInt32(query.limit), wantState: scope == 0)
+        let p = loop.makePromise(of: Merged.self)
+        let ticket: UInt64 = waiters.withLock { w in
+            let t = w.nextTicket
+            w.nextTicket += 1
+            w.queries[t] = p
+            return t
         }
-        return EventLoopFuture.whenAllSucceed(futures, on: loop).map { results in
-            let m = QueryMerge.merge(results, limit: query.limit)
-            return Merged(records: m.hits.map(Record.fromHit), truncated: m.truncated, partial: m.partial, stateJSON: m.state)
-        }
-    }
-
-    /// One member's whole answer, page by page (each page fits a frame): hits in the member's
-    /// order up to the limit; nil when a page did not come (the merge marks the answer partial).
-    func remoteQuery(_ request: QueryRequest, peer: String, on loop: EventLoop, sofar: QueryResult? = nil) -> EventLoopFuture<QueryResult?> {
-        client(for: peer).request(.query, body: request.encode(), timeout: Self.queryTimeout)
-            .map { frame in try? QueryResult.decode(frame.body) }
-            .recover { _ in nil }
-            .hop(to: loop)
-            .flatMap { [self] page -> EventLoopFuture<QueryResult?> in
-                guard let page else { return loop.makeSucceededFuture(nil) }
-                var all = sofar ?? QueryResult(hits: [], state: page.state)
-                all.hits.append(contentsOf: page.hits)
-                all.truncated = all.truncated || page.truncated
-                all.error = all.error ?? page.error
-                let remaining = Int(request.limit) - page.hits.count
-                guard let next = page.nextOffset, next > request.offset, remaining > 0 else { return loop.makeSucceededFuture(all) }
-                var more = request
-                more.offset = next
-                more.limit = UInt32(remaining)
-                more.wantState = false
-                return remoteQuery(more, peer: peer, on: loop, sofar: all)
-            }
+        input { n, now in n.query(request, ticket: ticket, now: now) }
+        return p.futureResult
     }
 
     // MARK: /v1/cluster

@@ -34,6 +34,7 @@ public final class ClusterShell: @unchecked Sendable {
         var groups: [UInt64: @Sendable (IngestError?) -> Void] = [:]
         var inbound: [Inbound: EventLoopPromise<Frame?>] = [:]
         var forwards: [UInt64: @Sendable (IngestError?) -> Void] = [:]
+        var queries: [UInt64: EventLoopPromise<Merged>] = [:]
         var nextGroup: UInt64 = 1
         var nextTicket: UInt64 = 1
     }
@@ -267,7 +268,7 @@ public final class ClusterShell: @unchecked Sendable {
         case .membership:
             input { n, now in n.on(frame: frame, connection: connection, fromPeer: hello.peer, now: now) }
             return loop.makeSucceededFuture(nil)
-        case .forwardRecords, .replicate, .catchUp:
+        case .forwardRecords, .replicate, .catchUp, .query:
             return toNode(frame, connection: connection, from: hello, on: loop)
         case .forwardEvents:
             guard let batch = try? EventBatch.decode(frame.body) else {
@@ -279,12 +280,6 @@ public final class ClusterShell: @unchecked Sendable {
                 return storeForwarded(batch, on: loop).map { reply(.forwardResult, $0.encode()) }
             }
             return ingestFromClient(batch, ip: remoteIP ?? "", on: loop).map { reply(.forwardResult, $0.encode()) }
-        case .query:
-            guard let q = try? QueryRequest.decode(frame.body) else {
-                return loop.makeSucceededFuture(reply(.queryResult, QueryResult(hits: [], truncated: false, state: nil, error: "malformed query").encode()))
-            }
-            // A remote asker gets pages that fit a frame.
-            return localQuery(q, byteBudget: config.limits.frameItemBytesMax, on: loop).map { reply(.queryResult, $0.encode()) }
         case .identify:
             guard let r = try? IdentifyRequest.decode(frame.body) else {
                 return loop.makeSucceededFuture(reply(.identifyResult, IdentifyResult(status: 400, code: "bad_request", message: "malformed identify").encode()))
