@@ -482,6 +482,8 @@ final class ClusterSim {
             if trace { traceLog.append("t=\(now) node \(i): ring \(view.members)") }
         case .resetConnection, .count:
             break
+        case .appendLink, .readIdentity, .identified, .resolved, .linksAnswered:
+            fail("node \(i) made an identity directive; the simulation writes sessions only")
         }
     }
 

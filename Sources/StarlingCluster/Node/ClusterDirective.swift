@@ -91,6 +91,14 @@ public struct RingView: Sendable, Equatable {
     public var dropped: [MemberInfo]
 }
 
+/// What to read from the identity index.
+public enum IdentityRead: Sendable, Equatable {
+    /// The session the identity was last linked to.
+    case resolve(SubjectKey)
+    /// The sessions linked to the identity.
+    case links(SubjectKey)
+}
+
 public enum LogLevel: Sendable, Equatable { case info, warning, error }
 
 /// What `ClusterNode` asks its shell to do. The shell only interprets these: sockets, timers, the
@@ -117,6 +125,15 @@ public enum ClusterDirective: Sendable {
     case readQuery(QueryRequest, ticket: UInt64, byteBudget: Int)
     /// A fan-out is complete: the members' answers merged.
     case queryAnswered(ticket: UInt64, QueryMerge.Merged)
+    /// Store a link (`/v1/identify`) in the log; then `linkStored(ticket:result:)`.
+    case appendLink(sessionID: String, userID: String?, terminalID: String?, ticket: UInt64)
+    /// Read this node's identity index; then `identityRead(ticket:sessionID:links:)`.
+    case readIdentity(IdentityRead, ticket: UInt64)
+    /// An `identify` call is stored on every owner concerned (nil), or why not.
+    case identified(ticket: UInt64, error: IngestError?)
+    /// The session an identity resolves to (nil: unknown or its owner did not answer).
+    case resolved(ticket: UInt64, sessionID: String?)
+    case linksAnswered(ticket: UInt64, [NodeIndex.Link])
     case ringChanged(RingView)
     /// Drop the connection to this peer (an unanswered request: TCP may be stuck in backoff).
     case resetConnection(peer: String)

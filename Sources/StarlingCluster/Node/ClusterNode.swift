@@ -83,6 +83,9 @@ public struct ClusterNode: Sendable {
         case catchUpPage
         case forward(ticket: UInt64, owner: String)
         case queryPage(fanout: UInt64, slot: Int, request: QueryRequest)
+        case identify(ticket: UInt64)
+        case resolve(ticket: UInt64)
+        case links(ticket: UInt64)
     }
     struct Request: Sendable {
         var what: Outstanding
@@ -100,6 +103,12 @@ public struct ClusterNode: Sendable {
         case catchUpStored(nextKey: String?, nextSkip: UInt32, count: Int)
         case queryReply(Inbound)
         case querySlot(fanout: UInt64, slot: Int)
+        case identifyReply(Inbound)
+        case identifyPart(UInt64)
+        case resolveReply(Inbound)
+        case resolvePart(UInt64)
+        case linksReply(Inbound)
+        case linksPart(UInt64)
     }
     var tickets: [UInt64: Waiting] = [:]
     var nextTicket: UInt64 = 1
@@ -113,6 +122,8 @@ public struct ClusterNode: Sendable {
     var groups: [UInt64: Group] = [:]
     /// Query fan-outs in progress, by the shell's ticket.
     var fanouts: [UInt64: Fanout] = [:]
+    /// Identify calls in progress, by the shell's ticket.
+    var identifies: [UInt64: Identify] = [:]
 
     // Catch-up.
     var planner: CatchUpPlanner
@@ -207,6 +218,9 @@ public struct ClusterNode: Sendable {
         case .catchUp: onCatchUp(frame, inbound: inbound)
         case .forwardRecords: onForwardRecords(frame, inbound: inbound)
         case .query: onQuery(frame, inbound: inbound)
+        case .identify: onIdentify(frame, inbound: inbound)
+        case .resolveIdentity: onResolve(frame, inbound: inbound)
+        case .links: onLinks(frame, inbound: inbound)
         default:
             respond(inbound, .error, ErrorBody(code: "unsupported", message: "no handler for \(frame.kind)").encode())
         }
@@ -274,6 +288,12 @@ public struct ClusterNode: Sendable {
             out.append(.forwarded(ticket: ticket, error: IngestError(status: 503, code: "owner_unavailable", message: "owner \(owner) is unreachable: \(reason)")))
         case .queryPage(let fanout, let slot, let request):
             settle(fanout: fanout, slot: slot, page: nil, request: request, peer: r.peer, now: now)
+        case .identify(let ticket):
+            identified(part: ticket, error: IngestError(status: 503, code: "owner_unavailable", message: "\(r.peer): \(reason)"))
+        case .resolve(let ticket):
+            out.append(.resolved(ticket: ticket, sessionID: nil))
+        case .links(let ticket):
+            out.append(.linksAnswered(ticket: ticket, []))
         }
     }
 
@@ -300,6 +320,17 @@ public struct ClusterNode: Sendable {
             out.append(.forwarded(ticket: ticket, error: error))
         case .queryPage(let fanout, let slot, let request):
             settle(fanout: fanout, slot: slot, page: try? QueryResult.decode(frame.body), request: request, peer: r.peer, now: now)
+        case .identify(let ticket):
+            let error: IngestError? = switch try? IdentifyResult.decode(frame.body) {
+            case nil: IngestError(status: 503, code: "owner_unavailable", message: "bad answer from \(r.peer)")
+            case let x? where x.status < 300: nil
+            case let x?: IngestError(status: Int(x.status), code: x.code, message: x.message)
+            }
+            identified(part: ticket, error: error)
+        case .resolve(let ticket):
+            out.append(.resolved(ticket: ticket, sessionID: (try? ResolveResult.decode(frame.body))?.sessionID))
+        case .links(let ticket):
+            out.append(.linksAnswered(ticket: ticket, (try? LinksResult.decode(frame.body))?.links ?? []))
         }
     }
 

@@ -42,6 +42,27 @@ extension ClusterShell {
         case .queryAnswered(let ticket, let m):
             waiters.withLock { $0.queries.removeValue(forKey: ticket) }?
                 .succeed(Merged(records: m.hits.map(Record.fromHit), truncated: m.truncated, partial: m.partial, stateJSON: m.state))
+        case .appendLink(let sid, let uid, let tid, let ticket):
+            engine.identify(sessionID: sid, userID: uid, terminalID: tid) { [weak self] result in
+                self?.input { n, _ in n.linkStored(ticket: ticket, result: result) }
+            }
+        case .readIdentity(let read, let ticket):
+            var sid: String?
+            var links: [NodeIndex.Link] = []
+            switch read {
+            case .resolve(.user(let u)): sid = engine.resolveSession(userID: u, terminalID: nil)
+            case .resolve(.terminal(let t)): sid = engine.resolveSession(userID: nil, terminalID: t)
+            case .links(.user(let u)): links = engine.sessions(ofUser: u)
+            case .links(.terminal(let t)): links = engine.sessions(ofTerminal: t)
+            case .resolve(.session), .links(.session): break
+            }
+            input { [sid, links] n, _ in n.identityRead(ticket: ticket, sessionID: sid, links: links) }
+        case .identified(let ticket, let error):
+            waiters.withLock { $0.identifies.removeValue(forKey: ticket) }?.succeed(error.map { .failure($0) } ?? .success(1))
+        case .resolved(let ticket, let sid):
+            waiters.withLock { $0.resolves.removeValue(forKey: ticket) }?.succeed(sid)
+        case .linksAnswered(let ticket, let links):
+            waiters.withLock { $0.links.removeValue(forKey: ticket) }?.succeed(links)
         case .ringChanged(let view):
             ringChanged(view)
         case .resetConnection(let peer):

@@ -84,19 +84,20 @@ extension ClusterShell {
     }
 
     func resolve(_ key: SubjectKey, on loop: EventLoop) -> EventLoopFuture<String?> {
-        let isUser: Bool
-        if case .user = key { isUser = true } else { isUser = false }
-        let id = key.id
-        let owner = self.owner(of: key.ringKey)
-        if owner == config.id {
-            return loop.makeSucceededFuture(isUser ? engine.resolveSession(userID: id, terminalID: nil) : engine.resolveSession(userID: nil, terminalID: id))
+        let p = loop.makePromise(of: String?.self)
+        let t = ticket { $0.resolves[$1] = p }
+        input { n, now in n.resolve(key, ticket: t, now: now) }
+        return p.futureResult
+    }
+
+    /// A new ticket for a waiter the node will answer, registered by `register`.
+    func ticket(_ register: (inout Waiters, UInt64) -> Void) -> UInt64 {
+        waiters.withLock { w in
+            let t = w.nextTicket
+            w.nextTicket += 1
+            register(&w, t)
+            return t
         }
-        guard let peer = peerAddress(of: owner) else { return loop.makeSucceededFuture(nil) }
-        let body = (isUser ? ResolveIdentity(userID: id, terminalID: nil) : ResolveIdentity(userID: nil, terminalID: id)).encode()
-        return client(for: peer).request(.resolveIdentity, body: body, timeout: Self.queryTimeout)
-            .map { frame in (try? ResolveResult.decode(frame.body))?.sessionID }
-            .recover { _ in nil }   // an unreachable identity owner: store unlinked, never drop
-            .hop(to: loop)
     }
 
     /// Sends events to their owner. Events whose session is known travel as finished records
@@ -152,46 +153,18 @@ extension ClusterShell {
 
     func identify(sessionID: String, userID: String?, terminalID: String?, on loop: EventLoop) -> EventLoopFuture<Result<Int, IngestError>> {
         if let reason = unavailableReason() ?? engine.unavailableReason() { return loop.makeSucceededFuture(.failure(reason)) }
-        // The link is stored by the session's owner (for its state) and by each identity's owner (for lookups).
-        var owners = Set([owner(of: sessionID)])
-        if let u = userID { owners.insert(owner(of: SubjectKey.user(u).ringKey)) }
-        if let t = terminalID { owners.insert(owner(of: SubjectKey.terminal(t).ringKey)) }
-        let futures = owners.map { owner -> EventLoopFuture<Result<Int, IngestError>> in
-            if owner == config.id {
-                let p = loop.makePromise(of: Result<Int, IngestError>.self)
-                engine.identify(sessionID: sessionID, userID: userID, terminalID: terminalID) { p.succeed($0) }
-                return p.futureResult
-            }
-            guard let peer = peerAddress(of: owner) else {
-                return loop.makeSucceededFuture(.failure(IngestError(status: 503, code: "owner_unavailable", message: "owner \(owner) has no known address")))
-            }
-            return client(for: peer).request(.identify, body: IdentifyRequest(sessionID: sessionID, userID: userID, terminalID: terminalID).encode(),
-                                             timeout: Self.forwardTimeout)
-                .map { frame -> Result<Int, IngestError> in
-                    guard let r = try? IdentifyResult.decode(frame.body) else {
-                        return .failure(IngestError(status: 503, code: "owner_unavailable", message: "bad answer from \(owner)"))
-                    }
-                    return r.status < 300 ? .success(1) : .failure(IngestError(status: Int(r.status), code: r.code, message: r.message))
-                }
-                .recover { error in .failure(IngestError(status: 503, code: "owner_unavailable", message: "\(error)")) }
-                .hop(to: loop)
-        }
-        return EventLoopFuture.whenAllSucceed(futures, on: loop).map { results in
-            for r in results { if case .failure(let e) = r { return .failure(e) } }
-            return .success(1)
-        }
+        let p = loop.makePromise(of: Result<Int, IngestError>.self)
+        let t = ticket { $0.identifies[$1] = p }
+        input { n, now in n.identify(sessionID: sessionID, userID: userID, terminalID: terminalID, ticket: t, now: now) }
+        return p.futureResult
     }
 
     /// Sessions linked to a user/terminal: asked of the identity's owner.
     func links(user: Bool, id: String, on loop: EventLoop) -> EventLoopFuture<[NodeIndex.Link]> {
-        let owner = self.owner(of: (user ? SubjectKey.user(id) : .terminal(id)).ringKey)
-        if owner == config.id {
-            return loop.makeSucceededFuture(user ? engine.sessions(ofUser: id) : engine.sessions(ofTerminal: id))
-        }
-        guard let peer = peerAddress(of: owner) else { return loop.makeSucceededFuture([]) }
-        return client(for: peer).request(.links, body: LinksRequest(user: user, id: id).encode(), timeout: Self.queryTimeout)
-            .map { frame in (try? LinksResult.decode(frame.body))?.links ?? [] }
-            .hop(to: loop)
+        let p = loop.makePromise(of: [NodeIndex.Link].self)
+        let t = ticket { $0.links[$1] = p }
+        input { n, now in n.links(user ? .user(id) : .terminal(id), ticket: t, now: now) }
+        return p.futureResult
     }
 
     // MARK: Query fan-out
@@ -209,13 +182,8 @@ extension ClusterShell {
         let request = QueryRequest(scope: scope, id: id, from: query.from, to: query.to, key: query.key, component: query.component,
                                    limit: UInt32(query.limit), wantState: scope == 0)
         let p = loop.makePromise(of: Merged.self)
-        let ticket: UInt64 = waiters.withLock { w in
-            let t = w.nextTicket
-            w.nextTicket += 1
-            w.queries[t] = p
-            return t
-        }
-        input { n, now in n.query(request, ticket: ticket, now: now) }
+        let t = ticket { $0.queries[$1] = p }
+        input { n, now in n.query(request, ticket: t, now: now) }
         return p.futureResult
     }
 

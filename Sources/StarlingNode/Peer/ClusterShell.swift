@@ -35,6 +35,9 @@ public final class ClusterShell: @unchecked Sendable {
         var inbound: [Inbound: EventLoopPromise<Frame?>] = [:]
         var forwards: [UInt64: @Sendable (IngestError?) -> Void] = [:]
         var queries: [UInt64: EventLoopPromise<Merged>] = [:]
+        var identifies: [UInt64: EventLoopPromise<Result<Int, IngestError>>] = [:]
+        var resolves: [UInt64: EventLoopPromise<String?>] = [:]
+        var links: [UInt64: EventLoopPromise<[NodeIndex.Link]>] = [:]
         var nextGroup: UInt64 = 1
         var nextTicket: UInt64 = 1
     }
@@ -268,7 +271,7 @@ public final class ClusterShell: @unchecked Sendable {
         case .membership:
             input { n, now in n.on(frame: frame, connection: connection, fromPeer: hello.peer, now: now) }
             return loop.makeSucceededFuture(nil)
-        case .forwardRecords, .replicate, .catchUp, .query:
+        case .forwardRecords, .replicate, .catchUp, .query, .identify, .resolveIdentity, .links:
             return toNode(frame, connection: connection, from: hello, on: loop)
         case .forwardEvents:
             guard let batch = try? EventBatch.decode(frame.body) else {
@@ -280,26 +283,6 @@ public final class ClusterShell: @unchecked Sendable {
                 return storeForwarded(batch, on: loop).map { reply(.forwardResult, $0.encode()) }
             }
             return ingestFromClient(batch, ip: remoteIP ?? "", on: loop).map { reply(.forwardResult, $0.encode()) }
-        case .identify:
-            guard let r = try? IdentifyRequest.decode(frame.body) else {
-                return loop.makeSucceededFuture(reply(.identifyResult, IdentifyResult(status: 400, code: "bad_request", message: "malformed identify").encode()))
-            }
-            let p = loop.makePromise(of: Frame?.self)
-            engine.identify(sessionID: r.sessionID, userID: r.userID, terminalID: r.terminalID) { result in
-                switch result {
-                case .success: p.succeed(reply(.identifyResult, IdentifyResult(status: 204, code: "", message: "").encode()))
-                case .failure(let e): p.succeed(reply(.identifyResult, IdentifyResult(status: UInt16(e.status), code: e.code, message: e.message).encode()))
-                }
-            }
-            return p.futureResult
-        case .resolveIdentity:
-            let r = try? ResolveIdentity.decode(frame.body)
-            let sid = engine.resolveSession(userID: r?.userID, terminalID: r?.terminalID)
-            return loop.makeSucceededFuture(reply(.resolveResult, ResolveResult(sessionID: sid).encode()))
-        case .links:
-            let r = try? LinksRequest.decode(frame.body)
-            let links = r.map { $0.user ? engine.sessions(ofUser: $0.id) : engine.sessions(ofTerminal: $0.id) } ?? []
-            return loop.makeSucceededFuture(reply(.linksResult, LinksResult(links: links).encode()))
         default:
             return loop.makeSucceededFuture(reply(.error, ErrorBody(code: "unsupported", message: "no handler for \(frame.kind)").encode()))
         }
