@@ -52,19 +52,21 @@ import StarlingCore
         #expect(p.antiEntropy(now: .min, ring: ["a", "b"], me: "a", rf: 2)?.since == .min, "clamped, never traps")
     }
 
-    @Test func oneAtATimeWithABoundedQueue() {
+    @Test func oneAtATimeAndTheNewestPlanOfAModeWins() {
         var p = CatchUpPlanner(queuedMax: 2)
         let plans = (0..<5).map { Plan(since: Int64($0), previousMembers: [], mode: .handoff) }
+        let standIn = Plan(since: 9, previousMembers: [], mode: .standIn)
         var started: [Bool] = []
         for plan in plans { started.append(p.request(plan)) }
-        #expect(started == [true, false, false, false, false])
-        #expect(p.queued == [plans[1], plans[2]], "two wait; the rest are dropped")
+        started.append(p.request(standIn))
+        #expect(started == [true, false, false, false, false, false])
+        #expect(p.queued == [plans[4], standIn], "the newest handoff supersedes the queued ones; one stand-in pass waits too")
         var next: [Plan?] = [p.finished()]
         #expect(p.running)
         next.append(p.finished())
         next.append(p.finished())
-        #expect(next == [plans[1], plans[2], nil] && !p.running)
-        let again = p.request(plans[4])
+        #expect(next == [plans[4], standIn, nil] && !p.running)
+        let again = p.request(plans[0])
         #expect(again)
     }
 }

@@ -319,7 +319,8 @@ final class ClusterSim {
         if owner == nodes[c].id {
             appendOwned([(record, true)], at: c, group: ticket)
         } else {
-            let d = n.forward([RecordBatch.Item(transport: 0, clientID: true, record: record.encoded)], to: owner, ticket: ticket, now: now)
+            let item = RecordBatch.Item(transport: 0, clientID: true, record: record.encoded)
+            let d = n.forward([item], bytes: item.record.count + FrameBudget.itemOverhead, to: owner, ticket: ticket, now: now)
             nodes[c].instance = n
             execute(d, at: c)
         }

@@ -116,7 +116,7 @@ private func outcome<T: Sendable>(_ future: EventLoopFuture<T>, within seconds: 
             return
         }
         _ = outcome(client.request(.query, body: [], timeout: .seconds(60)), within: 20)
-        #expect(server.opened == 2)
+        #expect(eventually(5) { server.opened == 2 })
         #expect(server.closed >= 1)
     }
 
@@ -127,10 +127,11 @@ private func outcome<T: Sendable>(_ future: EventLoopFuture<T>, within seconds: 
         defer { try? group.syncShutdownGracefully() }
         let client = makeClient(server.address, group: group)
         _ = outcome(client.channel(), within: 10)
-        #expect(server.opened == 1)
+        // The server counts an accept on its own thread: under load it may lag the client's connect.
+        #expect(eventually(5) { server.opened == 1 })
         client.resetConnection()
         #expect(eventually(5) { server.closed == 1 })
         _ = outcome(client.channel(), within: 10)
-        #expect(server.opened == 2)
+        #expect(eventually(5) { server.opened == 2 })
     }
 }

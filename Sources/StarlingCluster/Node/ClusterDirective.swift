@@ -77,6 +77,8 @@ public enum ClusterCount: Sendable, Equatable {
     case catchUpRecords(Int)
     /// A forwarded record refused because the sender is not a ring member.
     case notAMember(Int)
+    /// Events refused (503) because the forward queue to their owner was full.
+    case forwardQueueFull(Int)
 }
 
 /// The ring as the node sees it, after a change (for the shell: metrics, connections, peers to

@@ -12,6 +12,9 @@ extension ClusterNode {
         for d in due {
             if d.peers == nil {
                 startCatchUp(d.plan, now: now)
+            } else if d.plan.mode == .handoff && d.plan.ring != ring.members {
+                // A retry for a ring that is gone: the current ring's own plan pulls what it needs.
+                continue
             } else if pull == nil && !planner.running {
                 // A retry runs when nothing else streams; otherwise it waits a little more.
                 guard !draining, planner.request(d.plan) else { continue }
@@ -33,7 +36,7 @@ extension ClusterNode {
     mutating func stream(_ plan: CatchUpPlanner.Plan, peers: [String]? = nil, attempt: Int = 0, now: Int64) {
         let live = members.filter { $0.id != id && $0.status.isLive }.map(\.peer)
         let list = peers.map { wanted in live.filter { wanted.contains($0) } } ?? live
-        pull = Pull(plan: plan, peers: list, cursor: nil, attempt: attempt)
+        pull = Pull(plan: plan, peers: list, cursor: nil, attempt: attempt, complete: list.count == (peers?.count ?? list.count))
         out.append(.log(.info, "catch-up (\(plan.mode), attempt \(attempt + 1)) for ring \(plan.ring) against \(plan.previousMembers) since \(plan.since) from \(list)"))
         requestPage(now: now)
     }
@@ -44,7 +47,7 @@ extension ClusterNode {
         guard !draining, let peer = p.peers.first else {
             if p.stored > 0 { out.append(.log(.info, "catch-up stored \(p.stored) records since \(p.plan.since)")) }
             pull = nil
-            if p.failed.isEmpty { planner.completed(p.plan) }
+            if p.failed.isEmpty && p.complete { planner.completed(p.plan) }
             out.append(.log(.info, "catch-up (\(p.plan.mode)) for ring \(p.plan.ring) done: \(p.stored) records, failed \(p.failed)"))
             if !p.failed.isEmpty && !draining && p.attempt + 1 < settings.catchUpAttemptsMax {
                 // Ask the peers that failed again, later: a lost page must not leave a gap until

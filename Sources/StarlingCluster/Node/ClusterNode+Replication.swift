@@ -7,16 +7,53 @@ import StarlingCore
 extension ClusterNode {
     // MARK: Forwarding (receiving node -> owner)
 
-    /// Sends stamped records to their owner `owner` (the shell batches them per owner, see
-    /// `ForwardBatcher`); `.forwarded(ticket:)` reports the owner's answer or a failure.
-    public mutating func forward(_ items: [RecordBatch.Item], to owner: String, ticket: UInt64, now: Int64) -> [ClusterDirective] {
-        guard let peer = peerAddress(of: owner) else {
+    /// One request's share of records for one owner, waiting in that owner's queue.
+    struct ForwardPiece: Sendable {
+        var ticket: UInt64
+        var items: [RecordBatch.Item]
+    }
+
+    /// Queues stamped records (one piece that fits a frame, `bytes` as `FrameBudget` counts them)
+    /// for their owner. Per owner, pieces wait while `forwardBatchesInFlightMax` batches are in
+    /// flight and leave together in the next one (`ForwardBatcher`), so frames grow with load.
+    /// `.forwarded(ticket:)` reports the owner's answer, a failure, or a full queue (503).
+    public mutating func forward(_ items: [RecordBatch.Item], bytes: Int, to owner: String, ticket: UInt64, now: Int64) -> [ClusterDirective] {
+        guard peerAddress(of: owner) != nil else {
             out.append(.forwarded(ticket: ticket, error: IngestError(status: 503, code: "owner_unavailable", message: "owner \(owner) has no known address")))
             return take()
         }
-        request(.forwardRecords, body: RecordBatch(items: items).encode(), to: peer, what: .forward(ticket: ticket, owner: owner),
-                timeoutMs: settings.forwardTimeoutMs, now: now)
+        var queue = forwardQueues[owner] ?? ForwardBatcher(limits: settings.limits)
+        guard queue.enqueue(ForwardPiece(ticket: ticket, items: items), count: items.count, bytes: bytes) else {
+            out.append(.count(.forwardQueueFull(items.count)))
+            out.append(.forwarded(ticket: ticket, error: IngestError(status: 503, code: "overloaded", message: "forward queue to \(owner) is full; retry later")))
+            return take()
+        }
+        forwardQueues[owner] = queue
+        pumpForwards(to: owner, now: now)
         return take()
+    }
+
+    /// Sends the batches that may leave now to `owner`.
+    mutating func pumpForwards(to owner: String, now: Int64) {
+        while var queue = forwardQueues[owner], let batch = queue.nextBatch() {
+            forwardQueues[owner] = queue
+            guard let peer = peerAddress(of: owner) else {
+                forwardQueues[owner]?.finished()
+                for piece in batch {
+                    out.append(.forwarded(ticket: piece.ticket, error: IngestError(status: 503, code: "owner_unavailable", message: "owner \(owner) has no known address")))
+                }
+                continue
+            }
+            request(.forwardRecords, body: RecordBatch(items: batch.flatMap(\.items)).encode(), to: peer,
+                    what: .forward(tickets: batch.map(\.ticket), owner: owner), timeoutMs: settings.forwardTimeoutMs, now: now)
+        }
+    }
+
+    /// A forward batch got its answer (nil: stored by the owner and its replicas), or failed.
+    mutating func forwarded(tickets: [UInt64], owner: String, error: IngestError?, now: Int64) {
+        for t in tickets { out.append(.forwarded(ticket: t, error: error)) }
+        forwardQueues[owner]?.finished()
+        pumpForwards(to: owner, now: now)
     }
 
     /// The owner side: records a ring member validated and stamped for this node.

@@ -81,7 +81,7 @@ public struct ClusterNode: Sendable {
     enum Outstanding: Sendable {
         case replicate(group: UInt64, slot: Int)
         case catchUpPage
-        case forward(ticket: UInt64, owner: String)
+        case forward(tickets: [UInt64], owner: String)
         case queryPage(fanout: UInt64, slot: Int, request: QueryRequest)
         case identify(ticket: UInt64)
         case resolve(ticket: UInt64)
@@ -120,6 +120,8 @@ public struct ClusterNode: Sendable {
         var startedAt: Int64
     }
     var groups: [UInt64: Group] = [:]
+    /// Per owner: stamped records waiting to be forwarded, and the batches in flight.
+    var forwardQueues: [String: ForwardBatcher<ForwardPiece>] = [:]
     /// Query fan-outs in progress, by the shell's ticket.
     var fanouts: [UInt64: Fanout] = [:]
     /// Identify calls in progress, by the shell's ticket.
@@ -144,6 +146,9 @@ public struct ClusterNode: Sendable {
         /// Peers whose pull failed (a lost page, a timeout, a store that failed): asked again.
         var failed: [String] = []
         var attempt = 0
+        /// False when a peer that should have been asked is gone (a retry whose peer left the
+        /// view): the plan then never counts as caught up in full.
+        var complete = true
     }
     var pull: Pull?
     var nextAntiEntropyAt: Int64 = .max
@@ -165,6 +170,8 @@ public struct ClusterNode: Sendable {
     public func owner(of key: String) -> String { Placement.owner(of: key, ring: ring, me: id) }
     public func peerAddress(of member: String) -> String? { membership.member(member)?.peer }
     public func isRingMember(_ node: String) -> Bool { ring.members.contains(node) }
+    /// Stamped records' pieces waiting in the forward queues (not yet sent).
+    public var forwardPiecesWaiting: Int { forwardQueues.values.reduce(0) { $0 + $1.waiting.count } }
     /// Requests sent and not yet answered or timed out (for bounds checks in tests).
     public var requestsInFlight: Int { requests.count }
 
@@ -284,8 +291,8 @@ public struct ClusterNode: Sendable {
         case .catchUpPage:
             out.append(.log(.warning, "catch-up from \(r.peer) failed: \(reason)"))
             nextPeer(failed: true, now: now)
-        case .forward(let ticket, let owner):
-            out.append(.forwarded(ticket: ticket, error: IngestError(status: 503, code: "owner_unavailable", message: "owner \(owner) is unreachable: \(reason)")))
+        case .forward(let tickets, let owner):
+            forwarded(tickets: tickets, owner: owner, error: IngestError(status: 503, code: "owner_unavailable", message: "owner \(owner) is unreachable: \(reason)"), now: now)
         case .queryPage(let fanout, let slot, let request):
             settle(fanout: fanout, slot: slot, page: nil, request: request, peer: r.peer, now: now)
         case .identify(let ticket):
@@ -310,14 +317,14 @@ public struct ClusterNode: Sendable {
             settle(group: group, slot: slot, error: error)
         case .catchUpPage:
             onCatchUpPage(frame, from: r.peer, now: now)
-        case .forward(let ticket, let owner):
+        case .forward(let tickets, let owner):
             let error: IngestError?
             if let x = try? ForwardResult.decode(frame.body) {
                 error = x.status < 300 ? nil : IngestError(status: Int(x.status), code: x.code, message: "owner \(owner): \(x.message)")
             } else {
                 error = IngestError(status: 503, code: "owner_unavailable", message: "owner \(owner) sent a malformed answer")
             }
-            out.append(.forwarded(ticket: ticket, error: error))
+            forwarded(tickets: tickets, owner: owner, error: error, now: now)
         case .queryPage(let fanout, let slot, let request):
             settle(fanout: fanout, slot: slot, page: try? QueryResult.decode(frame.body), request: request, peer: r.peer, now: now)
         case .identify(let ticket):

@@ -72,6 +72,11 @@ public struct CatchUpPlanner: Sendable {
     /// A plan wants to run: true to start it now; otherwise it waits (or is dropped past the bound).
     public mutating func request(_ plan: Plan) -> Bool {
         if running {
+            // A newer plan of the same mode supersedes the queued one: a handoff for a ring that
+            // is gone pulls nothing the new ring's plan does not (its base is the previous ring
+            // only when that ring was caught up in full), and dropping the newest plan instead
+            // (the bound, under a flapping view) left a node without the keys of its real ring.
+            queued.removeAll { $0.mode == plan.mode }
             if queued.count < queuedMax { queued.append(plan) }
             return false
         }

@@ -55,3 +55,6 @@ public struct ForwardBatcher<Item> {
         inFlight -= 1
     }
 }
+
+extension ForwardBatcher: Sendable where Item: Sendable {}
+extension ForwardBatcher.Piece: Sendable where Item: Sendable {}

@@ -86,6 +86,7 @@ extension ClusterShell {
         case .replicationFailure: m.replicationFailures.increment()
         case .catchUpRecords(let n): m.catchUpRecords.increment(by: Int64(n))
         case .notAMember(let n): m.rejected(.peer, reason: "not_a_member", count: n)
+        case .forwardQueueFull(let n): m.rejected(.peer, reason: "forward_queue_full", count: n)
         }
     }
 

@@ -123,29 +123,33 @@ extension ClusterShell {
         // records): it goes in pieces that each fit, and the queue packs whole pieces into frames.
         var futures: [EventLoopFuture<Result<Int, IngestError>>] = []
         let budget = config.limits.frameItemBytesMax
-        let recordSizes = records.map(ForwardQueue.Payload.size)
+        let recordSizes = records.map(ForwardQueue.size)
         for run in FrameBudget.runs(sizes: recordSizes, maxBytes: budget, maxCount: config.limits.forwardBatchEventsMax) {
-            futures.append(enqueueForward(.records(Array(records[run])), bytes: recordSizes[run].reduce(0, +), to: owner, peer: peer, on: loop))
+            // Stamped records: the node queues them per owner, batches and sends them.
+            let p = loop.makePromise(of: Result<Int, IngestError>.self)
+            let count = run.count
+            let t = ticket { $0.forwards[$1] = { error in p.succeed(error.map { .failure($0) } ?? .success(count)) } }
+            let piece = Array(records[run]), bytes = recordSizes[run].reduce(0, +)
+            input { n, now in n.forward(piece, bytes: bytes, to: owner, ticket: t, now: now) }
+            futures.append(p.futureResult)
         }
-        let looseSizes = loose.map(ForwardQueue.Payload.size)
+        let looseSizes = loose.map(ForwardQueue.size)
         for run in FrameBudget.runs(sizes: looseSizes, maxBytes: budget, maxCount: config.limits.forwardBatchEventsMax) {
-            futures.append(enqueueForward(.events(Array(loose[run])), bytes: looseSizes[run].reduce(0, +), to: owner, peer: peer, on: loop))
+            futures.append(enqueueForward(Array(loose[run]), bytes: looseSizes[run].reduce(0, +), to: owner, peer: peer, on: loop))
         }
         engine.metrics.forwardedEvents.increment(by: Int64(events.count))
         return Self.total(of: futures, on: loop)
     }
 
-    func enqueueForward(_ payload: ForwardQueue.Payload, bytes: Int, to owner: String, peer: String, on loop: EventLoop) -> EventLoopFuture<Result<Int, IngestError>> {
-        let kind = payload.kind
+    func enqueueForward(_ events: [ForwardedEvent], bytes: Int, to owner: String, peer: String, on loop: EventLoop) -> EventLoopFuture<Result<Int, IngestError>> {
         let queue = forwarders.withLock { f in
-            let key = "\(owner)|\(kind.rawValue)"
-            if let q = f[key] { return q }
-            let q = ForwardQueue(owner: owner, kind: kind, runtime: self)
-            f[key] = q
+            if let q = f[owner] { return q }
+            let q = ForwardQueue(owner: owner, runtime: self)
+            f[owner] = q
             return q
         }
         let p = loop.makePromise(of: Result<Int, IngestError>.self)
-        queue.enqueue(payload, bytes: bytes, peer: peer, promise: p)
+        queue.enqueue(events, bytes: bytes, peer: peer, promise: p)
         return p.futureResult
     }
 
@@ -228,38 +232,19 @@ extension Record {
     }
 }
 
-/// Per-destination forwarding with adaptive batching: while a batch is in flight (at most
+/// The forward queue of one owner for identity-only events (JSON `forwardEvents`, whose session
+/// the owner resolves), with adaptive batching: while a batch is in flight (at most
 /// `Limits.forwardBatchesInFlightMax`), new events queue and go out together in the next batch.
 /// Bounded: past `Limits.forwardQueueEventsMax` events or `forwardQueueBytesMax` bytes the
-/// caller gets 503 at once.
+/// caller gets 503 at once. (Stamped records are queued by `ClusterNode.forward` instead.)
 final class ForwardQueue: @unchecked Sendable {
-
     let owner: String
-    /// `forwardRecords` or `forwardEvents`: one queue per owner and kind.
-    let kind: MessageKind
     unowned let runtime: ClusterShell
-    enum Payload {
-        case events([ForwardedEvent])
-        case records([RecordBatch.Item])
-
-        var count: Int {
-            switch self {
-            case .events(let e): return e.count
-            case .records(let r): return r.count
-            }
-        }
-        /// An item's bytes in a frame body (what `Limits.frameItemBytesMax` bounds).
-        static func size(_ e: ForwardedEvent) -> Int { e.json.count + e.ip.utf8.count + FrameBudget.itemOverhead }
-        static func size(_ r: RecordBatch.Item) -> Int { r.record.count + FrameBudget.itemOverhead }
-        var kind: MessageKind {
-            switch self {
-            case .events: return .forwardEvents
-            case .records: return .forwardRecords
-            }
-        }
-    }
+    /// An item's bytes in a frame body (what `Limits.frameItemBytesMax` bounds).
+    static func size(_ e: ForwardedEvent) -> Int { e.json.count + e.ip.utf8.count + FrameBudget.itemOverhead }
+    static func size(_ r: RecordBatch.Item) -> Int { r.record.count + FrameBudget.itemOverhead }
     struct Waiting {
-        var payload: Payload
+        var events: [ForwardedEvent]
         var promise: EventLoopPromise<Result<Int, IngestError>>
     }
     struct State {
@@ -268,18 +253,17 @@ final class ForwardQueue: @unchecked Sendable {
     }
     let state: Mutex<State>
 
-    init(owner: String, kind: MessageKind, runtime: ClusterShell) {
+    init(owner: String, runtime: ClusterShell) {
         self.owner = owner
-        self.kind = kind
         self.runtime = runtime
         state = Mutex(State(batcher: ForwardBatcher(limits: runtime.config.limits)))
     }
 
-    /// Queues a piece of `bytes` (the sum of its items' `Payload.size`, computed once by `forward`).
-    func enqueue(_ payload: Payload, bytes: Int, peer: String, promise: EventLoopPromise<Result<Int, IngestError>>) {
-        let count = payload.count
+    /// Queues a piece of `bytes` (the sum of its items' `size`, computed once by `forward`).
+    func enqueue(_ events: [ForwardedEvent], bytes: Int, peer: String, promise: EventLoopPromise<Result<Int, IngestError>>) {
+        let count = events.count
         let ok = state.withLock { s -> Bool in
-            guard s.batcher.enqueue(Waiting(payload: payload, promise: promise), count: count, bytes: bytes) else { return false }
+            guard s.batcher.enqueue(Waiting(events: events, promise: promise), count: count, bytes: bytes) else { return false }
             s.peer = peer
             return true
         }
@@ -301,52 +285,23 @@ final class ForwardQueue: @unchecked Sendable {
     }
 
     func send(_ group: [Waiting], peer: String) {
-        var events: [ForwardedEvent] = []
-        var records: [RecordBatch.Item] = []
-        for w in group {
-            switch w.payload {
-            case .events(let e): events.append(contentsOf: e)
-            case .records(let r): records.append(contentsOf: r)
-            }
-        }
-        @Sendable func finish(_ outcome: Result<Int, IngestError>) {
-            for w in group {
-                switch outcome {
-                case .success: w.promise.succeed(.success(w.payload.count))
-                case .failure(let e): w.promise.succeed(.failure(e))
-                }
-            }
-            state.withLock { $0.batcher.finished() }
-            pump()
-        }
-        if kind == .forwardRecords {
-            // Stamped records: the node sends them and reports the owner's answer.
-            let ticket: UInt64 = runtime.waiters.withLock { w in
-                let t = w.nextTicket
-                w.nextTicket += 1
-                w.forwards[t] = { error in finish(error.map { .failure($0) } ?? .success(0)) }
-                return t
-            }
-            let owner = self.owner
-            runtime.input { n, now in n.forward(records, to: owner, ticket: ticket, now: now) }
-            return
-        }
-        let future = runtime.client(for: peer).request(kind, body: EventBatch(events: events).encode(), timeout: ClusterShell.forwardTimeout)
+        let events = group.flatMap(\.events)
+        let future = runtime.client(for: peer).request(.forwardEvents, body: EventBatch(events: events).encode(), timeout: ClusterShell.forwardTimeout)
         future.whenComplete { [self] result in
-            let outcome: Result<Int, IngestError>
+            let outcome: IngestError?
             switch result {
             case .success(let frame):
-                if let r = try? ForwardResult.decode(frame.body), r.status < 300 {
-                    outcome = .success(0)
-                } else if let r = try? ForwardResult.decode(frame.body) {
-                    outcome = .failure(IngestError(status: Int(r.status), code: r.code, message: "owner \(owner): \(r.message)"))
+                if let r = try? ForwardResult.decode(frame.body) {
+                    outcome = r.status < 300 ? nil : IngestError(status: Int(r.status), code: r.code, message: "owner \(owner): \(r.message)")
                 } else {
-                    outcome = .failure(IngestError(status: 503, code: "owner_unavailable", message: "owner \(owner) sent a malformed answer"))
+                    outcome = IngestError(status: 503, code: "owner_unavailable", message: "owner \(owner) sent a malformed answer")
                 }
             case .failure(let error):
-                outcome = .failure(IngestError(status: 503, code: "owner_unavailable", message: "owner \(owner) is unreachable: \(error)"))
+                outcome = IngestError(status: 503, code: "owner_unavailable", message: "owner \(owner) is unreachable: \(error)")
             }
-            finish(outcome)
+            for w in group { w.promise.succeed(outcome.map { .failure($0) } ?? .success(w.events.count)) }
+            state.withLock { $0.batcher.finished() }
+            pump()
         }
     }
 }
