@@ -14,6 +14,8 @@ public struct ClusterRules: Sendable, Equatable {
     public var ack = AckRule.everyCopy
     /// false (bug): a replicate from a sender outside the key's replica set is stored anyway.
     public var fencing = true
+    /// false (bug): any previous ring is a handoff base, whether this node caught up in it or not.
+    public var catchUpBaseCaughtUpOnly = true
     public init() {}
 
     func acknowledged(followerAcks: [Bool]) -> Bool {
@@ -160,6 +162,7 @@ public struct ClusterNode: Sendable {
         membership = Membership(me: me, settings: settings.membership, seed: seed)
         ring = HashRing(members: [settings.id], vnodes: settings.vnodes)
         planner = CatchUpPlanner(queuedMax: settings.limits.catchUpPlansQueuedMax)
+        planner.requireCaughtUpBase = settings.rules.catchUpBaseCaughtUpOnly
     }
 
     // MARK: Views

@@ -28,6 +28,8 @@ public struct CatchUpPlanner: Sendable {
     /// Anti-entropy pulls what arrived within this window.
     public var antiEntropyWindowMs: Int64 = 120_000
     public var queuedMax: Int
+    /// false (a deliberate bug, for the simulation): any previous ring is a base, caught up or not.
+    public var requireCaughtUpBase = true
 
     public private(set) var started = false
     public private(set) var previousRing: [String] = []
@@ -54,7 +56,7 @@ public struct CatchUpPlanner: Sendable {
         guard previousRing != members else { return nil }
         // The previous ring is a base only if this node caught up in it in full; otherwise pull
         // everything it replicates in the new ring (every holder sends, the store dedupes).
-        let base = caughtUpRing == previousRing ? previousRing : []
+        let base = caughtUpRing == previousRing || !requireCaughtUpBase ? previousRing : []
         return Plan(since: 0, previousMembers: base, mode: .handoff, ring: members)
     }
 
