@@ -74,7 +74,9 @@ public struct ClusterNode: Sendable {
     public private(set) var membership: Membership
     public private(set) var ring: HashRing
     public private(set) var epoch: UInt64 = 0
-    /// Stamped on every frame this node writes (the shell sets it once the cluster id is known).
+    /// Stamped on every frame this node builds (the shell sets it from `cluster.meta` and when a
+    /// joining node adopts the cluster's id; the shell also stamps its current id on each frame it
+    /// writes, so a frame built before the adoption still carries the right one).
     public var clusterID: UInt64 = 0
     public private(set) var draining = false
     var seeds: [String] = []

@@ -195,6 +195,7 @@ public final class ClusterShell: @unchecked Sendable {
             }
             return false
         }
+        if ok { node.withLock { $0.clusterID = meta.current.clusterID } }
         if !ok { logger.error("refusing peer of another cluster \(String(id, radix: 16)); ours is \(String(clusterID, radix: 16))") }
         return ok
     }
