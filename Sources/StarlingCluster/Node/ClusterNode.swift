@@ -247,6 +247,12 @@ public struct ClusterNode: Sendable {
         return take()
     }
 
+    /// One request could not be written (its frame is over the limit): it fails alone.
+    public mutating func unsent(requestID rid: UInt64, now: Int64) -> [ClusterDirective] {
+        fail(request: rid, reason: "the frame is over the size limit", now: now)
+        return take()
+    }
+
     // MARK: Plumbing
 
     mutating func take() -> [ClusterDirective] {

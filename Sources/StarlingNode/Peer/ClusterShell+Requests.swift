@@ -4,7 +4,8 @@ import StarlingCluster
 import StarlingCore
 import Synchronization
 
-/// Outbound side of the cluster: routing ingest to owners, identity links, query fan-out.
+/// Ingest routing (group by owner, stamp, hand records to the node) and the requests that wait on
+/// the node's answers (query fan-out, identify, resolve, links).
 extension ClusterShell {
     /// Why the cluster cannot take writes now, if it cannot (fewer live members than rf).
     func unavailableReason() -> IngestError? {
@@ -286,7 +287,7 @@ final class ForwardQueue: @unchecked Sendable {
 
     func send(_ group: [Waiting], peer: String) {
         let events = group.flatMap(\.events)
-        let future = runtime.client(for: peer).request(.forwardEvents, body: EventBatch(events: events).encode(), timeout: ClusterShell.forwardTimeout)
+        let future = runtime.client(for: peer).request(.forwardEvents, body: EventBatch(events: events).encode(), timeout: runtime.forwardTimeout)
         future.whenComplete { [self] result in
             let outcome: IngestError?
             switch result {

@@ -7,8 +7,8 @@ import Synchronization
 
 /// The cluster shell: carries out what the pure `ClusterNode` decides (`execute`, a switch over
 /// `ClusterDirective`: peer connections, the tick timer, the engine) and feeds it frames, storage
-/// results and ticks of the node's one clock (`engine.now`). The request paths that are still
-/// written here (HTTP ingest routing, identify, query fan-out, links) read the node's ring.
+/// results and ticks of the node's one clock (`engine.now`). What is still written here, HTTP
+/// ingest routing and the JSON `forwardEvents` path (`ClusterShell+Requests`), reads the node's ring.
 public final class ClusterShell: @unchecked Sendable {
     public let engine: Engine
     let config: NodeConfig
@@ -23,8 +23,6 @@ public final class ClusterShell: @unchecked Sendable {
     let selfHello: Hello
     var tickTask: RepeatedTask?
     let seeds: [String]
-    /// Set when the node stops: ingest answers 503 `shutting_down` (see `beginDrain`).
-    let draining = Atomic<Bool>(false)
     /// Rings built from member lists in peers' catch-up requests.
     let rings = RingCache()
     /// Who waits for what the node will answer: write groups being replicated (by group id),
@@ -44,8 +42,8 @@ public final class ClusterShell: @unchecked Sendable {
     static let connectionIDs = Atomic<UInt64>(1)
 
     public var selfID: String { config.id }
-    public static let queryTimeout: TimeAmount = .seconds(2)
-    public static let forwardTimeout: TimeAmount = .seconds(5)
+    /// For the JSON forwards the shell still sends itself (the node's own setting).
+    let forwardTimeout: TimeAmount
 
     /// `peerAddress`/`httpAddress` are the bound addresses (ports resolved).
     init(engine: Engine, group: EventLoopGroup, threadPool: NIOThreadPool, logger: Logger,
@@ -66,8 +64,8 @@ public final class ClusterShell: @unchecked Sendable {
         meta = try MetaStore(dir: config.dataDir, meta: m, onError: { log.error("\($0)") })
         selfHello = Hello(nodeID: config.id, peer: peerAddress, http: httpAddress, incarnation: m.incarnation)
         let me = MemberInfo(id: config.id, peer: peerAddress, http: httpAddress, incarnation: m.incarnation, status: .joining)
-        var settings = ClusterNodeSettings(id: config.id, rf: config.rf, limits: config.limits)
-        settings.antiEntropyIntervalMs = 30_000
+        let settings = ClusterNodeSettings(id: config.id, rf: config.rf, limits: config.limits)
+        forwardTimeout = .milliseconds(settings.forwardTimeoutMs)
         var instance = ClusterNode(settings: settings, me: me, seed: engine.random.next())
         instance.clusterID = m.clusterID
         node = Mutex(instance)
@@ -118,7 +116,6 @@ public final class ClusterShell: @unchecked Sendable {
     /// Membership, peer connections and replication keep running, so an in-flight write can
     /// still reach its followers (and they do not fence it: this node is still in their ring).
     func beginDrain() {
-        draining.store(true, ordering: .relaxed)
         node.withLock { $0.beginDrain() }
     }
 
@@ -161,6 +158,9 @@ public final class ClusterShell: @unchecked Sendable {
                                  },
                                  onLost: { [weak self] in
                                      self?.input { n, now in n.connectionLost(peer: peer, now: now) }
+                                 },
+                                 onUnsent: { [weak self] rid in
+                                     self?.input { n, now in n.unsent(requestID: rid, now: now) }
                                  })
             guard c.count < cap else { return (new, true) }
             c[peer] = new

@@ -23,6 +23,8 @@ final class PeerClient: Sendable {
     let onNodeFrame: @Sendable (Frame) -> Void
     /// The connection closed or could not be made (the node fails its requests to this peer).
     let onLost: @Sendable () -> Void
+    /// One request of the node's was not written (its body is over the frame limit).
+    let onUnsent: @Sendable (UInt64) -> Void
     let logger: Logger
     /// Requests waiting for an answer, bounded: beyond this the caller gets an error at once.
     static let pendingMax = Limits().peerInFlightMax
@@ -43,7 +45,8 @@ final class PeerClient: Sendable {
          identity: @escaping @Sendable () -> (clusterID: UInt64, hello: Hello),
          onClusterID: @escaping @Sendable (UInt64) -> Bool,
          onNodeFrame: @escaping @Sendable (Frame) -> Void = { _ in },
-         onLost: @escaping @Sendable () -> Void = {}) {
+         onLost: @escaping @Sendable () -> Void = {},
+         onUnsent: @escaping @Sendable (UInt64) -> Void = { _ in }) {
         self.address = address
         let hp = HostPort(address)
         host = hp?.host ?? "127.0.0.1"
@@ -54,6 +57,7 @@ final class PeerClient: Sendable {
         self.onClusterID = onClusterID
         self.onNodeFrame = onNodeFrame
         self.onLost = onLost
+        self.onUnsent = onUnsent
     }
 
     /// The connected, greeted channel.
@@ -163,21 +167,13 @@ final class PeerClient: Sendable {
         }
     }
 
-    /// Fire-and-forget (membership gossip): dropped if the peer cannot be reached.
-    func send(_ kind: MessageKind, body: [UInt8]) {
-        channel().whenSuccess { [self] channel in
-            let (cid, hello) = identity()
-            channel.writeAndFlush(Frame(kind: kind, clusterID: cid, requestID: 0, sender: hello.nodeID, body: body), promise: nil)
-        }
-    }
-
     /// Writes a frame the cluster node built (a request with its own id, or one-way gossip).
-    /// An oversize body is not written (see `request`); a connection that cannot be made is
-    /// reported through `onLost`.
+    /// An oversize body is not written (see `request`) and fails only its own request
+    /// (`onUnsent`); a connection that cannot be made is reported through `onLost`.
     func send(frame: Frame) {
         if frame.body.count > FrameLimits().bodyBytesMax {
             logger.error("not sending a \(frame.kind) of \(frame.body.count) bytes to \(address): over the frame limit")
-            if frame.requestID != 0 { onLost() }
+            if frame.requestID != 0 { onUnsent(frame.requestID) }
             return
         }
         channel().whenComplete { [self] result in
