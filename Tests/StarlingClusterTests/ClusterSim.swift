@@ -312,18 +312,26 @@ final class ClusterSim {
             return
         }
         let session = nodes[c].store.sessionOf(eventID)
-        let record = Record(kind: .event, ts: now, receivedAt: now, sessionID: session, eventID: eventID, key: "k", json: Array("{}".utf8))
-        let owner = n.owner(of: session)
+        let json = Array(#"{"session_id":"\#(session)","key":"k","value":1,"event_id":"\#(eventID)"}"#.utf8)
+        guard case .success(let event) = json.withUnsafeBytes({ EventValidator.event(fromJSON: $0, limits: Limits()) }) else {
+            return fail("the simulation built an invalid event \(eventID)")
+        }
+        // The shell's part of ingest: group by owner, stamp the events of other owners.
+        let route = IngestRoute(keys: [.session(session)], ring: n.ring, me: n.id)
+        let owner = route.owners[0]
+        let part: IngestPart
+        if owner == n.id {
+            part = .own([event], bytes: json.count)
+        } else {
+            var rng = SplitMix64(seed: self.rng.next())
+            let record = StoredEvent.records(of: [event], receivedAt: now, node: owner, ip: "", using: &rng)[0]!
+            part = .records(owner: owner, [RecordBatch.Item(transport: 0, clientID: true, record: record.encoded)])
+        }
         let ticket = newWaiterID()
         waiters[c]![ticket] = .client(eventID: eventID)
-        if owner == nodes[c].id {
-            appendOwned([(record, true)], at: c, group: ticket)
-        } else {
-            let item = RecordBatch.Item(transport: 0, clientID: true, record: record.encoded)
-            let d = n.forward([item], bytes: item.record.count + FrameBudget.itemOverhead, to: owner, ticket: ticket, now: now)
-            nodes[c].instance = n
-            execute(d, at: c)
-        }
+        let d = n.ingest([part], ip: "", transport: 0, ticket: ticket, now: now)
+        nodes[c].instance = n
+        execute(d, at: c)
     }
 
     private func newWaiterID() -> UInt64 {
@@ -468,9 +476,16 @@ final class ClusterSim {
         case .readCatchUp(let read, let ticket):
             let (records, next) = nodes[i].store.catchUp(read, vnodes: config.vnodes, pageKeys: config.catchUpPageKeys)
             run(i) { $0.catchUpRead(ticket: ticket, records: records, next: next) }
-        case .forwarded(let ticket, let error):
+        case .appendIncoming(let events, let ip, _, _, let ticket):
+            // The engine's part: stamp the node's own events, then append them as owned records.
+            var rng = SplitMix64(seed: self.rng.next())
+            let records = StoredEvent.records(of: events, receivedAt: now, node: nodes[i].id, ip: ip, using: &rng)
+            let group = newWaiterID()
+            waiters[i]![group] = .owned(ticket: ticket)
+            appendOwned(zip(events, records).map { ($1!, $0.eventID != nil) }, at: i, group: group)
+        case .ingested(let ticket, let result):
             if case .client(let eventID)? = waiters[i]?.removeValue(forKey: ticket) {
-                clientAnswered(eventID, acknowledged: error == nil)
+                clientAnswered(eventID, acknowledged: result.failureValue == nil)
             }
         case .readQuery(let q, let ticket, _):
             let result = nodes[i].store.query(q)

@@ -79,6 +79,8 @@ public enum ClusterCount: Sendable, Equatable {
     case notAMember(Int)
     /// Events refused (503) because the forward queue to their owner was full.
     case forwardQueueFull(Int)
+    /// Events of ingest requests sent on to their owners.
+    case forwardedEvents(Int)
 }
 
 /// The ring as the node sees it, after a change (for the shell: metrics, connections, peers to
@@ -120,8 +122,12 @@ public enum ClusterDirective: Sendable {
     case appendOwned([(record: Record, clientID: Bool)], transport: UInt8, bytes: Int, ticket: UInt64)
     /// Read one catch-up page; then `catchUpRead(ticket:records:next:)`.
     case readCatchUp(CatchUpRead, ticket: UInt64)
-    /// A forward this shell asked for is answered (nil: stored by the owner and its replicas).
-    case forwarded(ticket: UInt64, error: IngestError?)
+    /// Append validated events this node owns (they are stamped, deduped and replicated by the
+    /// storage's group commit); then `appended(ticket:result:)`.
+    case appendIncoming([IncomingEvent], ip: String, transport: UInt8, bytes: Int, ticket: UInt64)
+    /// An ingest request (`ingest(_:ip:transport:ticket:now:)`) is answered: the events stored on
+    /// `rf` nodes, or the first failure of any of its parts.
+    case ingested(ticket: UInt64, result: Result<Int, IngestError>)
     /// Read this node's own answer to a query (one page of at most `byteBudget` bytes); then
     /// `queryRead(ticket:result:now:)`.
     case readQuery(QueryRequest, ticket: UInt64, byteBudget: Int)

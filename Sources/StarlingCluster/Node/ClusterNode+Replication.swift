@@ -1,61 +1,10 @@
 import StarlingCore
 
-/// Forwarding and replication: a receiving node forwards stamped records to their owner; the
-/// owner appends them and ships every write group to the other `rf - 1` members of each record's
+/// The owner's side of forwarding, and replication: the owner appends records a ring member
+/// forwarded (`ClusterNode+Ingest` is the sending side) and ships every write group to the other `rf - 1` members of each record's
 /// replica set; it answers only when the ack rule holds. Followers fence senders outside the
 /// key's replica set in their own view.
 extension ClusterNode {
-    // MARK: Forwarding (receiving node -> owner)
-
-    /// One request's share of records for one owner, waiting in that owner's queue.
-    struct ForwardPiece: Sendable {
-        var ticket: UInt64
-        var items: [RecordBatch.Item]
-    }
-
-    /// Queues stamped records (one piece that fits a frame, `bytes` as `FrameBudget` counts them)
-    /// for their owner. Per owner, pieces wait while `forwardBatchesInFlightMax` batches are in
-    /// flight and leave together in the next one (`ForwardBatcher`), so frames grow with load.
-    /// `.forwarded(ticket:)` reports the owner's answer, a failure, or a full queue (503).
-    public mutating func forward(_ items: [RecordBatch.Item], bytes: Int, to owner: String, ticket: UInt64, now: Int64) -> [ClusterDirective] {
-        guard peerAddress(of: owner) != nil else {
-            out.append(.forwarded(ticket: ticket, error: IngestError(status: 503, code: "owner_unavailable", message: "owner \(owner) has no known address")))
-            return take()
-        }
-        var queue = forwardQueues[owner] ?? ForwardBatcher(limits: settings.limits)
-        guard queue.enqueue(ForwardPiece(ticket: ticket, items: items), count: items.count, bytes: bytes) else {
-            out.append(.count(.forwardQueueFull(items.count)))
-            out.append(.forwarded(ticket: ticket, error: IngestError(status: 503, code: "overloaded", message: "forward queue to \(owner) is full; retry later")))
-            return take()
-        }
-        forwardQueues[owner] = queue
-        pumpForwards(to: owner, now: now)
-        return take()
-    }
-
-    /// Sends the batches that may leave now to `owner`.
-    mutating func pumpForwards(to owner: String, now: Int64) {
-        while var queue = forwardQueues[owner], let batch = queue.nextBatch() {
-            forwardQueues[owner] = queue
-            guard let peer = peerAddress(of: owner) else {
-                forwardQueues[owner]?.finished()
-                for piece in batch {
-                    out.append(.forwarded(ticket: piece.ticket, error: IngestError(status: 503, code: "owner_unavailable", message: "owner \(owner) has no known address")))
-                }
-                continue
-            }
-            request(.forwardRecords, body: RecordBatch(items: batch.flatMap(\.items)).encode(), to: peer,
-                    what: .forward(tickets: batch.map(\.ticket), owner: owner), timeoutMs: settings.forwardTimeoutMs, now: now)
-        }
-    }
-
-    /// A forward batch got its answer (nil: stored by the owner and its replicas), or failed.
-    mutating func forwarded(tickets: [UInt64], owner: String, error: IngestError?, now: Int64) {
-        for t in tickets { out.append(.forwarded(ticket: t, error: error)) }
-        forwardQueues[owner]?.finished()
-        pumpForwards(to: owner, now: now)
-    }
-
     /// The owner side: records a ring member validated and stamped for this node.
     mutating func onForwardRecords(_ frame: Frame, inbound: Inbound) {
         func refuse(_ status: UInt16, _ code: String, _ message: String, index: Int = -1) {
@@ -92,14 +41,16 @@ extension ClusterNode {
         out.append(.appendOwned(items, transport: transport ?? 3, bytes: bytes, ticket: ticket))
     }
 
-    /// The storage appended (and replicated) the records of `.appendOwned`.
+    /// The storage appended (and replicated) the records of `.appendOwned` or `.appendIncoming`.
     public mutating func appended(ticket: UInt64, result: Result<Int, IngestError>) -> [ClusterDirective] {
-        guard case .ownedReply(let inbound, let count)? = tickets.removeValue(forKey: ticket) else { return take() }
-        let body: ForwardResult = switch result {
-        case .success: ForwardResult(status: 202, code: "", message: "", accepted: UInt32(count))
-        case .failure(let e): ForwardResult(status: UInt16(e.status), code: e.code, message: e.message, accepted: 0)
+        switch tickets.removeValue(forKey: ticket) {
+        case .ownedReply(let inbound, let count)?:
+            respond(inbound, .forwardResult, ForwardResult(result.map { _ in count }).encode())
+        case .ingestPart(let request, let count)?:
+            partDone(request: request, count: count, error: result.failureValue)
+        default:
+            break
         }
-        respond(inbound, .forwardResult, body.encode())
         return take()
     }
 

@@ -85,7 +85,7 @@ public struct ClusterNode: Sendable {
     enum Outstanding: Sendable {
         case replicate(group: UInt64, slot: Int)
         case catchUpPage
-        case forward(tickets: [UInt64], owner: String)
+        case forward(parts: [UInt64], key: ForwardKey)
         case queryPage(fanout: UInt64, slot: Int, request: QueryRequest)
         case identify(ticket: UInt64)
         case resolve(ticket: UInt64)
@@ -103,6 +103,8 @@ public struct ClusterNode: Sendable {
     enum Waiting: Sendable {
         case replicaReply(Inbound)
         case ownedReply(Inbound, count: Int)
+        /// A part of ingest request `request` (the shell's ticket), stored here or forwarded.
+        case ingestPart(request: UInt64, count: Int)
         case catchUpAnswer(Inbound)
         case catchUpStored(nextKey: String?, nextSkip: UInt32, count: Int)
         case queryReply(Inbound)
@@ -124,8 +126,10 @@ public struct ClusterNode: Sendable {
         var startedAt: Int64
     }
     var groups: [UInt64: Group] = [:]
-    /// Per owner: stamped records waiting to be forwarded, and the batches in flight.
-    var forwardQueues: [String: ForwardBatcher<ForwardPiece>] = [:]
+    /// Per owner and kind: pieces waiting to be forwarded, and the batches in flight.
+    var forwardQueues: [ForwardKey: ForwardBatcher<ForwardPiece>] = [:]
+    /// Ingest requests with parts still out, by the shell's ticket.
+    var ingests: [UInt64: PendingIngest] = [:]
     /// Query fan-outs in progress, by the shell's ticket.
     var fanouts: [UInt64: Fanout] = [:]
     /// Identify calls in progress, by the shell's ticket.
@@ -175,7 +179,7 @@ public struct ClusterNode: Sendable {
     public func owner(of key: String) -> String { Placement.owner(of: key, ring: ring, me: id) }
     public func peerAddress(of member: String) -> String? { membership.member(member)?.peer }
     public func isRingMember(_ node: String) -> Bool { ring.members.contains(node) }
-    /// Stamped records' pieces waiting in the forward queues (not yet sent).
+    /// Pieces waiting in the forward queues (not yet sent).
     public var forwardPiecesWaiting: Int { forwardQueues.values.reduce(0) { $0 + $1.waiting.count } }
     /// Requests sent and not yet answered or timed out (for bounds checks in tests).
     public var requestsInFlight: Int { requests.count }
@@ -302,8 +306,8 @@ public struct ClusterNode: Sendable {
         case .catchUpPage:
             out.append(.log(.warning, "catch-up from \(r.peer) failed: \(reason)"))
             nextPeer(failed: true, now: now)
-        case .forward(let tickets, let owner):
-            forwarded(tickets: tickets, owner: owner, error: IngestError(status: 503, code: "owner_unavailable", message: "owner \(owner) is unreachable: \(reason)"), now: now)
+        case .forward(let parts, let key):
+            forwarded(parts: parts, key: key, error: IngestError(status: 503, code: "owner_unavailable", message: "owner \(key.owner) is unreachable: \(reason)"), now: now)
         case .queryPage(let fanout, let slot, let request):
             settle(fanout: fanout, slot: slot, page: nil, request: request, peer: r.peer, now: now)
         case .identify(let ticket):
@@ -328,14 +332,14 @@ public struct ClusterNode: Sendable {
             settle(group: group, slot: slot, error: error)
         case .catchUpPage:
             onCatchUpPage(frame, from: r.peer, now: now)
-        case .forward(let tickets, let owner):
+        case .forward(let parts, let key):
             let error: IngestError?
             if let x = try? ForwardResult.decode(frame.body) {
-                error = x.status < 300 ? nil : IngestError(status: Int(x.status), code: x.code, message: "owner \(owner): \(x.message)")
+                error = x.status < 300 ? nil : IngestError(status: Int(x.status), code: x.code, message: "owner \(key.owner): \(x.message)")
             } else {
-                error = IngestError(status: 503, code: "owner_unavailable", message: "owner \(owner) sent a malformed answer")
+                error = IngestError(status: 503, code: "owner_unavailable", message: "owner \(key.owner) sent a malformed answer")
             }
-            forwarded(tickets: tickets, owner: owner, error: error, now: now)
+            forwarded(parts: parts, key: key, error: error, now: now)
         case .queryPage(let fanout, let slot, let request):
             settle(fanout: fanout, slot: slot, page: try? QueryResult.decode(frame.body), request: request, peer: r.peer, now: now)
         case .identify(let ticket):

@@ -1,5 +1,6 @@
 import Logging
 import NIOCore
+import NIOPosix
 import StarlingCluster
 import StarlingCore
 import Synchronization
@@ -32,8 +33,13 @@ extension ClusterShell {
             }
         case .readCatchUp(let read, let ticket):
             readCatchUp(read, ticket: ticket)
-        case .forwarded(let ticket, let error):
-            waiters.withLock { $0.forwards.removeValue(forKey: ticket) }?(error)
+        case .appendIncoming(let events, let ip, let transport, let bytes, let ticket):
+            engine.submit(events, ip: ip, transport: Transport(wireCode: transport), bytes: bytes,
+                          on: MultiThreadedEventLoopGroup.currentEventLoop) { [weak self] result in
+                self?.input { n, _ in n.appended(ticket: ticket, result: result) }
+            }
+        case .ingested(let ticket, let result):
+            waiters.withLock { $0.ingests.removeValue(forKey: ticket) }?.succeed(result)
         case .readQuery(let request, let ticket, let budget):
             localQuery(request, byteBudget: budget, on: group.next()).whenComplete { [weak self] result in
                 let answer = (try? result.get()) ?? QueryResult(hits: [], state: nil, error: "the node is stopping")
@@ -87,6 +93,7 @@ extension ClusterShell {
         case .catchUpRecords(let n): m.catchUpRecords.increment(by: Int64(n))
         case .notAMember(let n): m.rejected(.peer, reason: "not_a_member", count: n)
         case .forwardQueueFull(let n): m.rejected(.peer, reason: "forward_queue_full", count: n)
+        case .forwardedEvents(let n): m.forwardedEvents.increment(by: Int64(n))
         }
     }
 

@@ -4,7 +4,7 @@ import StarlingCluster
 import StarlingCore
 import Synchronization
 
-/// Ingest routing (group by owner, stamp, hand records to the node) and the requests that wait on
+/// Ingest (group by owner, stamp, hand the parts to the node) and the requests that wait on
 /// the node's answers (query fan-out, identify, resolve, links).
 extension ClusterShell {
     /// Why the cluster cannot take writes now, if it cannot (fewer live members than rf).
@@ -24,40 +24,44 @@ extension ClusterShell {
         }
     }
 
+    /// Groups the events by owner (`IngestRoute`, on a snapshot of the ring), stamps and encodes the
+    /// events of other owners here on the I/O thread, and hands the parts to the node, which stores
+    /// its own, forwards the rest in batches and answers once every part is on `rf` nodes.
     func route(_ events: [IncomingEvent], ip: String, transport: Transport, bytes: Int, on loop: EventLoop) -> EventLoopFuture<Result<Int, IngestError>> {
-        var byOwner: [String: [IncomingEvent]] = [:]
         let ring = self.ring
-        for e in events {
-            let key = SubjectKey(sessionID: e.sessionID, userID: e.userID, terminalID: e.terminalID).ringKey
-            byOwner[Placement.owner(of: key, ring: ring, me: config.id), default: []].append(e)
-        }
-        func send(_ list: [IncomingEvent], to owner: String) -> EventLoopFuture<Result<Int, IngestError>> {
+        let route = IngestRoute(keys: events.map { SubjectKey(sessionID: $0.sessionID, userID: $0.userID, terminalID: $0.terminalID) },
+                                ring: ring, me: config.id)
+        let now = now()
+        var parts: [IngestPart] = []
+        parts.reserveCapacity(route.owners.count)
+        for (owner, indices) in zip(route.owners, route.indices) {
+            let list = route.owners.count == 1 ? events : indices.map { events[$0] }
             if owner == config.id {
-                let p = loop.makePromise(of: Result<Int, IngestError>.self)
-                engine.submit(list, ip: ip, transport: transport, bytes: bytes, on: loop) { p.succeed($0) }
-                return p.futureResult
+                parts.append(.own(list, bytes: bytes))
+                continue
             }
-            return forward(list, to: owner, ip: ip, transport: transport, on: loop)
-        }
-        if byOwner.count == 1, let (owner, list) = byOwner.first {
-            return send(list, to: owner)
-        }
-        return Self.total(of: byOwner.map { send($0.value, to: $0.key) }, on: loop)
-    }
-
-    /// The events stored by several parts of one request: their sum, or the first failure.
-    static func total(of futures: [EventLoopFuture<Result<Int, IngestError>>], on loop: EventLoop) -> EventLoopFuture<Result<Int, IngestError>> {
-        if futures.count == 1 { return futures[0] }
-        return EventLoopFuture.whenAllSucceed(futures, on: loop).map { results in
-            var total = 0
-            for r in results {
-                switch r {
-                case .success(let n): total += n
-                case .failure(let e): return .failure(e)
+            // Events whose session is known travel as finished records (validated, stamped with the
+            // owner's id), so the owner only appends them; identity-only events travel as JSON,
+            // for the owner of their identity to resolve their session.
+            var rng = engine.random.generator()
+            let stamped = StoredEvent.records(of: list, receivedAt: now, node: owner, ip: ip, using: &rng)
+            var records: [RecordBatch.Item] = []
+            var loose: [ForwardedEvent] = []
+            for (e, r) in zip(list, stamped) {
+                if let r {
+                    records.append(RecordBatch.Item(transport: transport.wireCode, clientID: e.eventID != nil, record: r.encoded))
+                } else {
+                    loose.append(ForwardedEvent(transport: transport.wireCode, ip: ip, receivedAt: now, json: e.clientJSON()))
                 }
             }
-            return .success(total)
+            if !records.isEmpty { parts.append(.records(owner: owner, records)) }
+            if !loose.isEmpty { parts.append(.events(owner: owner, loose)) }
         }
+        let p = loop.makePromise(of: Result<Int, IngestError>.self)
+        let t = ticket { $0.ingests[$1] = p }
+        let part = parts
+        input { n, now in n.ingest(part, ip: ip, transport: transport.wireCode, ticket: t, now: now) }
+        return p.futureResult
     }
 
     /// Identity-only events take the session their user (else terminal) was linked to, asked
@@ -99,59 +103,6 @@ extension ClusterShell {
             register(&w, t)
             return t
         }
-    }
-
-    /// Sends events to their owner. Events whose session is known travel as finished records
-    /// (validated, stamped with the owner's id, encoded here), so the owner only appends them;
-    /// identity-only events travel as JSON, for the owner to resolve their session.
-    func forward(_ events: [IncomingEvent], to owner: String, ip: String, transport: Transport, on loop: EventLoop) -> EventLoopFuture<Result<Int, IngestError>> {
-        guard let peer = peerAddress(of: owner) else {
-            return loop.makeSucceededFuture(.failure(IngestError(status: 503, code: "owner_unavailable", message: "owner \(owner) has no known address")))
-        }
-        let now = now()
-        var rng = engine.random.generator()
-        let stamped = StoredEvent.records(of: events, receivedAt: now, node: owner, ip: ip, using: &rng)
-        var records: [RecordBatch.Item] = []
-        var loose: [ForwardedEvent] = []
-        for (e, r) in zip(events, stamped) {
-            if let r {
-                records.append(RecordBatch.Item(transport: transport.wireCode, clientID: e.eventID != nil, record: r.encoded))
-            } else {
-                loose.append(ForwardedEvent(transport: transport.wireCode, ip: ip, receivedAt: now, json: e.clientJSON()))
-            }
-        }
-        // A request's share can exceed one frame (1 MiB of tiny events makes several MiB of
-        // records): it goes in pieces that each fit, and the queue packs whole pieces into frames.
-        var futures: [EventLoopFuture<Result<Int, IngestError>>] = []
-        let budget = config.limits.frameItemBytesMax
-        let recordSizes = records.map(ForwardQueue.size)
-        for run in FrameBudget.runs(sizes: recordSizes, maxBytes: budget, maxCount: config.limits.forwardBatchEventsMax) {
-            // Stamped records: the node queues them per owner, batches and sends them.
-            let p = loop.makePromise(of: Result<Int, IngestError>.self)
-            let count = run.count
-            let t = ticket { $0.forwards[$1] = { error in p.succeed(error.map { .failure($0) } ?? .success(count)) } }
-            let piece = Array(records[run]), bytes = recordSizes[run].reduce(0, +)
-            input { n, now in n.forward(piece, bytes: bytes, to: owner, ticket: t, now: now) }
-            futures.append(p.futureResult)
-        }
-        let looseSizes = loose.map(ForwardQueue.size)
-        for run in FrameBudget.runs(sizes: looseSizes, maxBytes: budget, maxCount: config.limits.forwardBatchEventsMax) {
-            futures.append(enqueueForward(Array(loose[run]), bytes: looseSizes[run].reduce(0, +), to: owner, peer: peer, on: loop))
-        }
-        engine.metrics.forwardedEvents.increment(by: Int64(events.count))
-        return Self.total(of: futures, on: loop)
-    }
-
-    func enqueueForward(_ events: [ForwardedEvent], bytes: Int, to owner: String, peer: String, on loop: EventLoop) -> EventLoopFuture<Result<Int, IngestError>> {
-        let queue = forwarders.withLock { f in
-            if let q = f[owner] { return q }
-            let q = ForwardQueue(owner: owner, runtime: self)
-            f[owner] = q
-            return q
-        }
-        let p = loop.makePromise(of: Result<Int, IngestError>.self)
-        queue.enqueue(events, bytes: bytes, peer: peer, promise: p)
-        return p.futureResult
     }
 
     // MARK: Identify and links
@@ -230,79 +181,5 @@ extension Record {
             }
         }
         return r
-    }
-}
-
-/// The forward queue of one owner for identity-only events (JSON `forwardEvents`, whose session
-/// the owner resolves), with adaptive batching: while a batch is in flight (at most
-/// `Limits.forwardBatchesInFlightMax`), new events queue and go out together in the next batch.
-/// Bounded: past `Limits.forwardQueueEventsMax` events or `forwardQueueBytesMax` bytes the
-/// caller gets 503 at once. (Stamped records are queued by `ClusterNode.forward` instead.)
-final class ForwardQueue: @unchecked Sendable {
-    let owner: String
-    unowned let runtime: ClusterShell
-    /// An item's bytes in a frame body (what `Limits.frameItemBytesMax` bounds).
-    static func size(_ e: ForwardedEvent) -> Int { e.json.count + e.ip.utf8.count + FrameBudget.itemOverhead }
-    static func size(_ r: RecordBatch.Item) -> Int { r.record.count + FrameBudget.itemOverhead }
-    struct Waiting {
-        var events: [ForwardedEvent]
-        var promise: EventLoopPromise<Result<Int, IngestError>>
-    }
-    struct State {
-        var batcher: ForwardBatcher<Waiting>
-        var peer = ""
-    }
-    let state: Mutex<State>
-
-    init(owner: String, runtime: ClusterShell) {
-        self.owner = owner
-        self.runtime = runtime
-        state = Mutex(State(batcher: ForwardBatcher(limits: runtime.config.limits)))
-    }
-
-    /// Queues a piece of `bytes` (the sum of its items' `size`, computed once by `forward`).
-    func enqueue(_ events: [ForwardedEvent], bytes: Int, peer: String, promise: EventLoopPromise<Result<Int, IngestError>>) {
-        let count = events.count
-        let ok = state.withLock { s -> Bool in
-            guard s.batcher.enqueue(Waiting(events: events, promise: promise), count: count, bytes: bytes) else { return false }
-            s.peer = peer
-            return true
-        }
-        guard ok else {
-            runtime.engine.metrics.rejected(.peer, reason: "forward_queue_full", count: count)
-            promise.succeed(.failure(IngestError(status: 503, code: "overloaded", message: "forward queue to \(owner) is full; retry later")))
-            return
-        }
-        pump()
-    }
-
-    func pump() {
-        while true {
-            // Whole pieces (each fits a frame, see `forward`) until the count or the bytes are full.
-            let next: ([Waiting], String)? = state.withLock { s in s.batcher.nextBatch().map { ($0, s.peer) } }
-            guard let (group, peer) = next else { return }
-            send(group, peer: peer)
-        }
-    }
-
-    func send(_ group: [Waiting], peer: String) {
-        let events = group.flatMap(\.events)
-        let future = runtime.client(for: peer).request(.forwardEvents, body: EventBatch(events: events).encode(), timeout: runtime.forwardTimeout)
-        future.whenComplete { [self] result in
-            let outcome: IngestError?
-            switch result {
-            case .success(let frame):
-                if let r = try? ForwardResult.decode(frame.body) {
-                    outcome = r.status < 300 ? nil : IngestError(status: Int(r.status), code: r.code, message: "owner \(owner): \(r.message)")
-                } else {
-                    outcome = IngestError(status: 503, code: "owner_unavailable", message: "owner \(owner) sent a malformed answer")
-                }
-            case .failure(let error):
-                outcome = IngestError(status: 503, code: "owner_unavailable", message: "owner \(owner) is unreachable: \(error)")
-            }
-            for w in group { w.promise.succeed(outcome.map { .failure($0) } ?? .success(w.events.count)) }
-            state.withLock { $0.batcher.finished() }
-            pump()
-        }
     }
 }

@@ -19,7 +19,6 @@ public final class ClusterShell: @unchecked Sendable {
     /// The protocol instance; every input goes through `input`, which runs its directives.
     let node: Mutex<ClusterNode>
     let clients = Mutex<[String: PeerClient]>([:])
-    let forwarders = Mutex<[String: ForwardQueue]>([:])
     let selfHello: Hello
     var tickTask: RepeatedTask?
     let seeds: [String]
@@ -31,7 +30,7 @@ public final class ClusterShell: @unchecked Sendable {
     struct Waiters {
         var groups: [UInt64: @Sendable (IngestError?) -> Void] = [:]
         var inbound: [Inbound: EventLoopPromise<Frame?>] = [:]
-        var forwards: [UInt64: @Sendable (IngestError?) -> Void] = [:]
+        var ingests: [UInt64: EventLoopPromise<Result<Int, IngestError>>] = [:]
         var queries: [UInt64: EventLoopPromise<Merged>] = [:]
         var identifies: [UInt64: EventLoopPromise<Result<Int, IngestError>>] = [:]
         var resolves: [UInt64: EventLoopPromise<String?>] = [:]
@@ -42,9 +41,6 @@ public final class ClusterShell: @unchecked Sendable {
     static let connectionIDs = Atomic<UInt64>(1)
 
     public var selfID: String { config.id }
-    /// For the JSON forwards the shell still sends itself (the node's own setting).
-    let forwardTimeout: TimeAmount
-
     /// `peerAddress`/`httpAddress` are the bound addresses (ports resolved).
     init(engine: Engine, group: EventLoopGroup, threadPool: NIOThreadPool, logger: Logger,
          peerAddress: String, httpAddress: String) throws {
@@ -65,7 +61,6 @@ public final class ClusterShell: @unchecked Sendable {
         selfHello = Hello(nodeID: config.id, peer: peerAddress, http: httpAddress, incarnation: m.incarnation)
         let me = MemberInfo(id: config.id, peer: peerAddress, http: httpAddress, incarnation: m.incarnation, status: .joining)
         let settings = ClusterNodeSettings(id: config.id, rf: config.rf, limits: config.limits)
-        forwardTimeout = .milliseconds(settings.forwardTimeoutMs)
         var instance = ClusterNode(settings: settings, me: me, seed: engine.random.next())
         instance.clusterID = m.clusterID
         node = Mutex(instance)
