@@ -12,6 +12,12 @@ import Synchronization
 /// One serial writer queue owns the log's write side: it dedupes, stamps, appends,
 /// fsyncs (per policy), applies to the index and only then completes the callers. Queries
 /// copy refs out of the index under its lock and read blocks without holding it.
+/// Ships the records a write group appended as owner to their followers and calls `done` with
+/// nil once every follower stored them (the ack rule), else with the failure.
+public protocol GroupReplicator: AnyObject, Sendable {
+    func replicate(_ records: [Record], done: @escaping @Sendable (IngestError?) -> Void)
+}
+
 public final class Engine: @unchecked Sendable {
     public typealias Completion = @Sendable (Result<Int, IngestError>) -> Void
 
@@ -44,6 +50,9 @@ public final class Engine: @unchecked Sendable {
         var completion: Completion
         /// The caller's event loop: completions run there, one task per loop per group commit.
         var loop: EventLoop? = nil
+        /// Who ships this node's own records to their followers (nil: rf 1, or a replica job).
+        /// It travels with the job, so the engine holds no reference to the cluster.
+        var replicator: (any GroupReplicator)? = nil
     }
     struct Pending {
         var jobs: [Job] = []
@@ -58,19 +67,6 @@ public final class Engine: @unchecked Sendable {
     var timers: [DispatchSourceTimer] = []  // set once in init, before the engine is shared
     /// Event-id randomness: seeded once from the system generator (ids need uniqueness, not secrecy;
     /// a getrandom syscall per id showed up in profiles). Used only on the writer queue.
-    /// Ships records this node wrote as owner to their followers; calls back with nil once
-    /// every follower stored them (set by `ClusterShell`; nil = no replication, rf 1).
-    public typealias Replicate = @Sendable ([Record], @escaping @Sendable (IngestError?) -> Void) -> Void
-    /// Held behind a class reference: a closure kept directly in a `Mutex` is taken out and put
-    /// back through reabstraction thunks on every `withLock`, so each group commit wrapped the
-    /// hook in two more thunks and a node slowed down the longer it ran (after ~300k events a
-    /// call walked thousands of thunks; found in a profile of a 3-node cluster).
-    final class ReplicateHook: Sendable {
-        let call: Replicate
-        init(_ call: @escaping Replicate) { self.call = call }
-    }
-    let replicateHook = Mutex<ReplicateHook?>(nil)
-    public func setReplicate(_ r: Replicate?) { replicateHook.withLock { $0 = r.map(ReplicateHook.init) } }
     var idRandom: SplitMix64
 
     /// Opens (and recovers) the node's data directory.
@@ -151,7 +147,7 @@ public final class Engine: @unchecked Sendable {
 
     /// Queues validated events; `completion` runs once they are in the log (or refused).
     public func submit(_ events: [IncomingEvent], ip: String, transport: Transport, bytes: Int, on loop: EventLoop? = nil,
-                       completion: @escaping Completion) {
+                       replicator: (any GroupReplicator)? = nil, completion: @escaping Completion) {
         if let reason = unavailableReason() {
             completion(.failure(reason))
             return
@@ -159,19 +155,21 @@ public final class Engine: @unchecked Sendable {
         var rng = random.generator()   // one draw per request
         let records = StoredEvent.records(of: events, receivedAt: clock(), node: config.id, ip: ip, using: &rng)
         let prepared = zip(events, records).map { GroupCommit.Prepared(event: $0, record: $1, clientID: $0.eventID != nil) }
-        enqueue(Job(payload: .events(prepared, ip: ip), transport: transport, count: events.count, bytes: bytes, completion: completion, loop: loop))
+        enqueue(Job(payload: .events(prepared, ip: ip), transport: transport, count: events.count, bytes: bytes, completion: completion,
+                    loop: loop, replicator: replicator))
     }
 
     /// Appends events that another node validated and stamped for this node (their owner), as
     /// this node's own: deduped when the client gave the id, then replicated like local events.
     public func submit(forwarded items: [(record: Record, clientID: Bool)], transport: Transport, bytes: Int, on loop: EventLoop? = nil,
-                       completion: @escaping Completion) {
+                       replicator: (any GroupReplicator)? = nil, completion: @escaping Completion) {
         if let reason = unavailableReason() {
             completion(.failure(reason))
             return
         }
         let prepared = items.map { GroupCommit.Prepared(event: nil, record: $0.record, clientID: $0.clientID) }
-        enqueue(Job(payload: .events(prepared, ip: ""), transport: transport, count: items.count, bytes: bytes, completion: completion, loop: loop))
+        enqueue(Job(payload: .events(prepared, ip: ""), transport: transport, count: items.count, bytes: bytes, completion: completion,
+                    loop: loop, replicator: replicator))
     }
 
     /// Appends records written by another node (replication, catch-up); completion once stored.
@@ -312,8 +310,8 @@ public final class Engine: @unchecked Sendable {
     func replicateAndAnswer(_ jobs: [Job], plan: GroupCommit.Plan) {
         let records = plan.records, perJob = plan.perInput, ownCount = plan.ownCount, repeats = plan.repeats
         var own = Array(records.prefix(ownCount))
-        let hook = replicateHook.withLock { $0 }?.call
-        if hook != nil && !repeats.isEmpty {
+        let replicator = jobs.lazy.compactMap(\.replicator).first
+        if replicator != nil && !repeats.isEmpty {
             let copies = readRecords(repeats)
             if copies.count < repeats.count {
                 // A stored copy that cannot be read cannot be copied: refuse rather than
@@ -351,8 +349,8 @@ public final class Engine: @unchecked Sendable {
                 return (job, .success(job.count))
             })
         }
-        if let hook, !own.isEmpty, !waiting.isEmpty {
-            hook(own, finish)
+        if let replicator, !own.isEmpty, !waiting.isEmpty {
+            replicator.replicate(own, done: finish)
         } else {
             finish(nil)
         }

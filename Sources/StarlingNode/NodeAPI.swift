@@ -60,17 +60,12 @@ public struct APIResponse: Sendable {
 /// The HTTP API of one node (SPEC "HTTP API"): routing, ingest, queries, operations.
 public final class NodeAPI: Sendable {
     public let engine: Engine
-    let runtimeBox = Mutex<ClusterShell?>(nil)
-    /// Called by `POST /v1/admin/leave`: the process shell stops the node as on SIGTERM.
-    /// What `POST /v1/admin/leave` calls (set once by the CLI). Behind a class reference, like
-    /// `Engine.replicateHook`: a closure stored directly in a `Mutex` gains thunks on every access.
-    public final class StopRequest: Sendable {
-        let call: @Sendable () -> Void
-        public init(_ call: @escaping @Sendable () -> Void) { self.call = call }
-    }
-    public let stopRequest = Mutex<StopRequest?>(nil)
-    /// The cluster runtime, set once the peer port is bound (requests before that get 503).
-    public var cluster: ClusterShell? { runtimeBox.withLock { $0 } }
+    /// The node's cluster side (routing, replication, fan-out). Built before the API, in one order
+    /// (`StarlingServer.init`): every request finds it.
+    public let cluster: ClusterShell
+    /// What `POST /v1/admin/leave` calls: the process shell stops the node as on SIGTERM (nil: the
+    /// node cannot be stopped over HTTP, as in tests that run nodes in-process).
+    let onLeaveRequest: (@Sendable () -> Void)?
     let limiter: Mutex<RateLimiter?>
     let rateLimitEnabled: Bool
     let threadPool: NIOThreadPool
@@ -82,8 +77,10 @@ public final class NodeAPI: Sendable {
         0x01, 0x00, 0x01, 0x00, 0x00, 0x02, 0x02, 0x44, 0x01, 0x00, 0x3B,
     ]
 
-    public init(engine: Engine, threadPool: NIOThreadPool) {
+    public init(engine: Engine, cluster: ClusterShell, threadPool: NIOThreadPool, onLeaveRequest: (@Sendable () -> Void)?) {
         self.engine = engine
+        self.cluster = cluster
+        self.onLeaveRequest = onLeaveRequest
         self.threadPool = threadPool
         limiter = Mutex(engine.config.rateLimit.map { RateLimiter(limit: $0) })
         rateLimitEnabled = engine.config.rateLimit != nil
@@ -156,7 +153,7 @@ public final class NodeAPI: Sendable {
         case 2 where segs[0] == "v1" && segs[1] == "cluster": return only(get, "GET", { loop.makeSucceededFuture(clusterView()) })
         case 3 where segs[0] == "v1" && segs[1] == "admin" && segs[2] == "leave":
             return only(req.method == .POST, "POST", {
-                guard let stop = stopRequest.withLock({ $0 })?.call else {
+                guard let stop = onLeaveRequest else {
                     return loop.makeSucceededFuture(.error(IngestError(status: 501, code: "not_supported", message: "this node cannot be stopped over HTTP")))
                 }
                 // Answer first, then leave the cluster and exit as on SIGTERM.
@@ -205,11 +202,8 @@ public final class NodeAPI: Sendable {
         }
     }
 
-    /// Routes events through the cluster (or answers 503 while the runtime starts).
+    /// Routes events through the cluster.
     public func store(_ events: [IncomingEvent], ip: String, transport: Transport, bytes: Int, on loop: EventLoop) -> EventLoopFuture<Result<Int, IngestError>> {
-        guard let cluster else {
-            return loop.makeSucceededFuture(.failure(IngestError(status: 503, code: "starting", message: "node is starting")))
-        }
         return cluster.ingest(events, ip: ip, transport: transport, bytes: bytes, on: loop)
     }
 
@@ -274,7 +268,6 @@ public final class NodeAPI: Sendable {
         switch parsed {
         case .failure(let e): return loop.makeSucceededFuture(.error(e))
         case .success(let (sid, uid, tid)):
-            guard let cluster else { return loop.makeSucceededFuture(.error(IngestError(status: 503, code: "starting", message: "node is starting"))) }
             return cluster.identify(sessionID: sid, userID: uid, terminalID: tid, on: loop).map { result in
                 switch result {
                 case .success: return APIResponse(status: .noContent, body: [])
@@ -312,7 +305,6 @@ public final class NodeAPI: Sendable {
         guard let fmt = format(req, q) else {
             return loop.makeSucceededFuture(.error(IngestError(code: "invalid_parameter", message: "'format' must be json, ndjson or html")))
         }
-        guard let cluster else { return loop.makeSucceededFuture(.error(IngestError(status: 503, code: "starting", message: "node is starting"))) }
         let now = engine.now
         return cluster.query(scope: 0, id: id, query: query, on: loop).map { answer in
             let stateValue: JSONValue? = answer.stateJSON.flatMap { try? JSONParser.parse($0) }
@@ -340,7 +332,6 @@ public final class NodeAPI: Sendable {
         guard let fmt = format(req, q) else {
             return loop.makeSucceededFuture(.error(IngestError(code: "invalid_parameter", message: "'format' must be json, ndjson or html")))
         }
-        guard let cluster else { return loop.makeSucceededFuture(.error(IngestError(status: 503, code: "starting", message: "node is starting"))) }
         let now = engine.now
         return cluster.query(scope: user ? 1 : 2, id: id, query: query, on: loop).map { answer in
             switch fmt {
@@ -360,7 +351,6 @@ public final class NodeAPI: Sendable {
 
     /// The owner's session state (asked over the peer protocol when another node owns it).
     func sessionState(_ id: String, _ loop: EventLoop) -> EventLoopFuture<APIResponse> {
-        guard let cluster else { return loop.makeSucceededFuture(.error(IngestError(status: 503, code: "starting", message: "node is starting"))) }
         return cluster.query(scope: 0, id: id, query: EventQuery(limit: 1), on: loop).map { answer in
             guard let state = answer.stateJSON, let v = try? JSONParser.parse(state) else {
                 if answer.partial { return .error(IngestError(status: 503, code: "owner_unavailable", message: "the owner of session '\(id)' did not answer")) }
@@ -371,7 +361,6 @@ public final class NodeAPI: Sendable {
     }
 
     func linkedSessions(user: Bool, _ id: String, _ loop: EventLoop) -> EventLoopFuture<APIResponse> {
-        guard let cluster else { return loop.makeSucceededFuture(.error(IngestError(status: 503, code: "starting", message: "node is starting"))) }
         return cluster.links(user: user, id: id, on: loop).map { links in
             .json(.ok, .object(JSONObject([
                 ("sessions", .array(links.map { .object(JSONObject([("session_id", .string($0.sessionID)), ("linked_at", .number(String($0.linkedAt)))])) })),
@@ -414,13 +403,11 @@ public final class NodeAPI: Sendable {
     }
 
     func readyz() -> APIResponse {
-        guard let cluster else { return .error(IngestError(status: 503, code: "starting", message: "node is starting")) }
         if let reason = cluster.unavailableReason() ?? engine.unavailableReason() { return .error(reason) }
         return .json(.ok, .object(JSONObject([("status", .string("ready"))])))
     }
 
     func clusterView() -> APIResponse {
-        guard let cluster else { return .error(IngestError(status: 503, code: "starting", message: "node is starting")) }
         return .json(.ok, cluster.clusterJSON())
     }
 

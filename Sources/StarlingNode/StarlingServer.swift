@@ -29,14 +29,37 @@ public final class StarlingServer: Sendable {
     public let peerAddress: Mutex<SocketAddress?> = Mutex(nil)
     public let metricsAddress: Mutex<SocketAddress?> = Mutex(nil)
 
-    public init(config: NodeConfig, logger: Logger, clock: @escaping @Sendable () -> Int64 = StarlingServer.systemMillis) throws {
+    /// The node's listening TCP sockets, bound in `init` (ports resolved) and accepting from `start`.
+    let httpListener: BoundListener
+    let peerListener: BoundListener
+
+    /// Builds the node in one order: the engine (recovers the log), the HTTP and peer sockets
+    /// (bound, not yet accepting: the cluster shell names their resolved addresses), the cluster
+    /// shell, the API. `onLeaveRequest` is what `POST /v1/admin/leave` calls.
+    public init(config: NodeConfig, logger: Logger, clock: @escaping @Sendable () -> Int64 = StarlingServer.systemMillis,
+                onLeaveRequest: (@Sendable () -> Void)? = nil) throws {
         self.config = config
         self.logger = logger
         engine = try Engine(config: config, metrics: NodeMetrics(), logger: logger, clock: clock)
         group = MultiThreadedEventLoopGroup(numberOfThreads: max(1, config.threads))
         threadPool = NIOThreadPool(numberOfThreads: 2)
         threadPool.start()
-        api = NodeAPI(engine: engine, threadPool: threadPool)
+        var bound: [BoundListener] = []
+        do {
+            bound.append(try BoundListener.bind(host: config.http.host, port: config.http.port))
+            bound.append(try BoundListener.bind(host: config.peer.host, port: config.peer.port))
+            let cluster = try ClusterShell(engine: engine, group: group, threadPool: threadPool, logger: logger,
+                                           peerAddress: bound[1].address.description, httpAddress: bound[0].address.description)
+            api = NodeAPI(engine: engine, cluster: cluster, threadPool: threadPool, onLeaveRequest: onLeaveRequest)
+        } catch {
+            for b in bound { close(b.fd) }
+            engine.shutdown()
+            try? threadPool.syncShutdownGracefully()
+            try? group.syncShutdownGracefully()
+            throw error
+        }
+        httpListener = bound[0]
+        peerListener = bound[1]
     }
 
     @Sendable public static func systemMillis() -> Int64 {
@@ -53,9 +76,22 @@ public final class StarlingServer: Sendable {
     public func start() throws {
         let api = self.api
         let inFlight = self.inFlight
-        let http = try ServerBootstrap(group: group)
-            .serverChannelOption(.backlog, value: 1024)
-            .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+        // Peers first, and the cluster shell started, before clients are let in.
+        let peer = try peerListener.accept(with: ServerBootstrap(group: group)
+            .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
+            .childChannelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    let sync = channel.pipeline.syncOperations
+                    try sync.addHandler(ByteToMessageHandler(PeerFrameDecoder()))
+                    try sync.addHandler(MessageToByteHandler(PeerFrameEncoder(compress: true)))
+                    try sync.addHandler(PeerServerHandler(api: api))
+                }
+            }, backlog: 256)
+        peerAddress.withLock { $0 = peer.localAddress }
+        channels.withLock { $0.append(peer) }
+        api.cluster.start()
+
+        let http = try httpListener.accept(with: ServerBootstrap(group: group)
             .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
             .childChannelOption(.maxMessagesPerRead, value: 16)
             .childChannelInitializer { channel in
@@ -65,8 +101,7 @@ public final class StarlingServer: Sendable {
                     try sync.configureHTTPServerPipeline(withErrorHandling: true, withOutboundHeaderValidation: false)
                     try sync.addHandler(HTTPHandler(api: api, inFlight: inFlight))
                 }
-            }
-            .bind(host: config.http.host, port: config.http.port).wait()
+            }, backlog: 1024)
         httpAddress.withLock { $0 = http.localAddress }
         channels.withLock { $0.append(http) }
 
@@ -103,27 +138,6 @@ public final class StarlingServer: Sendable {
             channels.withLock { $0.append(u) }
         }
 
-        let peer = try ServerBootstrap(group: group)
-            .serverChannelOption(.backlog, value: 256)
-            .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
-            .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
-            .childChannelInitializer { channel in
-                channel.eventLoop.makeCompletedFuture {
-                    let sync = channel.pipeline.syncOperations
-                    try sync.addHandler(ByteToMessageHandler(PeerFrameDecoder()))
-                    try sync.addHandler(MessageToByteHandler(PeerFrameEncoder(compress: true)))
-                    try sync.addHandler(PeerServerHandler(api: api))
-                }
-            }
-            .bind(host: config.peer.host, port: config.peer.port).wait()
-        peerAddress.withLock { $0 = peer.localAddress }
-        channels.withLock { $0.append(peer) }
-
-        let runtime = try ClusterShell(engine: engine, group: group, threadPool: threadPool, logger: logger,
-                                         peerAddress: HostPort(host: config.peer.host, port: peer.localAddress?.port ?? config.peer.port).description,
-                                         httpAddress: HostPort(host: config.http.host, port: http.localAddress?.port ?? config.http.port).description)
-        api.runtimeBox.withLock { $0 = runtime }
-        runtime.start()
         logger.info("node started", metadata: [
             "id": "\(config.id)", "http": "\(httpAddress.withLock { $0 }.map { "\($0)" } ?? "-")",
             "udp": "\(udpAddress.withLock { $0 }.map { "\($0)" } ?? "-")", "peer": "\(peerAddress.withLock { $0 }.map { "\($0)" } ?? "-")",
@@ -143,15 +157,15 @@ public final class StarlingServer: Sendable {
             return l
         }
         let cluster = api.cluster
-        cluster?.beginDrain()
+        cluster.beginDrain()
         for ch in listeners { try? ch.close().wait() }
         let deadline = ContinuousClock.now + .milliseconds(Int(drainSeconds * 1000))
         while inFlight.current > 0 && ContinuousClock.now < deadline {
             usleep(5_000)
         }
-        cluster?.leave()
+        cluster.leave()
         engine.shutdown()
-        cluster?.closeConnections()
+        cluster.closeConnections()
         try? threadPool.syncShutdownGracefully()
         try? group.syncShutdownGracefully()
         logger.info("node stopped", metadata: ["id": "\(config.id)"])

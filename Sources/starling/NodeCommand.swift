@@ -56,9 +56,10 @@ struct NodeCommand: ParsableCommand {
         }
         var logger = Logger(label: "starling.\(cfg.id)")
         logger.logLevel = level
+        let done = DispatchSemaphore(value: 0)
         let server: StarlingServer
         do {
-            server = try StarlingServer(config: cfg, logger: logger)
+            server = try StarlingServer(config: cfg, logger: logger, onLeaveRequest: { done.signal() })
             try server.start()
         } catch {
             throw CommandFailure(description: "error: node \(cfg.id) could not start: \(error)", code: 1)
@@ -66,8 +67,6 @@ struct NodeCommand: ParsableCommand {
         // SIGTERM / SIGINT: stop accepting, drain, flush, exit 0.
         signal(SIGTERM, SIG_IGN)
         signal(SIGINT, SIG_IGN)
-        let done = DispatchSemaphore(value: 0)
-        server.api.stopRequest.withLock { $0 = NodeAPI.StopRequest { done.signal() } }
         let q = DispatchQueue(label: "starling.signals")
         var sources: [DispatchSourceSignal] = []
         for sig in [SIGTERM, SIGINT] {

@@ -167,7 +167,7 @@ func noiseText(_ n: Int, seed: UInt64) -> String {
         let (a, b) = (nodes[0], nodes[1])
         let sid = session(replicatedOn: ["b"], ring: ["a", "b"], rf: 1, prefix: "fwd")   // owned by b
         func queued() -> Int {
-            a.server.api.cluster?.node.withLock { $0.forwardPiecesWaiting } ?? 0
+            a.server.api.cluster.node.withLock { $0.forwardPiecesWaiting }
         }
         // Two batches in flight hold at most 6 requests (3 MiB each): at least 6 wait, over 4 MiB.
         let run = whileWriterHeld(b, post: 12, sid: sid, to: a) { queued() >= 5 }

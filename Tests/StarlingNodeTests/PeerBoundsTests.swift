@@ -73,7 +73,7 @@ import Testing
     @Test func outboundClientsAreEvictedAndBounded() throws {
         let node = try LiveNode { $0.limits.peerClientsMax = 3 }
         defer { node.stop() }
-        let runtime = try #require(node.server.api.cluster)
+        let runtime = node.server.api.cluster
         for port in 1...3 { _ = runtime.client(for: "127.0.0.1:\(port)") }
         #expect(runtime.clients.withLock { $0.count } == 3)
         let refused = runtime.client(for: "127.0.0.1:4")

@@ -9,7 +9,7 @@ import Synchronization
 /// `ClusterDirective`: peer connections, the tick timer, the engine) and feeds it frames, storage
 /// results and ticks of the node's one clock (`engine.now`). What is still written here, HTTP
 /// ingest routing and the JSON `forwardEvents` path (`ClusterShell+Requests`), reads the node's ring.
-public final class ClusterShell: @unchecked Sendable {
+public final class ClusterShell: GroupReplicator, @unchecked Sendable {
     public let engine: Engine
     let config: NodeConfig
     let logger: Logger
@@ -78,12 +78,6 @@ public final class ClusterShell: @unchecked Sendable {
     }
 
     func start() {
-        if config.rf > 1 {
-            engine.setReplicate { [weak self] records, done in
-                guard let self else { return done(IngestError(status: 503, code: "shutting_down", message: "node is shutting down")) }
-                self.replicate(records, done: done)
-            }
-        }
         let newest = engine.newestReceivedAt
         let seeds = self.seeds
         input { n, now in
@@ -96,8 +90,12 @@ public final class ClusterShell: @unchecked Sendable {
         }
     }
 
+    /// Passed with every write this node stores as owner (nil with rf 1): the engine hands it the
+    /// group's own records after the append.
+    var replicator: (any GroupReplicator)? { config.rf > 1 ? self : nil }
+
     /// A write group this node appended as owner: the node ships it and decides (the ack rule).
-    func replicate(_ records: [Record], done: @escaping @Sendable (IngestError?) -> Void) {
+    public func replicate(_ records: [Record], done: @escaping @Sendable (IngestError?) -> Void) {
         let id: UInt64 = waiters.withLock { w in
             let id = w.nextGroup
             w.nextGroup += 1
@@ -318,7 +316,7 @@ public final class ClusterShell: @unchecked Sendable {
             let transport = Transport(wireCode: parts.first.flatMap { UInt8($0) } ?? 3)
             let ip = parts.count > 1 ? String(parts[1]) : ""
             let p = loop.makePromise(of: Result<Int, IngestError>.self)
-            engine.submit(events, ip: ip, transport: transport, bytes: bytes, on: loop) { p.succeed($0) }
+            engine.submit(events, ip: ip, transport: transport, bytes: bytes, on: loop, replicator: replicator) { p.succeed($0) }
             futures.append(p.futureResult)
         }
         return Self.forwardResult(of: futures, on: loop)

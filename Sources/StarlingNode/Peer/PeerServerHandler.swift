@@ -35,10 +35,7 @@ final class PeerServerHandler: ChannelDuplexHandler {
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         let frame = unwrapInboundIn(data)
-        guard let runtime = api.cluster else {
-            context.close(promise: nil)   // still starting: the peer retries
-            return
-        }
+        let runtime = api.cluster
         guard let hello else {
             let (reply, accepted) = runtime.acceptHello(frame)
             context.writeAndFlush(wrapOutboundOut(reply), promise: nil)
@@ -103,7 +100,7 @@ final class PeerServerHandler: ChannelDuplexHandler {
     func errorCaught(context: ChannelHandlerContext, error: Error) {
         // Garbage or a corrupt frame on the peer port: count it, log it, drop the connection.
         api.engine.metrics.peerProtocolErrors.increment()
-        api.cluster?.peerProtocolError(error, from: context.remoteAddress)
+        api.cluster.peerProtocolError(error, from: context.remoteAddress)
         context.close(promise: nil)
     }
 }
