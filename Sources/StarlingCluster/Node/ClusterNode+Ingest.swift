@@ -12,29 +12,6 @@ public enum IngestPart: Sendable {
     case events(owner: String, [ForwardedEvent])
 }
 
-/// Which events of a request go to which owner (pure): owners in the order their first event
-/// appears, each with the indices of its events in request order.
-public struct IngestRoute: Sendable, Equatable {
-    public var owners: [String]
-    public var indices: [[Int]]
-
-    public init(keys: [SubjectKey], ring: HashRing, me: String) {
-        owners = []
-        indices = []
-        var slot: [String: Int] = [:]
-        for (i, key) in keys.enumerated() {
-            let owner = Placement.owner(of: key.ringKey, ring: ring, me: me)
-            if let s = slot[owner] {
-                indices[s].append(i)
-            } else {
-                slot[owner] = owners.count
-                owners.append(owner)
-                indices.append([i])
-            }
-        }
-    }
-}
-
 /// The sending side of forwarding: an ingest request is split by owner; this node's part goes to
 /// its storage, the others wait in per-owner queues (`ForwardBatcher`) and leave in batches, so
 /// frames grow with load. The request is answered (`.ingested`) once every part is stored on `rf`
