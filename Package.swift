@@ -57,7 +57,9 @@ let package = Package(
         ]),
         .testTarget(name: "StarlingCoreTests", dependencies: ["StarlingCore"]),
         .testTarget(name: "StarlingLogTests", dependencies: ["StarlingLog", "StarlingCore"]),
-        .testTarget(name: "StarlingClusterTests", dependencies: ["StarlingCluster", "StarlingCore"]),
+        // Test support shared by the simulations: the seed, the simulated clock and the faulty network.
+        .target(name: "StarlingSimSupport", dependencies: ["StarlingCore"], path: "Tests/StarlingSimSupport"),
+        .testTarget(name: "StarlingClusterTests", dependencies: ["StarlingCluster", "StarlingCore", "StarlingSimSupport"]),
         .testTarget(name: "StarlingBenchTests", dependencies: [
             "StarlingBench", "StarlingNode", "StarlingCore", "StarlingCluster",
             .product(name: "NIOCore", package: "swift-nio"),

@@ -1,4 +1,5 @@
 import StarlingCore
+import StarlingSimSupport
 @testable import StarlingCluster
 
 // A deterministic whole-cluster simulation that runs the production `ClusterNode`s over real
@@ -114,15 +115,7 @@ struct SimStore {
 }
 
 /// A packet of frame bytes; `connection` is the sending node (answers go back to it).
-struct ClusterSimPacket: SimTimed {
-    var deliverAt: Int64
-    var order: UInt64
-    var from: Int
-    var to: Int
-    var bytes: [UInt8]
-}
-
-final class ClusterSim {
+final class ClusterSim: SimHarness {
     struct Node {
         let id: String
         let peer: String
@@ -132,7 +125,6 @@ final class ClusterSim {
         var generation = 0
         // Volatile.
         var instance: ClusterNode?
-        var cutOffUntil: Int64 = .min
         var nextTickAt: Int64 = .max
     }
 
@@ -142,28 +134,14 @@ final class ClusterSim {
         case owned(ticket: UInt64)
     }
 
-    let seed: UInt64
     let config: ClusterSimConfig
-    let label: String
-    private(set) var now: Int64 = 0
     private(set) var nodes: [Node] = []
-    private var rng: SplitMix64
-    private var queue = SimTimedQueue<ClusterSimPacket>()
-    private var order: UInt64 = 0
     private let peerIndex: [String: Int]
     private let idIndex: [String: Int]
     private var waiters: [Int: [UInt64: Waiter]] = [:]   // per node: group or ticket -> who waits
     private var nextID: UInt64 = 0
     private let parser = FrameParser()
     private var answers: [UInt64: QueryMerge.Merged] = [:]
-    private var partitioned = false
-    private var side: [Int: Int] = [:]
-
-    // Faults, changeable between steps.
-    var lossPerMille = 0
-    var duplicatePerMille = 0
-    var delayMs: ClosedRange<Int64> = 1...50
-    var tickMs: Int64 = 20
 
     // What the clients were told.
     private(set) var acked: [String: Bool] = [:]
@@ -175,20 +153,14 @@ final class ClusterSim {
     private(set) var submitted = 0
     private(set) var fencingRefusals = 0
     private(set) var catchUpStores = 0
-    private(set) var delivered = 0
-    private(set) var dropped = 0
     private(set) var malformed = 0
-    private(set) var fingerprint = StableHash.offsetBasis
-    private(set) var failures: [String] = []
     /// When set, the nodes' log lines and ring changes are kept in `traceLog` (to study a seed).
     var trace = false
     private(set) var traceLog: [String] = []
 
     init(seed: UInt64, nodes count: Int, config: ClusterSimConfig) {
-        self.seed = seed
         self.config = config
-        rng = SplitMix64(seed: seed ^ (UInt64(config.rf) &* 0xD1B5_4A32_D192_ED03))
-        label = "seed \(seed) (rf \(config.rf), \(count) nodes)"
+        var nodes: [Node] = []
         var peers: [String: Int] = [:]
         var ids: [String: Int] = [:]
         for i in 0..<count {
@@ -197,17 +169,12 @@ final class ClusterSim {
             ids[n.id] = i
             nodes.append(n)
         }
+        self.nodes = nodes
         peerIndex = peers
         idIndex = ids
+        super.init(seed: seed, rngSeed: seed ^ (UInt64(config.rf) &* 0xD1B5_4A32_D192_ED03),
+                   label: "seed \(seed) (rf \(config.rf), \(count) nodes)", nodes: count)
     }
-
-    // MARK: Random choices (all from the one seed)
-
-    func random(_ range: ClosedRange<Int64>) -> Int64 {
-        range.lowerBound + Int64(rng.next() % UInt64(range.upperBound - range.lowerBound + 1))
-    }
-    func random(_ n: Int) -> Int { Int(rng.next() % UInt64(n)) }
-    func chance(perMille: Int) -> Bool { perMille > 0 && random(1000) < perMille }
 
     // MARK: Script
 
@@ -215,8 +182,6 @@ final class ClusterSim {
     func isAlive(_ i: Int) -> Bool { nodes[i].instance != nil }
     var aliveNodes: [Int] { nodes.indices.filter(isAlive) }
     var deadNodes: [Int] { nodes.indices.filter { !isAlive($0) } }
-    func cutOff(_ i: Int, forMs ms: Int64) { nodes[i].cutOffUntil = now + ms }
-    func isCutOff(_ i: Int) -> Bool { now < nodes[i].cutOffUntil }
 
     /// Starts node `i`; a restart keeps the store and comes back at its stored incarnation + 1.
     func start(_ i: Int, seeds: [Int]) {
@@ -238,7 +203,7 @@ final class ClusterSim {
         var n = ClusterNode(settings: settings, me: me, seed: seed ^ (UInt64(i + 1) &* 0x9E37_79B9_7F4A_7C15) ^ UInt64(nodes[i].generation))
         n.newestReceivedAt = nodes[i].store.log.last?.receivedAt ?? 0
         nodes[i].instance = n
-        nodes[i].cutOffUntil = .min
+        reconnect(i)
         waiters[i] = [:]
         nodes[i].nextTickAt = now + tickMs
         run(i) { $0.start(seeds: seeds.map { nodes[$0].peer }, now: now) }
@@ -251,26 +216,7 @@ final class ClusterSim {
         waiters[i] = [:]
         nodes[i].instance = nil
         nodes[i].nextTickAt = .max
-        queue.removeAll { $0.to == i }
-    }
-
-    /// Splits the network: nodes in different groups cannot reach each other until `heal`
-    /// (a node in no group reaches no one).
-    func partition(_ groups: [Int]...) {
-        side = [:]
-        for (g, members) in groups.enumerated() { for i in members { side[i] = g } }
-        partitioned = true
-    }
-
-    func heal() {
-        partitioned = false
-        side = [:]
-    }
-
-    private func canReach(_ a: Int, _ b: Int) -> Bool {
-        guard partitioned else { return true }
-        guard let x = side[a], let y = side[b] else { return false }
-        return x == y
+        dropPackets(to: i)
     }
 
     /// A graceful leave: the node stops taking writes, announces leaving, and stops shortly after.
@@ -288,13 +234,6 @@ final class ClusterSim {
     func powerCut(_ i: Int, unsyncedMs: Int64) {
         crash(i)
         nodes[i].store.loseTail(appendedAfter: now - unsyncedMs)
-    }
-
-    func healAll() {
-        heal()
-        for i in nodes.indices { nodes[i].cutOffUntil = .min }
-        lossPerMille = 0
-        duplicatePerMille = 0
     }
 
     func newEventID(session: String) -> String {
@@ -323,7 +262,7 @@ final class ClusterSim {
         if owner == n.id {
             part = .own([event], bytes: json.count)
         } else {
-            var rng = SplitMix64(seed: self.rng.next())
+            var rng = SplitMix64(seed: nextSeed())
             let record = StoredEvent.records(of: [event], receivedAt: now, node: owner, ip: "", using: &rng)[0]!
             part = .records(owner: owner, [RecordBatch.Item(transport: 0, clientID: true, record: record.encoded)])
         }
@@ -359,15 +298,11 @@ final class ClusterSim {
     // MARK: Running
 
     func run(until end: Int64) {
-        while true {
-            let tickAt = nodes.map(\.nextTickAt).min() ?? .max
-            if let p = queue.first, p.deliverAt <= tickAt {
-                guard p.deliverAt <= end else { break }
-                now = p.deliverAt
-                deliver(queue.pop()!)
-            } else {
-                guard tickAt <= end else { break }
-                now = tickAt
+        while let step = next(until: end, tickAt: nodes.map(\.nextTickAt).min() ?? .max) {
+            switch step {
+            case .deliver(let p):
+                deliver(p)
+            case .tick(let tickAt):
                 // A seeded rotation among the nodes due now, so no node always goes first.
                 let due = nodes.indices.filter { nodes[$0].nextTickAt == tickAt }
                 let first = random(due.count)
@@ -378,7 +313,7 @@ final class ClusterSim {
                 }
             }
         }
-        now = max(now, end)
+        settle(at: end)
     }
 
     func run(forMs ms: Int64) { run(until: now + ms) }
@@ -393,11 +328,8 @@ final class ClusterSim {
         execute(d, at: i)
     }
 
-    private func deliver(_ p: ClusterSimPacket) {
-        guard isAlive(p.to), !isCutOff(p.to), !isCutOff(p.from), canReach(p.from, p.to) else {
-            dropped += 1
-            return
-        }
+    private func deliver(_ p: SimPacket) {
+        guard arrives(p, receiverAlive: isAlive(p.to)) else { return }
         let frame: Frame
         do {
             guard let parsed = try p.bytes.withUnsafeBytes({ try parser.parse($0) }), parsed.consumed == p.bytes.count else {
@@ -411,33 +343,13 @@ final class ClusterSim {
             fail("a packet from node \(p.from) to node \(p.to) did not parse: \(error)")
             return
         }
-        delivered += 1
-        mix(p, frame)
+        mix([UInt64(bitPattern: p.deliverAt), UInt64(p.from), UInt64(p.to), UInt64(frame.kind.rawValue), frame.requestID, UInt64(p.bytes.count)])
         run(p.to) { $0.on(frame: frame, connection: UInt64(p.from), fromPeer: nodes[p.from].peer, now: now) }
     }
 
     private func send(_ frame: Frame, from: Int, to: Int) {
         if from == to { fail("node \(from) sent \(frame.kind) to itself") }
-        let bytes = FrameCodec.encode(frame, compress: true)
-        enqueue(bytes, from: from, to: to)
-        if chance(perMille: duplicatePerMille) { enqueue(bytes, from: from, to: to) }
-    }
-
-    private func enqueue(_ bytes: [UInt8], from: Int, to: Int) {
-        if isCutOff(from) || isCutOff(to) || !canReach(from, to) || chance(perMille: lossPerMille) {
-            dropped += 1
-            return
-        }
-        order += 1
-        queue.push(ClusterSimPacket(deliverAt: now + random(delayMs), order: order, from: from, to: to, bytes: bytes))
-    }
-
-    private func mix(_ p: ClusterSimPacket, _ f: Frame) {
-        var h = fingerprint
-        for v in [UInt64(bitPattern: p.deliverAt), UInt64(p.from), UInt64(p.to), UInt64(f.kind.rawValue), f.requestID, UInt64(p.bytes.count)] {
-            h = (h ^ v) &* StableHash.prime
-        }
-        fingerprint = h
+        transmit(FrameCodec.encode(frame, compress: true), from: from, to: to)
     }
 
     // MARK: The shell's part
@@ -478,7 +390,7 @@ final class ClusterSim {
             run(i) { $0.catchUpRead(ticket: ticket, records: records, next: next) }
         case .appendIncoming(let events, let ip, _, _, let ticket):
             // The engine's part: stamp the node's own events, then append them as owned records.
-            var rng = SplitMix64(seed: self.rng.next())
+            var rng = SplitMix64(seed: nextSeed())
             let records = StoredEvent.records(of: events, receivedAt: now, node: nodes[i].id, ip: ip, using: &rng)
             let group = newWaiterID()
             waiters[i]![group] = .owned(ticket: ticket)
@@ -522,10 +434,6 @@ final class ClusterSim {
     }
 
     // MARK: Invariants
-
-    func fail(_ what: String) {
-        if failures.count < 20 { failures.append("\(label) t=\(now)ms: \(what)") }
-    }
 
     func holders(of eventID: String) -> [Int] {
         nodes.indices.filter { nodes[$0].store.has(eventID) }

@@ -1,76 +1,13 @@
 import StarlingCore
+import StarlingSimSupport
 @testable import StarlingCluster
-
-/// A packet in flight between simulated nodes.
-struct SimPacket {
-    var deliverAt: Int64
-    var order: UInt64      // ties on deliverAt go in send order, so runs replay exactly
-    var to: Int
-    var from: Int
-    var bytes: [UInt8]
-}
-
-/// Something scheduled for a simulated time; ties go in send order, so runs replay exactly.
-protocol SimTimed {
-    var deliverAt: Int64 { get }
-    var order: UInt64 { get }
-}
-
-extension SimPacket: SimTimed {}
-
-/// A binary min-heap by (deliverAt, order), shared by the simulations.
-struct SimTimedQueue<P: SimTimed> {
-    private var heap: [P] = []
-    var count: Int { heap.count }
-    var first: P? { heap.first }
-
-    private func less(_ a: Int, _ b: Int) -> Bool {
-        heap[a].deliverAt != heap[b].deliverAt ? heap[a].deliverAt < heap[b].deliverAt : heap[a].order < heap[b].order
-    }
-
-    mutating func push(_ p: P) {
-        heap.append(p)
-        var i = heap.count - 1
-        while i > 0 {
-            let parent = (i - 1) / 2
-            guard less(i, parent) else { break }
-            heap.swapAt(i, parent)
-            i = parent
-        }
-    }
-
-    mutating func pop() -> P? {
-        guard !heap.isEmpty else { return nil }
-        heap.swapAt(0, heap.count - 1)
-        let top = heap.removeLast()
-        var i = 0
-        while true {
-            let l = 2 * i + 1, r = l + 1
-            var m = i
-            if l < heap.count && less(l, m) { m = l }
-            if r < heap.count && less(r, m) { m = r }
-            guard m != i else { break }
-            heap.swapAt(i, m)
-            i = m
-        }
-        return top
-    }
-
-    mutating func removeAll(where drop: (P) -> Bool) {
-        let kept = heap.filter { !drop($0) }
-        heap = []
-        for p in kept { push(p) }
-    }
-}
-
-typealias SimPacketQueue = SimTimedQueue<SimPacket>
 
 /// N `Membership` instances on a simulated clock and a seeded, faulty network (TigerBeetle's
 /// VOPR in miniature). Every message goes through `encode` -> bytes -> `decode`. Faults: loss,
 /// delay (hence reordering), duplication, a node cut off both ways, crash (state and inbound queue
 /// dropped) and restart (a new `Membership` with the same id and incarnation + 1).
 /// Invariants run after every step; violations are collected with the seed and the time.
-final class SimCluster {
+final class SimCluster: SimHarness {
     struct Node {
         let id: String
         let peer: String
@@ -80,31 +17,18 @@ final class SimCluster {
         var lastEpoch: UInt64 = 0
         /// Incarnation the shell would have stored for the next restart.
         var storedIncarnation: UInt64 = 0
-        var cutOffUntil: Int64 = .min
         var crashedAt: Int64?
         var restartedAt: Int64?
         var restartIncarnation: UInt64 = 0
     }
 
-    let seed: UInt64
     let settings: MembershipSettings
-    private(set) var now: Int64 = 0
     private(set) var nodes: [Node] = []
     /// Kept apart from `nodes` and mutated in place: copying a `Membership` out and back would copy
     /// its storage on every step.
     private(set) var memberships: [Membership?] = []
-    private var rng: SplitMix64
-    private var queue = SimPacketQueue()
-    private var order: UInt64 = 0
     private var nextTickAt: Int64 = 0
     private let peerIndex: [String: Int]
-
-    // Faults, changeable between steps.
-    var lossPerMille = 0
-    var duplicatePerMille = 0
-    var delayMs: ClosedRange<Int64> = 1...50
-    /// How often each node's `tick` runs (a shell would use a timer of a few tens of ms).
-    var tickMs: Int64 = 20
 
     /// When set: every live member must have seen a crashed node `down` within this many ms of
     /// the crash (or of its own start, if later). Only meaningful without loss or cut-offs.
@@ -113,12 +37,6 @@ final class SimCluster {
     /// within this many ms of the restart.
     var restartUpBoundMs: Int64?
 
-    private(set) var failures: [String] = []
-    private(set) var delivered = 0
-    private(set) var dropped = 0
-    /// FNV-1a over every delivered packet (time, endpoints, bytes): equal runs give equal prints.
-    private(set) var fingerprint = StableHash.offsetBasis
-
     /// observer node -> crashed/restarted node -> it has been seen down / up since the event.
     private var seenDown: [[Bool]]
     private var seenUp: [[Bool]]
@@ -126,36 +44,27 @@ final class SimCluster {
     private var touched: Int?
 
     init(seed: UInt64, nodes count: Int, settings: MembershipSettings = .init()) {
-        self.seed = seed
         self.settings = settings
-        self.rng = SplitMix64(seed: seed)
+        var nodes: [Node] = []
         var index: [String: Int] = [:]
         for i in 0..<count {
             let node = Node(id: "node-\(i + 1)", peer: "10.0.0.\(i + 1):7081", http: "10.0.0.\(i + 1):8081")
             index[node.peer] = i
             nodes.append(node)
-            memberships.append(nil)
         }
+        self.nodes = nodes
+        memberships = Array(repeating: nil, count: count)
         peerIndex = index
         seenDown = Array(repeating: Array(repeating: false, count: count), count: count)
         seenUp = Array(repeating: Array(repeating: false, count: count), count: count)
+        super.init(seed: seed, rngSeed: seed, label: "seed \(seed)", nodes: count)
+        tickMs = 20
     }
-
-    // MARK: - Random choices (all from the one seed)
-
-    func random(_ range: ClosedRange<Int64>) -> Int64 {
-        range.lowerBound + Int64(rng.next() % UInt64(range.upperBound - range.lowerBound + 1))
-    }
-
-    func random(_ n: Int) -> Int { Int(rng.next() % UInt64(n)) }
-
-    func chance(perMille: Int) -> Bool { perMille > 0 && random(1000) < perMille }
 
     // MARK: - Node lifecycle
 
     func isAlive(_ i: Int) -> Bool { nodes[i].alive }
     var aliveNodes: [Int] { nodes.indices.filter(isAlive) }
-    func isCutOff(_ i: Int) -> Bool { now < nodes[i].cutOffUntil }
 
     /// Starts (or restarts) node `i`: incarnation = stored + 1 on a restart.
     func start(_ i: Int, seeds: [Int]) {
@@ -189,15 +98,7 @@ final class SimCluster {
         nodes[i].crashedAt = now
         nodes[i].restartedAt = nil
         for o in nodes.indices { seenDown[o][i] = false }
-        queue.removeAll { $0.to == i }
-    }
-
-    func cutOff(_ i: Int, forMs ms: Int64) { nodes[i].cutOffUntil = now + ms }
-
-    func healAll() {
-        for i in nodes.indices { nodes[i].cutOffUntil = .min }
-        lossPerMille = 0
-        duplicatePerMille = 0
+        dropPackets(to: i)
     }
 
     func leave(_ i: Int) {
@@ -211,23 +112,20 @@ final class SimCluster {
 
     /// Runs every tick and delivery up to and including `end`, checking invariants after each step.
     func run(until end: Int64) {
-        while true {
+        while let step = next(until: end, tickAt: nextTickAt) {
             touched = nil
-            if let p = queue.first, p.deliverAt <= nextTickAt {
-                guard p.deliverAt <= end else { break }
-                now = p.deliverAt
-                deliver(queue.pop()!)
+            switch step {
+            case .deliver(let p):
+                deliver(p)
                 if let i = touched { checkNode(i) }
-            } else {
-                guard nextTickAt <= end else { break }
-                now = nextTickAt
+            case .tick:
                 nextTickAt += tickMs
                 tickAll()
                 for i in nodes.indices { checkNode(i) }
             }
             checkBounds()
         }
-        now = max(now, end)
+        settle(at: end)
     }
 
     func run(forMs ms: Int64) { run(until: now + ms) }
@@ -245,16 +143,16 @@ final class SimCluster {
     }
 
     private func deliver(_ p: SimPacket) {
-        guard isAlive(p.to), !isCutOff(p.to), !isCutOff(p.from) else {
-            dropped += 1
-            return
-        }
+        guard arrives(p, receiverAlive: isAlive(p.to)) else { return }
         guard let message = MembershipMessage.decode(p.bytes) else {
             fail("undecodable packet from node \(p.from) to node \(p.to)")
             return
         }
-        delivered += 1
-        mix(p)
+        var header: [UInt8] = []
+        header.appendLE(UInt64(bitPattern: p.deliverAt))
+        header.appendLE(UInt32(p.from))
+        header.appendLE(UInt32(p.to))
+        mix(bytes: header + p.bytes)
         let directives = memberships[p.to]!.receive(message, fromPeer: nodes[p.from].peer, now: now)
         handle(directives, from: p.to)
         touched = p.to
@@ -273,8 +171,7 @@ final class SimCluster {
                     continue
                 }
                 if to == i { fail("node \(i) sent to itself") }
-                send(bytes, from: i, to: to)
-                if chance(perMille: duplicatePerMille) { send(bytes, from: i, to: to) }
+                transmit(bytes, from: i, to: to)
             }
         }
         if let incarnation = memberships[i]?.me.incarnation {
@@ -283,30 +180,7 @@ final class SimCluster {
         }
     }
 
-    private func send(_ bytes: [UInt8], from: Int, to: Int) {
-        if isCutOff(from) || isCutOff(to) || chance(perMille: lossPerMille) {
-            dropped += 1
-            return
-        }
-        order += 1
-        queue.push(SimPacket(deliverAt: now + random(delayMs), order: order, to: to, from: from, bytes: bytes))
-    }
-
-    private func mix(_ p: SimPacket) {
-        var h = fingerprint
-        var header: [UInt8] = []
-        header.appendLE(UInt64(bitPattern: p.deliverAt))
-        header.appendLE(UInt32(p.from))
-        header.appendLE(UInt32(p.to))
-        for b in header + p.bytes { h = (h ^ UInt64(b)) &* StableHash.prime }
-        fingerprint = h
-    }
-
     // MARK: - Invariants
-
-    func fail(_ what: String) {
-        if failures.count < 20 { failures.append("seed \(seed) t=\(now)ms: \(what)") }
-    }
 
     private func check() {
         for i in nodes.indices { checkNode(i) }
