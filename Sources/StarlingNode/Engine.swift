@@ -264,6 +264,8 @@ public final class Engine: @unchecked Sendable {
         let plan = index.withLock { idx in
             GroupCommit.plan(jobs.map(\.payload), index: idx, now: now, node: config.id, ids: &idRandom)
         }
+        precondition(plan.perInput.count == jobs.count && plan.ownCount <= plan.records.count,
+                     "a group plan must answer every job: \(plan.perInput.count) answers for \(jobs.count) jobs, \(plan.ownCount) own of \(plan.records.count) records")
         guard write(plan.records, now: now, failing: jobs) else { return }
         replicateAndAnswer(jobs, plan: plan)
     }
@@ -502,35 +504,7 @@ public final class Engine: @unchecked Sendable {
     /// events that had no session. Returns the records and where to continue (nil when done).
     public func catchUp(wants: (String) -> Bool, since: Int64, from: CatchUpCursor?, maxRecords: Int,
                         maxBytes: Int = .max) -> ([Record], CatchUpCursor?) {
-        // Copy what is needed out of the index, then read without the lock.
-        struct Wanted {
-            var subject: SubjectKey
-            var ringKey: String
-            var links: [NodeIndex.Link]
-            var refs: [EventRef]
-        }
-        var wanted: [Wanted] = []
-        func after(_ key: String) -> Bool {
-            guard let from else { return true }
-            return from.skip > 0 ? key >= from.key : key > from.key
-        }
-        index.withLock { idx in
-            // Cheap tests first: this runs under the index lock (the writer waits), and the
-            // periodic anti-entropy pass scans every session for the last two minutes only.
-            for (sid, e) in idx.sessions where e.newestReceivedAt >= since && after(sid) && wants(sid) {
-                let r = e.events.filter { $0.receivedAt >= since }
-                if !r.isEmpty { wanted.append(Wanted(subject: .session(sid), ringKey: sid, links: [], refs: r)) }
-            }
-            for (subject, map) in [(SubjectKey.user, idx.users), (SubjectKey.terminal, idx.terminals)] {
-                for (id, e) in map where e.newestReceivedAt >= since {
-                    let key = subject(id).ringKey
-                    guard after(key), wants(key) else { continue }
-                    let l = e.links.filter { $0.linkedAt >= since }
-                    let r = e.events.filter { $0.receivedAt >= since }
-                    if !l.isEmpty || !r.isEmpty { wanted.append(Wanted(subject: subject(id), ringKey: key, links: l, refs: r)) }
-                }
-            }
-        }
+        var wanted = catchUpKeys(wants: wants, since: since, from: from)
         wanted.sort { $0.ringKey < $1.ringKey }
         var out: [Record] = []
         var bytes = 0
@@ -574,6 +548,42 @@ public final class Engine: @unchecked Sendable {
             if out.count >= maxRecords || bytes >= maxBytes, n < wanted.count - 1 { return (out, CatchUpCursor(key: key, skip: 0)) }
         }
         return (out, nil)
+    }
+
+    /// A routing key a catch-up page sends from, with what it holds since the window began.
+    struct CatchUpKey {
+        var subject: SubjectKey
+        var ringKey: String
+        var links: [NodeIndex.Link]
+        var refs: [EventRef]
+    }
+
+    /// The keys `wants` selects with something received at or after `since`, from the cursor on
+    /// (unsorted). Copied out of the index under its lock; the blocks are read without it.
+    func catchUpKeys(wants: (String) -> Bool, since: Int64, from: CatchUpCursor?) -> [CatchUpKey] {
+        func after(_ key: String) -> Bool {
+            guard let from else { return true }
+            return from.skip > 0 ? key >= from.key : key > from.key
+        }
+        var wanted: [CatchUpKey] = []
+        index.withLock { idx in
+            // Cheap tests first: this runs under the index lock (the writer waits), and the
+            // periodic anti-entropy pass scans every session for the last two minutes only.
+            for (sid, e) in idx.sessions where e.newestReceivedAt >= since && after(sid) && wants(sid) {
+                let r = e.events.filter { $0.receivedAt >= since }
+                if !r.isEmpty { wanted.append(CatchUpKey(subject: .session(sid), ringKey: sid, links: [], refs: r)) }
+            }
+            for (subject, map) in [(SubjectKey.user, idx.users), (SubjectKey.terminal, idx.terminals)] {
+                for (id, e) in map where e.newestReceivedAt >= since {
+                    let key = subject(id).ringKey
+                    guard after(key), wants(key) else { continue }
+                    let l = e.links.filter { $0.linkedAt >= since }
+                    let r = e.events.filter { $0.receivedAt >= since }
+                    if !l.isEmpty || !r.isEmpty { wanted.append(CatchUpKey(subject: subject(id), ringKey: key, links: l, refs: r)) }
+                }
+            }
+        }
+        return wanted
     }
 
     /// Reads records by location, one answer per ref in the same order (nil where unreadable).

@@ -74,9 +74,21 @@ public final class StarlingServer: Sendable {
     public var metricsPort: Int? { metricsAddress.withLock { $0?.port } }
 
     public func start() throws {
-        let api = self.api
-        let inFlight = self.inFlight
         // Peers first, and the cluster shell started, before clients are let in.
+        try acceptPeers()
+        api.cluster.start()
+        try acceptHTTP()
+        try bindMetrics()
+        try bindUDP()
+        logger.info("node started", metadata: [
+            "id": "\(config.id)", "http": "\(httpAddress.withLock { $0 }.map { "\($0)" } ?? "-")",
+            "udp": "\(udpAddress.withLock { $0 }.map { "\($0)" } ?? "-")", "peer": "\(peerAddress.withLock { $0 }.map { "\($0)" } ?? "-")",
+            "rf": "\(config.rf)", "fsync": "\(config.fsync.rawValue)",
+        ])
+    }
+
+    func acceptPeers() throws {
+        let api = self.api
         let peer = try peerListener.accept(with: ServerBootstrap(group: group)
             .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
             .childChannelInitializer { channel in
@@ -89,8 +101,11 @@ public final class StarlingServer: Sendable {
             }, backlog: 256)
         peerAddress.withLock { $0 = peer.localAddress }
         channels.withLock { $0.append(peer) }
-        api.cluster.start()
+    }
 
+    func acceptHTTP() throws {
+        let api = self.api
+        let inFlight = self.inFlight
         let http = try httpListener.accept(with: ServerBootstrap(group: group)
             .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
             .childChannelOption(.maxMessagesPerRead, value: 16)
@@ -104,7 +119,12 @@ public final class StarlingServer: Sendable {
             }, backlog: 1024)
         httpAddress.withLock { $0 = http.localAddress }
         channels.withLock { $0.append(http) }
+    }
 
+    /// `/metrics` on a listener of its own (`--metrics`), if asked for.
+    func bindMetrics() throws {
+        let api = self.api
+        let inFlight = self.inFlight
         if let m = config.metricsListen {
             let metrics = try ServerBootstrap(group: group)
                 .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
@@ -120,7 +140,10 @@ public final class StarlingServer: Sendable {
             metricsAddress.withLock { $0 = metrics.localAddress }
             channels.withLock { $0.append(metrics) }
         }
+    }
 
+    func bindUDP() throws {
+        let api = self.api
         if let udp = config.udp {
             let u = try DatagramBootstrap(group: group)
                 .channelOption(.socketOption(.so_reuseaddr), value: 1)
@@ -137,12 +160,6 @@ public final class StarlingServer: Sendable {
             udpAddress.withLock { $0 = u.localAddress }
             channels.withLock { $0.append(u) }
         }
-
-        logger.info("node started", metadata: [
-            "id": "\(config.id)", "http": "\(httpAddress.withLock { $0 }.map { "\($0)" } ?? "-")",
-            "udp": "\(udpAddress.withLock { $0 }.map { "\($0)" } ?? "-")", "peer": "\(peerAddress.withLock { $0 }.map { "\($0)" } ?? "-")",
-            "rf": "\(config.rf)", "fsync": "\(config.fsync.rawValue)",
-        ])
     }
 
     /// The SIGTERM path (SPEC): stop accepting, finish in-flight requests (up to

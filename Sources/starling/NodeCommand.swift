@@ -87,53 +87,36 @@ struct NodeCommand: ParsableCommand {
 
     /// Flags over TOML over defaults.
     func resolve() throws -> (NodeConfig, Logger.Level) {
-        var file: [String: TOMLValueConvertible] = [:]
-        if let path = config {
-            guard let bytes = FileIO.readFile(path) else { throw ConfigError(description: "cannot read config file \(path)") }
-            do {
-                let table = try TOMLTable(string: String(decoding: bytes, as: UTF8.self))
-                for (k, v) in table { file[k.replacingDashes] = v }
-            } catch {
-                throw ConfigError(description: "config file \(path) is not valid TOML: \(error)")
-            }
-            let known: Set<String> = ["id", "data", "http", "peer", "udp", "join", "rf", "trusted_proxy", "rate_limit", "short_ttl",
-                                      "long_ttl", "retention_days", "archive", "fsync", "fsync_interval_ms", "threads", "log_level",
-                                      "admin_token_file", "metrics"]
-            if let bad = file.keys.sorted().first(where: { !known.contains($0) }) {
-                throw ConfigError(description: "config file \(path): unknown key '\(bad)'")
-            }
-        }
-        func str(_ flag: String?, _ key: String) throws -> String? {
-            if let flag { return flag }
-            guard let v = file[key] else { return nil }
-            if let s = v.string { return s }
-            if let a = v.array { return a.compactMap { $0.string }.joined(separator: ",") }
-            if let i = v.int { return String(i) }
-            throw ConfigError(description: "config key '\(key)' must be a string")
-        }
-        func int(_ flag: Int?, _ key: String) throws -> Int? {
-            if let flag { return flag }
-            guard let v = file[key] else { return nil }
-            if let i = v.int { return i }
-            throw ConfigError(description: "config key '\(key)' must be an integer")
-        }
-        guard let id = try str(id, "id") else { throw ConfigError(description: "missing --id (or 'id' in the config file)") }
+        let src = ConfigSource(file: try config.map(ConfigSource.load) ?? [:])
+        guard let id = try src.str(id, "id") else { throw ConfigError(description: "missing --id (or 'id' in the config file)") }
         guard NodeConfig.isValidID(id) else { throw ConfigError(description: "invalid --id '\(id)': use 1 to 32 of [a-z0-9-]") }
-        guard let data = try str(data, "data") else { throw ConfigError(description: "missing --data (or 'data' in the config file)") }
-        guard let httpText = try str(http, "http") else { throw ConfigError(description: "missing --http (or 'http' in the config file)") }
+        guard let data = try src.str(data, "data") else { throw ConfigError(description: "missing --data (or 'data' in the config file)") }
+        guard let httpText = try src.str(http, "http") else { throw ConfigError(description: "missing --http (or 'http' in the config file)") }
         guard let httpAddr = HostPort(httpText) else { throw ConfigError(description: "invalid --http '\(httpText)': expected HOST:PORT") }
-        guard let peerText = try str(peer, "peer") else { throw ConfigError(description: "missing --peer (or 'peer' in the config file)") }
+        guard let peerText = try src.str(peer, "peer") else { throw ConfigError(description: "missing --peer (or 'peer' in the config file)") }
         guard let peerAddr = HostPort(peerText) else { throw ConfigError(description: "invalid --peer '\(peerText)': expected HOST:PORT") }
         var c = NodeConfig(id: id, dataDir: data, http: httpAddr, peer: peerAddr)
-        if let u = try str(udp, "udp") {
+        try applyListeners(&c, src)
+        try applyPolicies(&c, src)
+        var level = Logger.Level.info
+        if let l = try src.str(logLevel, "log_level") {
+            guard let v = Logger.Level(rawValue: l) else { throw ConfigError(description: "invalid --log-level '\(l)'") }
+            level = v
+        }
+        return (c, level)
+    }
+
+    /// The optional listeners, the admin token and the peers to join.
+    func applyListeners(_ c: inout NodeConfig, _ src: ConfigSource) throws {
+        if let u = try src.str(udp, "udp") {
             guard let a = HostPort(u) else { throw ConfigError(description: "invalid --udp '\(u)': expected HOST:PORT") }
             c.udp = a
         }
-        if let m = try str(metrics, "metrics") {
+        if let m = try src.str(metrics, "metrics") {
             guard let a = HostPort(m) else { throw ConfigError(description: "invalid --metrics '\(m)': expected HOST:PORT") }
             c.metricsListen = a
         }
-        if let f = try str(adminTokenFile, "admin_token_file") {
+        if let f = try src.str(adminTokenFile, "admin_token_file") {
             guard let bytes = FileIO.readFile(f) else {
                 throw ConfigError(description: "cannot read --admin-token-file '\(f)'")
             }
@@ -141,7 +124,7 @@ struct NodeCommand: ParsableCommand {
             guard token.utf8.count >= 16 else { throw ConfigError(description: "--admin-token-file '\(f)': the token must be at least 16 bytes") }
             c.adminToken = token
         }
-        if let j = try str(join, "join") {
+        if let j = try src.str(join, "join") {
             var list: [HostPort] = []
             for part in j.split(separator: ",") where !part.isEmpty {
                 guard let a = HostPort(String(part)) else { throw ConfigError(description: "invalid --join entry '\(part)': expected HOST:PORT") }
@@ -149,53 +132,92 @@ struct NodeCommand: ParsableCommand {
             }
             c.join = list
         }
-        if let rf = try int(rf, "rf") {
+    }
+
+    /// Replication, trust, limits, TTLs, retention, durability and threads.
+    func applyPolicies(_ c: inout NodeConfig, _ src: ConfigSource) throws {
+        if let rf = try src.int(rf, "rf") {
             guard (1...9).contains(rf) else { throw ConfigError(description: "invalid --rf \(rf): must be 1...9") }
             c.rf = rf
         }
-        if let t = try str(trustedProxy, "trusted_proxy") {
+        if let t = try src.str(trustedProxy, "trusted_proxy") {
             guard let list = CIDR.parseList(t) else { throw ConfigError(description: "invalid --trusted-proxy '\(t)': expected CIDR[,CIDR...]") }
             c.trustedProxies = list
         }
-        if let r = try str(rateLimit, "rate_limit") {
+        if let r = try src.str(rateLimit, "rate_limit") {
             guard let l = RateLimit(parsing: r) else { throw ConfigError(description: "invalid --rate-limit '\(r)': expected RPS[:BURST]") }
             c.rateLimit = l
         }
-        if let s = try str(shortTTL, "short_ttl") {
+        if let s = try src.str(shortTTL, "short_ttl") {
             guard let ms = Durations.parse(s) else { throw ConfigError(description: "invalid --short-ttl '\(s)': expected e.g. 30m, 1800s, 2h") }
             c.ttl.shortMs = ms
         }
-        if let s = try str(longTTL, "long_ttl") {
+        if let s = try src.str(longTTL, "long_ttl") {
             guard let ms = Durations.parse(s) else { throw ConfigError(description: "invalid --long-ttl '\(s)': expected e.g. 30d") }
             c.ttl.longMs = ms
         }
         if c.ttl.longMs < c.ttl.shortMs { throw ConfigError(description: "--long-ttl must not be shorter than --short-ttl") }
-        if let d = try int(retentionDays, "retention_days") {
+        if let d = try src.int(retentionDays, "retention_days") {
             guard d >= 1 else { throw ConfigError(description: "invalid --retention-days \(d): must be at least 1") }
             c.retentionDays = d
         }
-        c.archiveDir = try str(archive, "archive")
-        if let f = try str(fsync, "fsync") {
+        c.archiveDir = try src.str(archive, "archive")
+        if let f = try src.str(fsync, "fsync") {
             guard let p = FsyncPolicy(rawValue: f) else { throw ConfigError(description: "invalid --fsync '\(f)': use always, interval or never") }
             c.fsync = p
         }
-        if let ms = try int(fsyncIntervalMs, "fsync_interval_ms") {
+        if let ms = try src.int(fsyncIntervalMs, "fsync_interval_ms") {
             guard ms >= 1 else { throw ConfigError(description: "invalid --fsync-interval-ms \(ms): must be at least 1") }
             c.fsyncIntervalMs = ms
         }
-        if let t = try int(threads, "threads") {
+        if let t = try src.int(threads, "threads") {
             guard (1...256).contains(t) else { throw ConfigError(description: "invalid --threads \(t)") }
             c.threads = t
         }
-        var level = Logger.Level.info
-        if let l = try str(logLevel, "log_level") {
-            guard let v = Logger.Level(rawValue: l) else { throw ConfigError(description: "invalid --log-level '\(l)'") }
-            level = v
-        }
-        return (c, level)
     }
 }
 
 extension String {
     var replacingDashes: String { String(map { $0 == "-" ? "_" : $0 }) }
+}
+
+/// A node's settings as the config file gives them, with flags taking precedence.
+struct ConfigSource {
+    var file: [String: TOMLValueConvertible]
+
+    static let knownKeys: Set<String> = ["id", "data", "http", "peer", "udp", "join", "rf", "trusted_proxy", "rate_limit", "short_ttl",
+                                         "long_ttl", "retention_days", "archive", "fsync", "fsync_interval_ms", "threads", "log_level",
+                                         "admin_token_file", "metrics"]
+
+    /// Reads a TOML config file; unknown keys are refused.
+    static func load(_ path: String) throws -> [String: TOMLValueConvertible] {
+        guard let bytes = FileIO.readFile(path) else { throw ConfigError(description: "cannot read config file \(path)") }
+        var file: [String: TOMLValueConvertible] = [:]
+        do {
+            let table = try TOMLTable(string: String(decoding: bytes, as: UTF8.self))
+            for (k, v) in table { file[k.replacingDashes] = v }
+        } catch {
+            throw ConfigError(description: "config file \(path) is not valid TOML: \(error)")
+        }
+        if let bad = file.keys.sorted().first(where: { !knownKeys.contains($0) }) {
+            throw ConfigError(description: "config file \(path): unknown key '\(bad)'")
+        }
+        return file
+    }
+
+    func str(_ flag: String?, _ key: String) throws -> String? {
+        if let flag { return flag }
+        guard let v = file[key] else { return nil }
+        if let s = v.string { return s }
+        if let a = v.array { return a.compactMap { $0.string }.joined(separator: ",") }
+        if let i = v.int { return String(i) }
+        throw ConfigError(description: "config key '\(key)' must be a string")
+    }
+
+    func int(_ flag: Int?, _ key: String) throws -> Int? {
+        if let flag { return flag }
+        guard let v = file[key] else { return nil }
+        if let i = v.int { return i }
+        throw ConfigError(description: "config key '\(key)' must be an integer")
+    }
 }

@@ -85,14 +85,9 @@ public final class BenchRunner: Sendable {
                       stopSending: { loop.execute { box.value.stopSending() } })
     }
 
-    public func run(progress: (@Sendable (ProgressLine) -> Void)? = nil) throws -> BenchOutcome {
+    /// One connection handle per `connections`, spread over the event loops, speaking the mode's dialect.
+    func makeHandles(loops: [EventLoop], shared: [NIOLoopBound<LoopShared>]) throws -> [Handle] {
         let c = config
-        let group = MultiThreadedEventLoopGroup(numberOfThreads: c.threads)
-        defer { try? group.syncShutdownGracefully() }
-        var loops: [EventLoop] = []
-        for l in group.makeIterator() { loops.append(l) }
-        let shared = try loops.map { loop in try loop.submit { NIOLoopBound(LoopShared(), eventLoop: loop) }.wait() }
-
         let template = Workload.template(for: c)
         var handles: [Handle] = []
         for i in 0..<c.connections {
@@ -114,6 +109,19 @@ public final class BenchRunner: Sendable {
             }
             handles.append(h)
         }
+
+        return handles
+    }
+
+    public func run(progress: (@Sendable (ProgressLine) -> Void)? = nil) throws -> BenchOutcome {
+        let c = config
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: c.threads)
+        defer { try? group.syncShutdownGracefully() }
+        var loops: [EventLoop] = []
+        for l in group.makeIterator() { loops.append(l) }
+        let shared = try loops.map { loop in try loop.submit { NIOLoopBound(LoopShared(), eventLoop: loop) }.wait() }
+
+        let handles = try makeHandles(loops: loops, shared: shared)
 
         // Connect everything first, so the load starts together.
         var failures: [String] = []

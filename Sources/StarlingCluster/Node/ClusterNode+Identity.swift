@@ -19,6 +19,7 @@ extension ClusterNode {
             let o = owner(of: key.ringKey)
             if !owners.contains(o) { owners.append(o) }
         }
+        precondition(identifies[ticket] == nil, "identify ticket \(ticket) is already pending (\(identifies.count) in progress)")
         identifies[ticket] = Identify(waiting: owners.count)
         for o in owners {
             if o == id {

@@ -78,6 +78,7 @@ extension ClusterNode {
             return take()
         }
         // Registered before any part can finish (a full queue answers at once).
+        precondition(ingests[ticket] == nil, "ingest ticket \(ticket) is already pending (\(ingests.count) requests in progress)")
         ingests[ticket] = PendingIngest(parts: own.count + pieces.count)
         for o in own {
             let t = newTicket(.ingestPart(request: ticket, count: o.events.count))

@@ -25,6 +25,7 @@ extension ClusterNode {
     /// Starts a fan-out of `request` (offset 0); `.queryAnswered(ticket:)` brings the merged answer.
     public mutating func query(_ request: QueryRequest, ticket: UInt64, now: Int64) -> [ClusterDirective] {
         let targets = members.filter { $0.status != .left }
+        precondition(fanouts[ticket] == nil, "query ticket \(ticket) is already pending (\(fanouts.count) fan-outs in progress)")
         fanouts[ticket] = Fanout(slots: Array(repeating: .waiting(nil), count: targets.count), limit: Int(request.limit))
         for (slot, m) in targets.enumerated() {
             if m.id == id {

@@ -164,6 +164,8 @@ public struct ClusterNode: Sendable {
     var out: [ClusterDirective] = []
 
     public init(settings: ClusterNodeSettings, me: MemberInfo, seed: UInt64) {
+        precondition(me.id == settings.id, "the member info names \(me.id), the settings \(settings.id)")
+        precondition(settings.rf >= 1 && settings.tickMs > 0, "rf and the tick must be positive: rf \(settings.rf), tick \(settings.tickMs) ms")
         self.settings = settings
         membership = Membership(me: me, settings: settings.membership, seed: seed)
         ring = HashRing(members: [settings.id], vnodes: settings.vnodes)

@@ -274,6 +274,9 @@ fileprivate struct JSONScanner {
 
     /// Parses one complete value starting at `index` (leading whitespace allowed).
     /// `baseDepth` is the number of containers already open around it.
+    ///
+    /// Long on purpose: an explicit stack instead of recursion (a hostile body cannot exhaust the
+    /// thread's stack), so objects and arrays share one loop and its stack of open containers.
     mutating func parseValue(baseDepth: Int) throws(JSONParseError) -> JSONValue {
         frames.removeAll(keepingCapacity: true)
         var value: JSONValue

@@ -53,16 +53,7 @@ extension ClusterShell {
                 self?.input { n, _ in n.linkStored(ticket: ticket, result: result) }
             }
         case .readIdentity(let read, let ticket):
-            var sid: String?
-            var links: [NodeIndex.Link] = []
-            switch read {
-            case .resolve(.user(let u)): sid = engine.resolveSession(userID: u, terminalID: nil)
-            case .resolve(.terminal(let t)): sid = engine.resolveSession(userID: nil, terminalID: t)
-            case .links(.user(let u)): links = engine.sessions(ofUser: u)
-            case .links(.terminal(let t)): links = engine.sessions(ofTerminal: t)
-            case .resolve(.session), .links(.session): break
-            }
-            input { [sid, links] n, _ in n.identityRead(ticket: ticket, sessionID: sid, links: links) }
+            readIdentity(read, ticket: ticket)
         case .identified(let ticket, let error):
             waiters.withLock { $0.identifies.removeValue(forKey: ticket) }?.succeed(error.map { .failure($0) } ?? .success(1))
         case .resolved(let ticket, let sid):
@@ -82,6 +73,20 @@ extension ClusterShell {
             case .error: logger.error("\(message)")
             }
         }
+    }
+
+    /// Reads the identity index for the node (cheap: one lookup under the index lock).
+    func readIdentity(_ read: IdentityRead, ticket: UInt64) {
+        var sid: String?
+        var links: [NodeIndex.Link] = []
+        switch read {
+        case .resolve(.user(let u)): sid = engine.resolveSession(userID: u, terminalID: nil)
+        case .resolve(.terminal(let t)): sid = engine.resolveSession(userID: nil, terminalID: t)
+        case .links(.user(let u)): links = engine.sessions(ofUser: u)
+        case .links(.terminal(let t)): links = engine.sessions(ofTerminal: t)
+        case .resolve(.session), .links(.session): break
+        }
+        input { [sid, links] n, _ in n.identityRead(ticket: ticket, sessionID: sid, links: links) }
     }
 
     func count(_ c: ClusterCount) {
