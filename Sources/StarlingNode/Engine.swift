@@ -153,7 +153,8 @@ public final class Engine: @unchecked Sendable {
             return
         }
         var rng = random.generator()   // one draw per request
-        let records = StoredEvent.records(of: events, receivedAt: clock(), node: config.id, ip: ip, using: &rng)
+        // Encoded here, on the I/O thread: the writer and replication copy these bytes.
+        let records = StoredEvent.records(of: events, receivedAt: clock(), node: config.id, ip: ip, using: &rng).map { $0?.withWire() }
         let prepared = zip(events, records).map { GroupCommit.Prepared(event: $0, record: $1, clientID: $0.eventID != nil) }
         enqueue(Job(payload: .events(prepared, ip: ip), transport: transport, count: events.count, bytes: bytes, completion: completion,
                     loop: loop, replicator: replicator))

@@ -47,6 +47,9 @@ public struct NodeConfig: Sendable {
     public var adminToken: String?
     /// A separate listener for `/metrics` (and `/healthz`); the public port then serves no metrics.
     public var metricsListen: HostPort?
+    /// LZ4 on peer frames: `auto` compresses only towards non-loopback peers (on loopback the
+    /// copy is cheaper than the compression).
+    public var peerCompression: PeerCompression = .auto
 
     public init(id: String, dataDir: String, http: HostPort, peer: HostPort) {
         self.id = id
@@ -62,3 +65,20 @@ public struct NodeConfig: Sendable {
 }
 
 import NIOCore
+
+/// When peer frames are LZ4-compressed (bodies of 256 bytes or more that LZ4 shrinks).
+public enum PeerCompression: String, Sendable, CaseIterable {
+    case auto, always, never
+
+    /// Whether frames to or from `host` are compressed. `auto`: not when the peer is on loopback
+    /// (names count as loopback only when they are "localhost").
+    public func compresses(host: String) -> Bool {
+        switch self {
+        case .always: return true
+        case .never: return false
+        case .auto:
+            if host == "localhost" { return false }
+            return !(IPAddress(host)?.isLoopback ?? false)
+        }
+    }
+}

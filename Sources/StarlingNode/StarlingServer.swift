@@ -89,13 +89,15 @@ public final class StarlingServer: Sendable {
 
     func acceptPeers() throws {
         let api = self.api
+        let compression = config.peerCompression
         let peer = try peerListener.accept(with: ServerBootstrap(group: group)
             .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
             .childChannelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
                     let sync = channel.pipeline.syncOperations
                     try sync.addHandler(ByteToMessageHandler(PeerFrameDecoder()))
-                    try sync.addHandler(MessageToByteHandler(PeerFrameEncoder(compress: true)))
+                    let remote = channel.remoteAddress?.ipAddress ?? ""
+                    try sync.addHandler(MessageToByteHandler(PeerFrameEncoder(compress: compression.compresses(host: remote))))
                     try sync.addHandler(PeerServerHandler(api: api))
                 }
             }, backlog: 256)

@@ -36,6 +36,7 @@ struct NodeCommand: ParsableCommand {
     @Option(name: .customLong("log-level"), help: "trace|debug|info|notice|warning|error|critical (default info).") var logLevel: String?
     @Option(name: .customLong("admin-token-file"), help: "File holding the token that /v1/admin/* calls must send as 'Authorization: Bearer TOKEN' (default: admin calls only from this host, not through a proxy).") var adminTokenFile: String?
     @Option(help: "Separate listen address HOST:PORT for /metrics (then the HTTP port serves no metrics).") var metrics: String?
+    @Option(name: .customLong("peer-compression"), help: "LZ4 on peer frames: auto (not on loopback) | always | never (default auto).") var peerCompression: String?
     @Option(help: "TOML file with the same settings (keys as the flags without dashes); flags win.") var config: String?
 
     func run() throws {
@@ -170,6 +171,10 @@ struct NodeCommand: ParsableCommand {
             guard ms >= 1 else { throw ConfigError(description: "invalid --fsync-interval-ms \(ms): must be at least 1") }
             c.fsyncIntervalMs = ms
         }
+        if let p = try src.str(peerCompression, "peer_compression") {
+            guard let v = PeerCompression(rawValue: p) else { throw ConfigError(description: "invalid --peer-compression '\(p)': use auto, always or never") }
+            c.peerCompression = v
+        }
         if let t = try src.int(threads, "threads") {
             guard (1...256).contains(t) else { throw ConfigError(description: "invalid --threads \(t)") }
             c.threads = t
@@ -187,7 +192,7 @@ struct ConfigSource {
 
     static let knownKeys: Set<String> = ["id", "data", "http", "peer", "udp", "join", "rf", "trusted_proxy", "rate_limit", "short_ttl",
                                          "long_ttl", "retention_days", "archive", "fsync", "fsync_interval_ms", "threads", "log_level",
-                                         "admin_token_file", "metrics"]
+                                         "admin_token_file", "metrics", "peer_compression"]
 
     /// Reads a TOML config file; unknown keys are refused.
     static func load(_ path: String) throws -> [String: TOMLValueConvertible] {

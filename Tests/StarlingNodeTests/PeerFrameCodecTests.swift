@@ -123,3 +123,15 @@ private func wireBuffer(_ bytes: [UInt8]) -> ByteBuffer {
         #expect(try clean.finish().isClean)
     }
 }
+
+@Suite struct PeerCompressionTests {
+    @Test func autoCompressesOnlyOffLoopback() {
+        #expect(!PeerCompression.auto.compresses(host: "127.0.0.1"))
+        #expect(!PeerCompression.auto.compresses(host: "::1"))
+        #expect(!PeerCompression.auto.compresses(host: "localhost"))
+        #expect(PeerCompression.auto.compresses(host: "10.1.2.3"))
+        #expect(PeerCompression.auto.compresses(host: "db.example"))
+        #expect(PeerCompression.always.compresses(host: "127.0.0.1"))
+        #expect(!PeerCompression.never.compresses(host: "10.1.2.3"))
+    }
+}

@@ -9,7 +9,8 @@ extension Record {
 
     /// Bytes of `encode(into:)`'s output, computed without encoding.
     public var encodedCount: Int {
-        8 + Self.fixedBodyBytes + 7 * 2 + sessionID.utf8.count + eventID.utf8.count + key.utf8.count
+        if let wire { return wire.count }
+        return 8 + Self.fixedBodyBytes + 7 * 2 + sessionID.utf8.count + eventID.utf8.count + key.utf8.count
             + component.utf8.count + via.utf8.count + userID.utf8.count + terminalID.utf8.count + 4 + json.count
     }
 

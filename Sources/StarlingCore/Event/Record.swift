@@ -14,21 +14,28 @@
 ///   u32  json length + JSON bytes   the stored event as returned to clients (empty for links)
 /// ```
 /// All integers little-endian. Absent strings are stored empty.
-public struct Record: Sendable, Equatable {
+///
+/// Encode once: a record knows its encoding (`wire`) when it was decoded from bytes (forwarded,
+/// replicated, pulled by catch-up) or encoded on purpose (`withWire()`, on the I/O thread that built
+/// it). Appending, forwarding and replicating then copy those bytes instead of encoding again.
+/// Changing any field drops the cached bytes, so they always match the fields.
+public struct Record: Sendable {
     public enum Kind: UInt8, Sendable { case event = 1, link = 2 }
 
-    public var kind: Kind
-    public var isError: Bool
-    public var ts: Int64
-    public var receivedAt: Int64
-    public var sessionID: String
-    public var eventID: String
-    public var key: String
-    public var component: String
-    public var via: String
-    public var userID: String
-    public var terminalID: String
-    public var json: [UInt8]
+    public var kind: Kind { didSet { wire = nil } }
+    public var isError: Bool { didSet { wire = nil } }
+    public var ts: Int64 { didSet { wire = nil } }
+    public var receivedAt: Int64 { didSet { wire = nil } }
+    public var sessionID: String { didSet { wire = nil } }
+    public var eventID: String { didSet { wire = nil } }
+    public var key: String { didSet { wire = nil } }
+    public var component: String { didSet { wire = nil } }
+    public var via: String { didSet { wire = nil } }
+    public var userID: String { didSet { wire = nil } }
+    public var terminalID: String { didSet { wire = nil } }
+    public var json: [UInt8] { didSet { wire = nil } }
+    /// The record's encoding, when known (see above).
+    public private(set) var wire: [UInt8]?
 
     public init(kind: Kind, isError: Bool = false, ts: Int64, receivedAt: Int64, sessionID: String, eventID: String = "",
                 key: String = "", component: String = "", via: String = "", userID: String = "", terminalID: String = "",
@@ -58,6 +65,10 @@ public struct Record: Sendable, Equatable {
     static let fixedBodyBytes = 1 + 1 + 2 + 8 + 8
 
     public func encode(into out: inout [UInt8]) {
+        if let wire {
+            out.append(contentsOf: wire)
+            return
+        }
         let start = out.count
         out.appendLE(UInt32(0))  // length, patched below
         out.appendLE(UInt32(0))  // crc, patched below
@@ -94,9 +105,18 @@ public struct Record: Sendable, Equatable {
     }
 
     public var encoded: [UInt8] {
+        if let wire { return wire }
         var out: [UInt8] = []
         encode(into: &out)
         return out
+    }
+
+    /// The same record carrying its encoding, so later appends and sends copy bytes.
+    public func withWire() -> Record {
+        guard wire == nil else { return self }
+        var r = self
+        r.wire = encoded
+        return r
     }
 
     /// Decodes one record that fills `bytes` exactly (as sent by replication); nil when malformed
@@ -107,7 +127,8 @@ public struct Record: Sendable, Equatable {
             guard let r = try? Record.decode(&reader), reader.remaining == 0 else { return nil }
             return r
         }
-        guard let decoded else { return nil }
+        guard var decoded else { return nil }
+        decoded.wire = bytes
         self = decoded
     }
 
@@ -135,5 +156,14 @@ public struct Record: Sendable, Equatable {
         return Record(kind: kind, isError: flags & 1 != 0, ts: ts, receivedAt: rcv, sessionID: strings[0],
                       eventID: strings[1], key: strings[2], component: strings[3], via: strings[4],
                       userID: strings[5], terminalID: strings[6], json: Array(json))
+    }
+}
+
+extension Record: Equatable {
+    /// Equal fields (whether the encoding is cached does not matter).
+    public static func == (a: Record, b: Record) -> Bool {
+        a.kind == b.kind && a.isError == b.isError && a.ts == b.ts && a.receivedAt == b.receivedAt && a.sessionID == b.sessionID
+            && a.eventID == b.eventID && a.key == b.key && a.component == b.component && a.via == b.via && a.userID == b.userID
+            && a.terminalID == b.terminalID && a.json == b.json
     }
 }

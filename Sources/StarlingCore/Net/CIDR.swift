@@ -22,6 +22,11 @@ public struct IPAddress: Sendable, Hashable, CustomStringConvertible {
     /// True for IPv4 addresses, including IPv4-mapped IPv6 ones.
     public var isV4: Bool { high == 0 && low >> 32 == 0xFFFF }
 
+    /// 127.0.0.0/8 or ::1.
+    public var isLoopback: Bool {
+        isV4 ? (low >> 24) & 0xFF == 127 : (high == 0 && low == 1)
+    }
+
     /// Canonical text: dotted quad for IPv4 (also for v4-mapped IPv6), RFC 5952 for IPv6.
     public var description: String {
         isV4 ? IPText.formatV4(UInt32(truncatingIfNeeded: low)) : IPText.formatV6(high: high, low: low)

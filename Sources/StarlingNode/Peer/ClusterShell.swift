@@ -143,7 +143,7 @@ public final class ClusterShell: GroupReplicator, @unchecked Sendable {
         let cap = config.limits.peerClientsMax
         let (client, refused): (PeerClient, Bool) = clients.withLock { c in
             if let existing = c[peer] { return (existing, false) }
-            let new = PeerClient(address: peer, group: group, logger: logger,
+            let new = PeerClient(address: peer, group: group, logger: logger, compression: config.peerCompression,
                                  identity: { [weak self] in (self?.clusterID ?? 0, self?.selfHello ?? Hello(nodeID: "x", peer: "", http: "", incarnation: 0)) },
                                  onClusterID: { [weak self] id in self?.adopt(clusterID: id) ?? false },
                                  onNodeFrame: { [weak self] frame in

@@ -41,7 +41,10 @@ final class PeerClient: Sendable {
     }
     let state = Mutex(State())
 
-    init(address: String, group: EventLoopGroup, logger: Logger,
+    /// LZ4 on the frames this client writes (`PeerCompression`).
+    let compress: Bool
+
+    init(address: String, group: EventLoopGroup, logger: Logger, compression: PeerCompression = .auto,
          identity: @escaping @Sendable () -> (clusterID: UInt64, hello: Hello),
          onClusterID: @escaping @Sendable (UInt64) -> Bool,
          onNodeFrame: @escaping @Sendable (Frame) -> Void = { _ in },
@@ -51,6 +54,7 @@ final class PeerClient: Sendable {
         let hp = HostPort(address)
         host = hp?.host ?? "127.0.0.1"
         port = hp?.port ?? 0
+        compress = compression.compresses(host: host)
         self.group = group
         self.logger = logger
         self.identity = identity
@@ -80,7 +84,7 @@ final class PeerClient: Sendable {
                 channel.eventLoop.makeCompletedFuture {
                     let sync = channel.pipeline.syncOperations
                     try sync.addHandler(ByteToMessageHandler(PeerFrameDecoder()))
-                    try sync.addHandler(MessageToByteHandler(PeerFrameEncoder(compress: true)))
+                    try sync.addHandler(MessageToByteHandler(PeerFrameEncoder(compress: compress)))
                     try sync.addHandler(PeerClientHandler(client: self))
                 }
             }
