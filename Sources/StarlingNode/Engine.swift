@@ -153,8 +153,12 @@ public final class Engine: @unchecked Sendable {
             return
         }
         var rng = random.generator()   // one draw per request
-        // Encoded here, on the I/O thread: the writer and replication copy these bytes.
-        let records = StoredEvent.records(of: events, receivedAt: clock(), node: config.id, ip: ip, using: &rng).map { $0?.withWire() }
+        var records = StoredEvent.records(of: events, receivedAt: clock(), node: config.id, ip: ip, using: &rng)
+        if replicator != nil {
+            // Encoded once, here on the I/O thread: the writer and replication copy these bytes.
+            // (Without replication the writer encodes straight into the block: no gain in caching.)
+            for i in records.indices { records[i] = records[i]?.withWire() }
+        }
         let prepared = zip(events, records).map { GroupCommit.Prepared(event: $0, record: $1, clientID: $0.eventID != nil) }
         enqueue(Job(payload: .events(prepared, ip: ip), transport: transport, count: events.count, bytes: bytes, completion: completion,
                     loop: loop, replicator: replicator))

@@ -53,10 +53,13 @@ def main():
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--seconds", type=int, default=8)
     ap.add_argument("--out", default="ab.md")
+    ap.add_argument("--only", default="", help="run only the loads whose label contains this text")
     a = ap.parse_args()
     results = {}
     for r in range(a.rounds):
         for label, n, rf, args in LOADS:
+            if a.only not in label:
+                continue
             for name, binary, extra in (("A", a.a, a.a_args.split()), ("B", a.b, a.b_args.split())):
                 s = one(binary, extra, a.b, n, rf, args, a.seconds, base=18100 + 10 * r)
                 results.setdefault((label, name), []).append(s)
@@ -66,6 +69,8 @@ def main():
              "| load | A events/s | B events/s | B/A | A p99 ms | B p99 ms | A CPU-µs/event | B CPU-µs/event |",
              "|---|---|---|---|---|---|---|---|"]
     for label, _, _, _ in LOADS:
+        if a.only not in label:
+            continue
         med = lambda field, k: statistics.median(x[field] for x in results[(label, k)])
         ev = {k: med("events_per_second", k) for k in "AB"}
         ratio = ev["B"] / ev["A"] if ev["A"] else 0

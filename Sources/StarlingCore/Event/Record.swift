@@ -107,6 +107,7 @@ public struct Record: Sendable {
     public var encoded: [UInt8] {
         if let wire { return wire }
         var out: [UInt8] = []
+        out.reserveCapacity(encodedCount)   // one allocation, no growth steps
         encode(into: &out)
         return out
     }
