@@ -2,6 +2,7 @@ import ArgumentParser
 import Dispatch
 import Foundation
 import StarlingBench
+import StarlingCore
 import StarlingNode
 
 extension BenchMode: ExpressibleByArgument {}
@@ -39,6 +40,7 @@ struct BenchCommand: ParsableCommand {
     @Option(help: "Write the summary as JSON to this file.") var json: String?
     @Option(name: .customLong("drain-timeout"), help: "Seconds to wait for answers after the last send.") var drainTimeout: Double = 5
     @Option(name: .customLong("connect-timeout"), help: "Seconds to connect (and for peer, to get the hello answer).") var connectTimeout: Double = 2
+    @Option(help: "lb: every connection to --target (a load balancer's view); ring: read the ring from --target's /v1/cluster and send each session straight to its owner.") var route: String = "lb"
     @Flag(help: "No progress lines.") var quiet = false
 
     func makeConfig() throws -> BenchConfig {
@@ -67,8 +69,24 @@ struct BenchCommand: ParsableCommand {
         c.clientID = "bench-\(tag)"
         c.drainTimeout = drainTimeout
         c.connectTimeout = connectTimeout
+        switch route {
+        case "lb": break
+        case "ring": c.routes = try ringRoutes(from: hp, prefix: c.sessionPrefix, sessions: c.sessions)
+        default: throw ValidationError("invalid --route '\(route)': use lb or ring")
+        }
         if let p = c.problem() { throw ValidationError(p) }
         return c
+    }
+
+    /// The routes of a ring-routing client, from the ring `--target`'s `/v1/cluster` describes.
+    func ringRoutes(from node: HostPort, prefix: String, sessions: Int) throws -> [BenchRoute] {
+        let r = try SimpleHTTPClient.request(host: node.host, port: node.port, method: "GET", path: "/v1/cluster", timeoutSeconds: 5)
+        guard r.status == 200 else { throw ValidationError("--route ring: GET /v1/cluster at \(node) answered \(r.status)") }
+        do {
+            return try BenchRouting.routes(clusterJSON: r.body, prefix: prefix, sessions: sessions)
+        } catch {
+            throw ValidationError("--route ring: \(node): \(error)")
+        }
     }
 
     func verifyNodes() throws -> [HostPort] {

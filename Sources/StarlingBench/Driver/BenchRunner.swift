@@ -93,10 +93,17 @@ public final class BenchRunner: Sendable {
         for i in 0..<c.connections {
             let li = i % loops.count
             let h: Handle
+            // Ring routing: connection i goes to route i mod the routes, and writes only its sessions.
+            let route = c.routes.isEmpty ? nil : c.routes[i % c.routes.count]
+            var target = c
+            if let route {
+                target.host = route.host
+                target.port = route.port
+            }
             switch c.mode {
             case .http, .batch, .pixel:
-                h = try Self.handle(index: i, config: c, loop: loops[li], shared: shared[li], signal: signal) {
-                    HTTPDialect(template: template, sessions: c.sessions)
+                h = try Self.handle(index: i, config: target, loop: loops[li], shared: shared[li], signal: signal) {
+                    HTTPDialect(template: template, sessions: c.sessions, map: route?.sessions)
                 }
             case .udp:
                 h = try Self.handle(index: i, config: c, loop: loops[li], shared: shared[li], signal: signal) {

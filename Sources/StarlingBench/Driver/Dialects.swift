@@ -35,6 +35,8 @@ protocol LoadDialect: Sendable {
 protocol TemplateDialect: LoadDialect {
     var template: RequestTemplate { get }
     var sessions: Int { get }
+    /// The session numbers this connection writes (ring routing), nil for all.
+    var map: [Int]? { get }
 }
 
 extension TemplateDialect {
@@ -42,7 +44,7 @@ extension TemplateDialect {
     var requestBytes: Int { template.bytes.count }
     mutating func writeHandshake(into buffer: inout ByteBuffer) {}
     mutating func writeRequest(firstEvent: Int, requestID: UInt64, into buffer: inout ByteBuffer) {
-        ByteBufferTemplate.write(template, firstEvent: firstEvent, sessions: sessions, into: &buffer)
+        ByteBufferTemplate.write(template, firstEvent: firstEvent, sessions: sessions, map: map, into: &buffer)
     }
 }
 
@@ -52,6 +54,7 @@ struct HTTPDialect: TemplateDialect {
     static var isAnswered: Bool { true }
     let template: RequestTemplate
     let sessions: Int
+    var map: [Int]? = nil
 
     mutating func next(_ buffer: inout ByteBuffer) throws -> DialectAnswer? {
         guard buffer.readableBytes > 0 else { return nil }
@@ -80,6 +83,7 @@ struct UDPDialect: TemplateDialect {
     static var isAnswered: Bool { false }
     let template: RequestTemplate
     let sessions: Int
+    var map: [Int]? = nil
 
     mutating func next(_ buffer: inout ByteBuffer) throws -> DialectAnswer? {
         buffer.moveReaderIndex(forwardBy: buffer.readableBytes)
@@ -157,12 +161,12 @@ struct PeerDialect: LoadDialect {
 enum ByteBufferTemplate {
     /// Appends the template's bytes to `buffer` and patches the session slots in place.
     @inline(__always)
-    static func write(_ t: RequestTemplate, firstEvent: Int, sessions: Int, into buffer: inout ByteBuffer) {
+    static func write(_ t: RequestTemplate, firstEvent: Int, sessions: Int, map: [Int]?, into buffer: inout ByteBuffer) {
         let start = buffer.writerIndex - buffer.readerIndex
         buffer.writeBytes(t.bytes)
         let count = t.bytes.count
         buffer.withUnsafeMutableReadableBytes { all in
-            t.patch(UnsafeMutableRawBufferPointer(rebasing: all[start..<(start + count)]), firstEvent: firstEvent, sessions: sessions)
+            t.patch(UnsafeMutableRawBufferPointer(rebasing: all[start..<(start + count)]), firstEvent: firstEvent, sessions: sessions, map: map)
         }
     }
 }

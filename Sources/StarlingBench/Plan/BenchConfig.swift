@@ -52,6 +52,9 @@ public struct BenchConfig: Sendable {
     /// After the last send, how long to wait for answers still in flight.
     public var drainTimeout = 5.0
     public var connectTimeout = 2.0
+    /// Ring routing (`--route ring`): each connection goes straight to a session owner and writes
+    /// only that owner's sessions (`BenchRouting`); empty: every connection to `host:port`.
+    public var routes: [BenchRoute] = []
 
     public init(mode: BenchMode, host: String, port: Int) {
         self.mode = mode
@@ -85,6 +88,10 @@ public struct BenchConfig: Sendable {
     /// The first problem with the settings, worded for the user; nil when usable.
     public func problem() -> String? {
         if host.isEmpty { return "the target host is empty" }
+        if !routes.isEmpty && !(mode == .http || mode == .batch || mode == .pixel) { return "--route ring applies to http, batch and pixel" }
+        if routes.contains(where: { $0.sessions.isEmpty || $0.sessions.contains { !(0..<sessions).contains($0) } }) {
+            return "a route holds no session or one outside 0..<sessions"
+        }
         if !(1...65535).contains(port) { return "the target port \(port) is not 1...65535" }
         if !(1...Self.connectionsMax).contains(connections) { return "--connections must be 1...\(Self.connectionsMax)" }
         if !(1...Self.pipelineMax).contains(pipeline) { return "--pipeline must be 1...\(Self.pipelineMax)" }

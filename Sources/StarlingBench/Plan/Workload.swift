@@ -21,19 +21,23 @@ public struct RequestTemplate: Sendable, Equatable {
     /// Writes the session numbers of events `firstEvent, firstEvent + 1, ...` (each mod
     /// `sessions`) into the slots of `buffer`, which holds a copy of `bytes`.
     @inlinable
-    public func patch(_ buffer: UnsafeMutableRawBufferPointer, firstEvent: Int, sessions: Int) {
-        Self.patch(buffer, slots: slots, width: width, firstEvent: firstEvent, sessions: sessions)
+    public func patch(_ buffer: UnsafeMutableRawBufferPointer, firstEvent: Int, sessions: Int, map: [Int]? = nil) {
+        Self.patch(buffer, slots: slots, width: width, firstEvent: firstEvent, sessions: sessions, map: map)
     }
 
     /// The same, for callers that patch `bytes` in place (so must not hold a second reference to it).
+    /// With `map` (a ring-routing connection), event k writes session number `map[k % map.count]`:
+    /// only the sessions its node owns.
     @inlinable
-    public static func patch(_ buffer: UnsafeMutableRawBufferPointer, slots: [Int], width: Int, firstEvent: Int, sessions: Int) {
-        var n = firstEvent % sessions
-        if n < 0 { n += sessions }
+    public static func patch(_ buffer: UnsafeMutableRawBufferPointer, slots: [Int], width: Int, firstEvent: Int, sessions: Int,
+                             map: [Int]? = nil) {
+        let count = map?.count ?? sessions
+        var n = firstEvent % count
+        if n < 0 { n += count }
         for offset in slots {
-            Workload.writeDigits(n, width: width, into: buffer, at: offset)
+            Workload.writeDigits(map?[n] ?? n, width: width, into: buffer, at: offset)
             n += 1
-            if n == sessions { n = 0 }
+            if n == count { n = 0 }
         }
     }
 

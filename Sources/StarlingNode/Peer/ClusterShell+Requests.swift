@@ -160,6 +160,12 @@ extension ClusterShell {
             // there is no replication lag; catch-up (restart, join, ring change) is the handoff.
             ("replication", .string(config.rf > 1 ? "synchronous" : "none")),
             ("catching_up", .bool(catchingUp)),
+            // What a client needs to compute the ring and send each session straight to its owner:
+            // the ring's members and virtual nodes per member; a key's point is RingHash (FNV-1a 64
+            // of its UTF-8, then the SplitMix64 finaliser) of the session id (identity-only events:
+            // "u:" + user id, else "t:" + terminal id), its owner the first member point clockwise.
+            ("ring", .array(ring.members.map { .string($0) })),
+            ("vnodes", .number(String(ring.vnodes))),
             ("members", .array(list)),
         ]))
     }
