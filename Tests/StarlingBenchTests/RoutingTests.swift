@@ -56,8 +56,9 @@ import Testing
             c.join = [HostPort(host: "127.0.0.1", port: first.server.peerPort!)]
         }
         let deadline = Date().addingTimeInterval(10)
-        while Date() < deadline, ((try? first.get("/v1/cluster"))?["ring"] as? [String])?.count != 2 { usleep(50_000) }
-        #expect((try second.get("/v1/cluster")["ring"] as? [String])?.count == 2)
+        func ringSize(_ node: BenchTarget) -> Int { ((try? node.get("/v1/cluster"))?["ring"] as? [String])?.count ?? 0 }
+        while Date() < deadline, ringSize(first) != 2 || ringSize(second) != 2 { usleep(50_000) }
+        #expect(ringSize(first) == 2 && ringSize(second) == 2, "the two nodes did not form one ring in 10 s")
         let r = try SimpleHTTPClient.request(host: "127.0.0.1", port: first.server.httpPort!, method: "GET", path: "/v1/cluster")
         var c = BenchConfig(mode: .batch, host: "127.0.0.1", port: first.server.httpPort!)
         c.sessions = 40

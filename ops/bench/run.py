@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
 """Benchmark run on this machine (loopback only, every run bounded): the nginx ceiling, then
-Starling 1 node rf=1, 3 nodes rf=2 directly and behind HAProxy, and a scaling series of 1, 2, 4
-and 8 nodes, each node capped to the same CPU share with a cgroup (v1 cpu.cfs_quota_us), so
-linear scaling is visible on a 2-core machine. For each: events/s, latency percentiles (wrk
+Redis 7 XADD (AOF everysec) as the peer a user would pick instead, Starling 1 node rf=1, 3 nodes
+rf=2 directly and behind HAProxy, and scaling series of 1, 2, 4 and 8 nodes (rf=1 and rf=2, load
+spread as by a load balancer and sent by a ring-routing client), each node capped to the same CPU
+share with a cgroup (v1 cpu.cfs_quota_us), so linear scaling is visible on a 2-core machine. For each: events/s, latency percentiles (wrk
 --latency, closed loop), server CPU-seconds per million events (from /proc), bytes on disk per
 event, ratio to the ceiling. Writes docs/benchmarks.md, docs/benchmarks.json and
 docs/scaling.png (gnuplot).
@@ -143,9 +144,10 @@ def main():
     only = set(a.only.split(","))
     if not os.access(a.bin, os.X_OK):
         print("error: build first: swift build -c release", file=sys.stderr); return 2
-    for tool in ("wrk", "nginx", "haproxy"):
+    for tool in ("wrk", "nginx", "haproxy", "redis-server", "redis-benchmark"):
         if not shutil.which(tool):
-            subprocess.run(["apt-get", "install", "-y", "-qq", {"wrk": "wrk", "nginx": "nginx-light", "haproxy": "haproxy"}[tool]], check=True)
+            pkg = {"wrk": "wrk", "nginx": "nginx-light", "haproxy": "haproxy", "redis-server": "redis-server", "redis-benchmark": "redis-tools"}[tool]
+            subprocess.run(["apt-get", "install", "-y", "-qq", pkg], check=True)
     work = tempfile.mkdtemp(prefix="starling-bench-")
     rows, series = [], []
     ceiling = None
@@ -161,6 +163,9 @@ http {{ access_log {work}/access.log; server {{ listen 127.0.0.1:18099; location
         subprocess.run(["nginx", "-c", f"{work}/nginx.conf", "-p", work, "-s", "quit"])
         ceiling = rps
         rows.append({"setup": "nginx 204, access log on (ceiling)", "load": "single-event POST", "events_per_s": round(rps), **pct})
+        # The peer a user choosing a fast session-keyed append store would pick instead: Redis
+        # streams, XADD to one stream per session, durable with AOF fsync every second.
+        rows.extend(redis_rows(work, a.seconds))
 
     def measure(name, procs, port, load, script, events_per_req, conns=64, env=None, data=None):
         pids = [p.pid for p in procs]
@@ -232,29 +237,36 @@ http {{ access_log {work}/access.log; server {{ listen 127.0.0.1:18099; location
         measure("3 nodes rf=2 behind HAProxy", procs, 18180, "single-event POST", "single.lua", 1, data=f"{work}/three")
         subprocess.run([os.path.join(ROOT, "ops/lb/stop")], env=env, stdout=subprocess.DEVNULL)
         stop(procs)
-    # 4. The scaling series: N nodes rf=1, each capped to the same CPU share, loaded through every node.
+    # 4. The scaling series: N nodes, each capped to the same CPU share, rf=1 and rf=2, loaded as
+    # behind a load balancer (every node takes a share, most events hop to their owner) and by a
+    # ring-routing client (each session straight to its owner).
     scaling_note = None
     if "scaling" in only:
         if not cgroups_available():
             scaling_note = "skipped: cgroup v1 cpu controller not writable here (needs root)"
         else:
-            for n in [int(x) for x in a.scaling_nodes.split(",")]:
-                series.append(scaling_point(a, work, n))
+            for rf in (1, 2):
+                for route in ("lb", "ring"):
+                    for n in [int(x) for x in a.scaling_nodes.split(",")]:
+                        if n >= rf:
+                            series.append(scaling_point(a, work, n, rf, route))
             cgroup_cleanup()
     shutil.rmtree(work, ignore_errors=True)
 
     cmd = "ops/bench/run --seconds %d" % a.seconds + ("" if a.only == "ceiling,one,three,scaling" else f" --only {a.only}")
     result = {"command": cmd, "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
               "machine": f"{os.cpu_count()} cores, loopback, load tool on the same machine", "rows": rows,
-              "scaling": {"node_cpu": a.node_cpu, "rf": 1, "points": series, "note": scaling_note}}
+              "scaling": {"node_cpu": a.node_cpu, "points": series, "note": scaling_note}}
     write_report(result)
     return 0
 
-def scaling_point(a, work, n):
-    """One point of the series: n nodes (rf=1), each capped to a.node_cpu cores; one wrk per node
-    posting 100-event batches (closed loop), so the load spreads like a load balancer's."""
+def scaling_point(a, work, n, rf=1, route="lb"):
+    """One point of the series: n nodes, each capped to a.node_cpu cores, 100-event batches
+    (closed loop). route "lb": one wrk per node (8 connections each), so the load spreads like a
+    load balancer's and most events hop to their owner. route "ring": one `starling bench --route
+    ring` (8 connections per node) that sends each session straight to its owner."""
     base = 18200
-    procs = start_nodes(a.bin, f"{work}/scale{n}", n, 1, base=base)
+    procs = start_nodes(a.bin, f"{work}/scale{n}-rf{rf}-{route}", n, rf, base=base)
     for k, p in enumerate(procs, 1):
         cgroup_cap(p.pid, f"n{k}", a.node_cpu)
     ports = [base + k for k in range(1, n + 1)]
@@ -262,19 +274,62 @@ def scaling_point(a, work, n):
     time.sleep(1)
     pids = [p.pid for p in procs]
     c0 = [cpu_seconds([pid]) for pid in pids]
-    env = dict(os.environ, BATCH="100")
-    runs = [subprocess.Popen(["wrk", "-t1", "-c8", f"-d{a.seconds}s", "--latency", "-s", os.path.join(BENCH, "batch.lua"),
-                              f"http://127.0.0.1:{port}/"], stdout=subprocess.PIPE, text=True, env=env) for port in ports]
-    outs = [r.communicate(timeout=a.seconds + 30)[0] for r in runs]
+    errors = 0
+    if route == "lb":
+        env = dict(os.environ, BATCH="100")
+        runs = [subprocess.Popen(["wrk", "-t1", "-c8", f"-d{a.seconds}s", "--latency", "-s", os.path.join(BENCH, "batch.lua"),
+                                  f"http://127.0.0.1:{port}/"], stdout=subprocess.PIPE, text=True, env=env) for port in ports]
+        outs = [r.communicate(timeout=a.seconds + 30)[0] for r in runs]
+        events = sum(float(re.search(r"Requests/sec:\s+([\d.]+)", o).group(1)) for o in outs) * 100
+        errors = sum(int(m.group(1)) for o in outs for m in [re.search(r"Non-2xx or 3xx responses: (\d+)", o)] if m)
+    else:
+        r = bench(a.bin, ["--mode", "batch", "--batch", "100", "--route", "ring", "--target", f"127.0.0.1:{ports[0]}",
+                          "--connections", str(8 * n), "--sessions", "20000", "--event-bytes", "220"], a.seconds)
+        events = r["eventsPerSecond"] if r else 0
+        errors = r["errorCount"] if r else -1
     c1 = [cpu_seconds([pid]) for pid in pids]
-    rps = sum(float(re.search(r"Requests/sec:\s+([\d.]+)", o).group(1)) for o in outs)
-    errors = sum(int(m.group(1)) for o in outs for m in [re.search(r"Non-2xx or 3xx responses: (\d+)", o)] if m)
     stop(procs)
-    events = rps * 100
-    point = {"nodes": n, "events_per_s": round(events), "per_node_events_per_s": round(events / n),
-             "cpu_s_per_node": [round(c1[i] - c0[i], 2) for i in range(n)], "non_2xx": errors, "ring_converged": converged}
+    cpu = [round(c1[i] - c0[i], 2) for i in range(n)]
+    point = {"nodes": n, "rf": rf, "route": route, "events_per_s": round(events), "per_node_events_per_s": round(events / n),
+             "cpu_s_per_node": cpu, "cpu_us_per_event": round(sum(cpu) / max(events * a.seconds, 1) * 1e6, 1),
+             "non_2xx": errors, "ring_converged": converged}
     print(point, flush=True)
     return point
+
+def redis_rows(work, seconds):
+    """Redis 7 XADD, one stream per session (5,000 sessions), ~200-byte entries, AOF with fsync
+    every second: pipelined x64 and unpipelined, with redis-benchmark (its own C client)."""
+    rows = []
+    if not (shutil.which("redis-server") and shutil.which("redis-benchmark")):
+        return [{"setup": "Redis XADD", "load": "not installed", "failed": True}]
+    os.makedirs(f"{work}/redis", exist_ok=True)
+    p = subprocess.Popen(["redis-server", "--port", "18379", "--bind", "127.0.0.1", "--dir", f"{work}/redis", "--appendonly", "yes",
+                          "--appendfsync", "everysec", "--save", "", "--protected-mode", "yes"],
+                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        time.sleep(0.5)
+        value = "v" * 180
+        for pipeline, total in ((64, 3_000_000), (1, 400_000)):
+            c0 = cpu_seconds([p.pid])
+            t0 = time.time()
+            out = subprocess.run(["timeout", str(seconds * 6), "redis-benchmark", "-p", "18379", "-c", "16", "-P", str(pipeline),
+                                  "-n", str(total), "-r", "5000", "--csv", "XADD", "session:__rand_int__", "*", "key", "page_view",
+                                  "value", value], capture_output=True, text=True).stdout
+            elapsed = time.time() - t0
+            c1 = cpu_seconds([p.pid])
+            lines = [l for l in out.strip().splitlines() if l.startswith('"XADD')]
+            if not lines:
+                rows.append({"setup": "Redis 7 XADD, AOF everysec", "load": f"pipeline {pipeline}", "failed": True}); continue
+            f = [x.strip('"') for x in lines[-1].split(",")]
+            rps = float(f[1])
+            rows.append({"setup": "Redis 7 XADD, AOF everysec", "load": f"one entry per command, pipeline x{pipeline}, 16 connections",
+                         "events_per_s": round(rps), "p50_ms": float(f[4]), "p99_ms": float(f[6]),
+                         "cpu_s_per_million_events": round((c1 - c0) / max(rps * elapsed, 1) * 1e6, 1)})
+            print(rows[-1], flush=True)
+    finally:
+        p.terminate()
+        p.wait(10)
+    return rows
 
 def write_report(result):
     rows = result["rows"]
@@ -298,15 +353,22 @@ def write_report(result):
                      f"{r.get('cpu_s_per_million_events','')} | {r.get('disk_bytes_per_event','')} | {r.get('ratio_to_ceiling','')} | {'; '.join(notes)} |")
     sc = result["scaling"]
     if sc["points"]:
-        one = next((p for p in sc["points"] if p["nodes"] == 1), None)
         lines += ["", "## Scaling", "",
-                  f"Each node capped to {sc['node_cpu']} CPU cores (cgroup v1 `cpu.cfs_quota_us`), rf={sc['rf']}, one wrk per node "
-                  "posting 100-event batches (8 connections each), so clients spread over the nodes as behind a load balancer "
-                  "and most events are forwarded to their owner.", "",
-                  "| nodes | events/s | per node | vs linear | node CPU-s (each) |", "|---|---|---|---|---|"]
-        for p in sc["points"]:
-            lin = f"{p['events_per_s'] / (one['events_per_s'] * p['nodes']):.2f}" if one else ""
-            lines.append(f"| {p['nodes']} | {p['events_per_s']:,} | {p['per_node_events_per_s']:,} | {lin} | {', '.join(map(str, p['cpu_s_per_node']))} |")
+                  f"Each node capped to {sc['node_cpu']} CPU cores (cgroup v1 `cpu.cfs_quota_us`), 100-event batches, closed loop. "
+                  "**lb**: one wrk per node (8 connections each) posting batches of random sessions, as behind a load balancer, so "
+                  "(N-1)/N of the events hop to their owner. **ring**: one `starling bench --route ring` (8 connections per node) "
+                  "that reads the ring from `/v1/cluster` and sends each session straight to its owner. Linear is N times the 1-node "
+                  "point for rf=1, and N/2 times the 2-node point for rf=2 (every event is appended on two nodes). "
+                  "CPU-µs per event is all nodes' CPU over all events: the figure that has to stay flat.", "",
+                  "| rf | route | nodes | events/s | per node | vs linear | CPU-µs per event (all nodes) | node CPU-s (each) | errors |",
+                  "|---|---|---|---|---|---|---|---|---|"]
+        for key in sorted({(p.get("rf", 1), p.get("route", "lb")) for p in sc["points"]}):
+            pts = [p for p in sc["points"] if (p.get("rf", 1), p.get("route", "lb")) == key]
+            base = min(pts, key=lambda p: p["nodes"])
+            for p in pts:
+                lin = p["events_per_s"] / (base["events_per_s"] * p["nodes"] / base["nodes"]) if base["events_per_s"] else 0
+                lines.append(f"| {key[0]} | {key[1]} | {p['nodes']} | {p['events_per_s']:,} | {p['per_node_events_per_s']:,} | {lin:.2f} | "
+                             f"{p.get('cpu_us_per_event', '')} | {', '.join(map(str, p['cpu_s_per_node']))} | {p.get('non_2xx', '')} |")
         if plot(sc["points"], os.path.join(ROOT, "docs/scaling.png")):
             lines += ["", "![throughput vs nodes](scaling.png)"]
     elif sc.get("note"):
@@ -317,25 +379,28 @@ def write_report(result):
     print("\n".join(lines))
 
 def plot(points, path):
-    """Throughput vs nodes with the linear line through the 1-node point (gnuplot, PNG)."""
+    """Throughput vs nodes per (rf, route) series, with the linear line of each (gnuplot, PNG)."""
     if not shutil.which("gnuplot"):
         subprocess.run(["apt-get", "install", "-y", "-qq", "gnuplot-nox"], stdout=subprocess.DEVNULL)
     if not shutil.which("gnuplot"):
         return False
-    one = next((p for p in points if p["nodes"] == 1), points[0])
-    per = one["events_per_s"] / one["nodes"]
-    data = "\n".join(f"{p['nodes']} {p['events_per_s']} {per * p['nodes']}" for p in points)
-    script = f"""set terminal pngcairo size 720,440
+    blocks, plots = [], []
+    for idx, key in enumerate(sorted({(p.get("rf", 1), p.get("route", "lb")) for p in points})):
+        pts = sorted((p for p in points if (p.get("rf", 1), p.get("route", "lb")) == key), key=lambda p: p["nodes"])
+        base = pts[0]
+        per = base["events_per_s"] / base["nodes"]
+        data = "\n".join(f"{p['nodes']} {p['events_per_s']} {per * p['nodes']}" for p in pts)
+        blocks.append(f"$d{idx} << EOD\n{data}\nEOD")
+        plots.append(f"$d{idx} using 1:2 with linespoints pt 7 lw 2 lc {idx + 1} title 'rf={key[0]} {key[1]}'")
+        plots.append(f"$d{idx} using 1:3 with lines dashtype 2 lw 1 lc {idx + 1} notitle")
+    nodes = sorted({p["nodes"] for p in points})
+    script = f"""set terminal pngcairo size 760,460
 set output '{path}'
-set title 'Starling: events/s vs nodes (each node capped to the same CPU share)'
+set title 'Starling: events/s vs nodes (each node capped to the same CPU share; dashed: linear)'
 set xlabel 'nodes'; set ylabel 'events/s'; set key left top; set grid
-set xtics ({', '.join(str(p['nodes']) for p in points)})
+set xtics ({', '.join(map(str, nodes))})
 set yrange [0:*]
-$d << EOD
-{data}
-EOD
-plot $d using 1:3 with lines dashtype 2 lw 2 title 'linear (N x 1 node)', $d using 1:2 with linespoints pt 7 lw 2 title 'measured'
-"""
+""" + "\n".join(blocks) + "\nplot " + ", ".join(plots) + "\n"
     r = subprocess.run(["gnuplot"], input=script, text=True, capture_output=True)
     return r.returncode == 0 and os.path.exists(path)
 

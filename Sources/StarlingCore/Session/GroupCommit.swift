@@ -50,15 +50,16 @@ public enum GroupCommit {
         var plan = Plan()
         var replicas: [Record] = []
         var newLinks: [SubjectKey: String] = [:]       // identity -> session, links made in this group
-        var seen: [SubjectKey: Set<String>] = [:]      // ids admitted earlier in this group
+        var seen = Set<ScopedID>()                     // ids admitted earlier in this group
         /// False when `id` is already stored in `scope` or was admitted earlier in this group.
         func admit(_ id: String, in scope: SubjectKey, reship: Bool) -> Bool {
-            if seen[scope]?.contains(id) == true { return false }
+            let key = ScopedID(scope: scope, id: id)
+            if seen.contains(key) { return false }
             if idx.contains(eventID: id, in: scope) {
                 if reship, let ref = idx.storedRef(eventID: id, in: scope) { plan.repeats.append(ref) }
                 return false
             }
-            seen[scope, default: []].insert(id)
+            seen.insert(key)
             return true
         }
         for input in inputs {
@@ -110,4 +111,10 @@ public enum GroupCommit {
         plan.records.append(contentsOf: replicas)
         return plan
     }
+}
+
+/// An event id within its dedupe scope (one set for a whole group: no set per scope).
+struct ScopedID: Hashable {
+    var scope: SubjectKey
+    var id: String
 }
