@@ -156,14 +156,19 @@ enum ClusterSimScenario {
 
     /// A broken catch-up rule in the real instance leaves acknowledged events off their current
     /// replicas after healing (invariant 4): a handoff against any previous ring, caught up or
-    /// not (the node's rule before the simulation ran it; these seeds are 4 of the 14 in 1...250
-    /// at rf 3 that show it). Disabling the retry of failed peers alone trips nothing in those
-    /// 250 seeds at rf 2 or rf 3: a plan that failed is no base, so the next change pulls in full.
+    /// not (the node's rule before the simulation ran it). Which seeds show it depends on the
+    /// traffic (14 of 1...250 at rf 3 when this was found; batching replicate frames changed the
+    /// set), so the test searches the seeds in order until one trips. Disabling the retry of failed
+    /// peers alone trips nothing in 1...250 at rf 2 or rf 3: a plan that failed is no base, so
+    /// the next change pulls in full.
     @Test func aHandoffAgainstAnyPreviousRingIsCaught() {
-        let failures = [UInt64(8), 30, 63, 74].flatMap { seed in
-            ClusterSimScenario.run(seed: seed, rf: 3) { $0.rules.catchUpBaseCaughtUpOnly = false }.failures
+        var tripped: [String] = []
+        for seed in UInt64(1)...250 {
+            let failures = ClusterSimScenario.run(seed: seed, rf: 3) { $0.rules.catchUpBaseCaughtUpOnly = false }.failures
+            tripped = failures.filter { $0.hasPrefix("seed ") && $0.contains("invariant 4:") }
+            if !tripped.isEmpty { break }
         }
-        #expect(failures.contains { $0.hasPrefix("seed ") && $0.contains("invariant 4:") }, "no invariant 4 violation: \(failures.prefix(3))")
+        #expect(!tripped.isEmpty, "no seed in 1...250 at rf 3 showed an invariant 4 violation with the broken rule")
     }
 
     /// A script: the retry of a write whose replica failed after the owner's append must reach

@@ -266,7 +266,9 @@ def scaling_point(a, work, n, rf=1, route="lb"):
     load balancer's and most events hop to their owner. route "ring": one `starling bench --route
     ring` (8 connections per node) that sends each session straight to its owner."""
     base = 18200
-    procs = start_nodes(a.bin, f"{work}/scale{n}-rf{rf}-{route}", n, rf, base=base)
+    data = f"{work}/scale{n}-rf{rf}-{route}"
+    os.sync()   # the last point's dirty pages must not be written back during this one
+    procs = start_nodes(a.bin, data, n, rf, base=base)
     for k, p in enumerate(procs, 1):
         cgroup_cap(p.pid, f"n{k}", a.node_cpu)
     ports = [base + k for k in range(1, n + 1)]
@@ -289,6 +291,7 @@ def scaling_point(a, work, n, rf=1, route="lb"):
         errors = r["errorCount"] if r else -1
     c1 = [cpu_seconds([pid]) for pid in pids]
     stop(procs)
+    shutil.rmtree(data, ignore_errors=True)
     cpu = [round(c1[i] - c0[i], 2) for i in range(n)]
     point = {"nodes": n, "rf": rf, "route": route, "events_per_s": round(events), "per_node_events_per_s": round(events / n),
              "cpu_s_per_node": cpu, "cpu_us_per_event": round(sum(cpu) / max(events * a.seconds, 1) * 1e6, 1),
