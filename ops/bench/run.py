@@ -399,7 +399,7 @@ def plot(points, path):
     nodes = sorted({p["nodes"] for p in points})
     script = f"""set terminal pngcairo size 760,460
 set output '{path}'
-set title 'Starling: events/s vs nodes (each node capped to the same CPU share; dashed: linear)'
+set title 'Starling: events/s vs nodes, each node capped to one CPU share (dashed: linear)' font ',10'
 set xlabel 'nodes'; set ylabel 'events/s'; set key left top; set grid
 set xtics ({', '.join(map(str, nodes))})
 set yrange [0:*]
