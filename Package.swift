@@ -19,7 +19,9 @@ let package = Package(
     targets: [
         // Pure core: event model, JSON, validation, session state, identity map,
         // limits, rate limiting. No sockets, files or clocks.
-        .target(name: "StarlingCore"),
+        .target(name: "StarlingCore", dependencies: ["CCRC32C"]),
+        // CRC32C with the CPU's instruction (x86-64 SSE4.2); pure computation, no I/O.
+        .target(name: "CCRC32C"),
         // LZ4 from Debian's liblz4-dev.
         .systemLibrary(name: "CLZ4", pkgConfig: "liblz4", providers: [.apt(["liblz4-dev"])]),
         // LZ4 block compression (a thin, pure wrapper): log blocks and peer frames.
