@@ -3,6 +3,7 @@ import Glibc
 #endif
 import NIOCore
 import NIOPosix
+import StarlingCore
 
 /// A TCP socket bound (not yet accepting) before the node is built, so a node's parts are made in
 /// one order with no late binding: bind (ports resolved, also for port 0) → the cluster shell, which

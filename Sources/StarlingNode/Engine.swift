@@ -6,18 +6,18 @@ import StarlingCore
 import StarlingLog
 import Synchronization
 
-/// The node's storage engine: admits validated events, writes them to the log with group
-/// commit, folds them into the `NodeIndex`, and answers queries from the log.
-///
-/// One serial writer queue owns the log's write side: it dedupes, stamps, appends,
-/// fsyncs (per policy), applies to the index and only then completes the callers. Queries
-/// copy refs out of the index under its lock and read blocks without holding it.
 /// Ships the records a write group appended as owner to their followers and calls `done` with
 /// nil once every follower stored them (the ack rule), else with the failure.
 public protocol GroupReplicator: AnyObject, Sendable {
     func replicate(_ records: [Record], done: @escaping @Sendable (IngestError?) -> Void)
 }
 
+/// The node's storage engine: admits validated events, writes them to the log with group
+/// commit, folds them into the `NodeIndex`, and answers queries from the log.
+///
+/// One serial writer queue owns the log's write side: it dedupes, stamps, appends,
+/// fsyncs (per policy), applies to the index and only then completes the callers. Queries
+/// copy refs out of the index under its lock and read blocks without holding it.
 public final class Engine: @unchecked Sendable {
     public typealias Completion = @Sendable (Result<Int, IngestError>) -> Void
 

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import StarlingCore
 import StarlingNode
 
 /// Options shared by the client subcommands: which node to talk to.

@@ -8,8 +8,8 @@ import Testing
 
 /// A ring-routing client: each session goes straight to its owner.
 @Suite struct BenchRoutingTests {
-    let members = [BenchRouting.Member(id: "a", host: "127.0.0.1", port: 1), BenchRouting.Member(id: "b", host: "127.0.0.1", port: 2),
-                   BenchRouting.Member(id: "c", host: "::1", port: 3)]
+    let members: [BenchRouting.Member] = [("a", HostPort(host: "127.0.0.1", port: 1)), ("b", HostPort(host: "127.0.0.1", port: 2)),
+                                          ("c", HostPort(host: "::1", port: 3))]
 
     @Test func everySessionGoesToItsOwnerOnce() {
         let routes = BenchRouting.routes(ring: members, vnodes: 64, prefix: "p-", sessions: 300)
@@ -36,11 +36,9 @@ import Testing
 
     @Test func aMapRestrictsTheSessionsWritten() {
         let t = Workload.httpPost(host: "h", port: 1, prefix: "p-", sessions: 100, eventBytes: 80, events: 6, batch: true)
-        let text = String(decoding: t.bytes.withUnsafeBufferPointer { _ in
-            var out = t.bytes
-            out.withUnsafeMutableBytes { t.patch($0, firstEvent: 4, sessions: 100, map: [7, 42, 99]) }
-            return out
-        }, as: UTF8.self)
+        var out = t.bytes
+        out.withUnsafeMutableBytes { t.patch($0, firstEvent: 4, sessions: 100, map: [7, 42, 99]) }
+        let text = String(decoding: out, as: UTF8.self)
         // Events 4...9 take map[1], map[2], map[0], map[1], map[2], map[0].
         let ids = text.split(separator: "\"").filter { $0.hasPrefix("p-") }
         #expect(ids == ["p-42", "p-99", "p-07", "p-42", "p-99", "p-07"])

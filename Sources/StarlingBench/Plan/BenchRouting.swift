@@ -22,16 +22,8 @@ public struct BenchRoute: Sendable, Equatable {
 /// a hop to its owner (Kafka's partition-aware producers and Cassandra's token-aware drivers work
 /// the same way). Members that own none of the sessions get no route.
 public enum BenchRouting {
-    public struct Member: Sendable, Equatable {
-        public var id: String
-        public var host: String
-        public var port: Int
-        public init(id: String, host: String, port: Int) {
-            self.id = id
-            self.host = host
-            self.port = port
-        }
-    }
+    /// A ring member's id and HTTP address.
+    public typealias Member = (id: String, http: HostPort)
 
     public static func routes(ring members: [Member], vnodes: Int, prefix: String, sessions: Int) -> [BenchRoute] {
         let ring = HashRing(members: members.map(\.id), vnodes: vnodes)
@@ -42,7 +34,7 @@ public enum BenchRouting {
         }
         return members.compactMap { m in
             guard let list = owned[m.id], !list.isEmpty else { return nil }
-            return BenchRoute(node: m.id, host: m.host, port: m.port, sessions: list)
+            return BenchRoute(node: m.id, host: m.http.host, port: m.http.port, sessions: list)
         }
     }
 
@@ -57,17 +49,13 @@ public enum BenchRouting {
               case .number(let v)? = o["vnodes"], let vnodes = Int(v), case .array(let list)? = o["members"] else {
             throw Unreadable(description: "the answer does not describe the ring (ring, vnodes, members)")
         }
-        var http: [String: (host: String, port: Int)] = [:]
+        var http: [String: HostPort] = [:]
         for case .object(let m) in list {
-            guard case .string(let id)? = m["id"], case .string(let h)? = m["http"],
-                  let colon = h.lastIndex(of: ":"), let port = Int(h[h.index(after: colon)...]) else { continue }
-            var host = String(h[..<colon])
-            if host.hasPrefix("[") && host.hasSuffix("]") { host = String(host.dropFirst().dropLast()) }
-            http[id] = (host, port)
+            if case .string(let id)? = m["id"], case .string(let h)? = m["http"], let a = HostPort(h) { http[id] = a }
         }
         let members = ringIDs.compactMap { v -> Member? in
             guard case .string(let id) = v, let a = http[id] else { return nil }
-            return Member(id: id, host: a.host, port: a.port)
+            return (id, a)
         }
         guard members.count == ringIDs.count, !members.isEmpty else {
             throw Unreadable(description: "the ring names members without an HTTP address")

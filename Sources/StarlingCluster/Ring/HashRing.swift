@@ -59,6 +59,7 @@ public struct HashRing: Sendable, Equatable {
     /// The owner of `key`: the member of the first vnode clockwise from `hash(key)`. nil when empty.
     public func owner(of key: String) -> String? {
         guard !points.isEmpty else { return nil }
+        if members.count == 1 { return members[0] }   // a ring of one owns every key: no hashing
         return members[Int(owners[startIndex(for: RingHash.hash(key))])]
     }
 

@@ -7,12 +7,6 @@ public struct IngestRoute: Sendable, Equatable {
     public var indices: [[Int]]
 
     public init(keys: [SubjectKey], ring: HashRing, me: String) {
-        if ring.members.count <= 1 {
-            // One owner for everything: no key needs hashing.
-            owners = keys.isEmpty ? [] : [ring.members.first ?? me]
-            indices = keys.isEmpty ? [] : [Array(keys.indices)]
-            return
-        }
         owners = []
         indices = []
         var slot: [String: Int] = [:]

@@ -289,10 +289,10 @@ public final class ClusterShell: GroupReplicator, @unchecked Sendable {
             for r in results {
                 switch r {
                 case .success(let n): total += n
-                case .failure(let e): return ForwardResult(status: UInt16(e.status), code: e.code, message: e.message, accepted: 0)
+                case .failure: return ForwardResult(r)
                 }
             }
-            return ForwardResult(status: 202, code: "", message: "", accepted: UInt32(total))
+            return ForwardResult(.success(total))
         }
     }
 
@@ -357,19 +357,13 @@ public final class ClusterShell: GroupReplicator, @unchecked Sendable {
             case .failure(let e):
                 let err = e.at(index: i)
                 metrics.rejected(.peer, reason: err.reason)
-                return loop.makeSucceededFuture(ForwardResult(status: UInt16(err.status), code: err.code, message: err.message,
-                                                              accepted: 0, index: Int32(i)))
+                return loop.makeSucceededFuture(ForwardResult(.failure(err)))
             }
         }
         let count = events.count
         return ingest(events, ip: ip, transport: .peer, bytes: bytes, on: loop).map { result in
-            switch result {
-            case .success:
-                return ForwardResult(status: 202, code: "", message: "", accepted: UInt32(count))
-            case .failure(let e):
-                metrics.rejected(.peer, reason: e.reason, count: count)
-                return ForwardResult(status: UInt16(e.status), code: e.code, message: e.message, accepted: 0)
-            }
+            if let e = result.failureValue { metrics.rejected(.peer, reason: e.reason, count: count) }
+            return ForwardResult(result.map { _ in count })
         }
     }
 
