@@ -81,7 +81,7 @@ public final class Engine: @unchecked Sendable {
         blockCache = BlockCache(capacity: config.limits.blockCacheBlocksMax)
         try DataDirectory.prepare(config.dataDir, nodeID: config.id)
         log = SegmentedLog(directory: config.dataDir, limits: config.limits)
-        var idx = NodeIndex(ttl: config.ttl)
+        var idx = NodeIndex(ttl: config.ttl, dedupeWindowMs: config.dedupeWindowMs)
         let started = clock()
         var skipped = 0
         let limits = config.limits
@@ -105,14 +105,21 @@ public final class Engine: @unchecked Sendable {
         metrics.logSkippedRecords.increment(by: Int64(skipped))
         skippedAtRecovery = skipped
         metrics.logBytes.set(Double(log.totalBytes))
-        metrics.sessions.set(Double(idx.sessions.count))
         index = Mutex(idx)
+        gauge(idx)
         logger.info("log recovered", metadata: [
             "segments": "\(report.segments)", "records": "\(report.records)", "bytes": "\(report.bytes)",
             "millis": "\(recoveryMillis)", "truncated_bytes": "\(report.truncatedBytes)", "corrupt_blocks": "\(report.corruptBlocks)",
             "corrupt_headers": "\(report.corruptHeaders)", "skipped_records": "\(skipped)",
         ])
         startTimers()
+    }
+
+    /// The in-memory index's size gauges.
+    func gauge(_ idx: NodeIndex) {
+        metrics.sessions.set(Double(idx.sessions.count))
+        metrics.dedupeEntries.set(Double(idx.dedupe.count))
+        metrics.openRefs.set(Double(idx.openRefCount))
     }
 
     func startTimers() {
@@ -267,7 +274,7 @@ public final class Engine: @unchecked Sendable {
     func commit(_ jobs: [Job]) {
         let now = clock()
         let plan = index.withLock { idx in
-            GroupCommit.plan(jobs.map(\.payload), index: idx, now: now, node: config.id, ids: &idRandom)
+            GroupCommit.plan(jobs.map(\.payload), index: idx, now: now, node: config.id, ids: &idRandom, stored: storedRecords)
         }
         precondition(plan.perInput.count == jobs.count && plan.ownCount <= plan.records.count,
                      "a group plan must answer every job: \(plan.perInput.count) answers for \(jobs.count) jobs, \(plan.ownCount) own of \(plan.records.count) records")
@@ -284,7 +291,7 @@ public final class Engine: @unchecked Sendable {
             if config.fsync == .always { try timedSync() }
             index.withLock { idx in
                 for (r, p) in zip(records, placed) { idx.apply(r, at: p.location, seq: p.seq) }
-                metrics.sessions.set(Double(idx.sessions.count))
+                gauge(idx)
             }
             pending.withLock { $0.storageError = nil }
             metrics.logAppendedBytes.increment(by: Int64(max(0, log.totalBytes - bytesBefore)))
@@ -575,7 +582,7 @@ public final class Engine: @unchecked Sendable {
             // Cheap tests first: this runs under the index lock (the writer waits), and the
             // periodic anti-entropy pass scans every session for the last two minutes only.
             for (sid, e) in idx.sessions where e.newestReceivedAt >= since && after(sid) && wants(sid) {
-                let r = e.events.filter { $0.receivedAt >= since }
+                let r = (idx.refs[.session(sid)] ?? []).filter { $0.receivedAt >= since }
                 if !r.isEmpty { wanted.append(CatchUpKey(subject: .session(sid), ringKey: sid, links: [], refs: r)) }
             }
             for (subject, map) in [(SubjectKey.user, idx.users), (SubjectKey.terminal, idx.terminals)] {
@@ -583,12 +590,17 @@ public final class Engine: @unchecked Sendable {
                     let key = subject(id).ringKey
                     guard after(key), wants(key) else { continue }
                     let l = e.links.filter { $0.linkedAt >= since }
-                    let r = e.events.filter { $0.receivedAt >= since }
+                    let r = (idx.refs[subject(id)] ?? []).filter { $0.receivedAt >= since }
                     if !l.isEmpty || !r.isEmpty { wanted.append(CatchUpKey(subject: subject(id), ringKey: key, links: l, refs: r)) }
                 }
             }
         }
         return wanted
+    }
+
+    /// How the group-commit plan reads stored records back to confirm a dedupe candidate.
+    var storedRecords: StoredRecords {
+        StoredRecords(read: { [self] ref in readRecordsAligned([ref]).first ?? nil })
     }
 
     /// Reads records by location, one answer per ref in the same order (nil where unreadable).
@@ -607,12 +619,12 @@ public final class Engine: @unchecked Sendable {
 
     /// Receive time of the newest record in this node's index (catch-up starts a little before it).
     public var newestReceivedAt: Int64 {
-        index.withLock { idx in idx.sessions.values.reduce(Int64(0)) { max($0, $1.events.last?.receivedAt ?? 0) } }
+        index.withLock { idx in idx.sessions.values.reduce(Int64(0)) { max($0, $1.newestReceivedAt) } }
     }
 
     public func session(_ id: String, query: EventQuery, offset: Int = 0, byteBudget: Int = .max) -> (Answer, SessionState?) {
         let now = clock()
-        let (refs, state) = index.withLock { idx in (idx.sessions[id]?.events ?? [], idx.state(ofSession: id, now: now)) }
+        let (refs, state) = index.withLock { idx in (idx.refs[.session(id)] ?? [], idx.state(ofSession: id, now: now)) }
         return (read(refs, query: query, offset: offset, byteBudget: byteBudget), state)
     }
 
@@ -622,11 +634,11 @@ public final class Engine: @unchecked Sendable {
     }
 
     public func events(ofUser id: String, query: EventQuery, offset: Int = 0, byteBudget: Int = .max) -> Answer {
-        read(index.withLock { $0.users[id]?.events ?? [] }, query: query, offset: offset, byteBudget: byteBudget)
+        read(index.withLock { $0.refs[.user(id)] ?? [] }, query: query, offset: offset, byteBudget: byteBudget)
     }
 
     public func events(ofTerminal id: String, query: EventQuery, offset: Int = 0, byteBudget: Int = .max) -> Answer {
-        read(index.withLock { $0.terminals[id]?.events ?? [] }, query: query, offset: offset, byteBudget: byteBudget)
+        read(index.withLock { $0.refs[.terminal(id)] ?? [] }, query: query, offset: offset, byteBudget: byteBudget)
     }
 
     /// The session an identity-only event belongs to, from this node's links.

@@ -13,6 +13,8 @@ public struct NodeConfig: Sendable {
     public var trustedProxies: [CIDR] = CIDR.parseList("127.0.0.1/32,::1/128") ?? []
     public var rateLimit: RateLimit?
     public var ttl = TTLSettings()
+    /// How much log time of event ids dedupe keeps in memory (`--dedupe-window`, default 1 h).
+    public var dedupeWindowMs: Int64 = 3_600_000
     public var retentionDays = 15
     public var archiveDir: String?
     public var fsync: FsyncPolicy = .interval

@@ -28,6 +28,8 @@ public final class NodeMetrics: Sendable {
     public let httpErrors: Counter
     public let retentionDeletedDays: Counter
     public let sessions: Gauge
+    public let dedupeEntries: Gauge
+    public let openRefs: Gauge
     public let membershipEpoch: Gauge
     public let liveMembers: Gauge
     public let peerRefused: Counter
@@ -83,6 +85,8 @@ public final class NodeMetrics: Sendable {
         httpErrors = registry.makeCounter(descriptor: Self.d("http_protocol_errors", "total", "Malformed HTTP requests"))
         retentionDeletedDays = registry.makeCounter(descriptor: Self.d("retention_deleted_days", "total", "Day directories removed by retention"))
         sessions = registry.makeGauge(descriptor: Self.d("sessions", "count", "Sessions known to this node"))
+        dedupeEntries = registry.makeGauge(descriptor: Self.d("dedupe_window", "entries", "Event ids held for dedupe (the last --dedupe-window of log time)"))
+        openRefs = registry.makeGauge(descriptor: Self.d("index_open", "refs", "Record refs held in memory (records not yet in a sealed segment index)"))
         membershipEpoch = registry.makeGauge(descriptor: Self.d("membership", "epoch", "Membership epoch as this node sees it"))
         liveMembers = registry.makeGauge(descriptor: Self.d("live", "members", "Members in the ring (up or suspect)"))
         peerRefused = registry.makeCounter(descriptor: Self.d("peer_refused_hellos", "total", "Peer connections refused at hello (cluster id or version mismatch)"))

@@ -28,6 +28,8 @@ struct NodeCommand: ParsableCommand {
     @Option(name: .customLong("rate-limit"), help: "Per-client-IP ingest limit RPS[:BURST] (default off).") var rateLimit: String?
     @Option(name: .customLong("short-ttl"), help: "Session short TTL, e.g. 30m, 1800s (default 30m).") var shortTTL: String?
     @Option(name: .customLong("long-ttl"), help: "Session long TTL, e.g. 30d (default 30d).") var longTTL: String?
+    @Option(name: .customLong("dedupe-window"),
+            help: "How long a client's event id is remembered for dedupe, e.g. 1h, 6h (default 1h).") var dedupeWindow: String?
     @Option(name: .customLong("retention-days"), help: "Days of log kept (default 15).") var retentionDays: Int?
     @Option(help: "Move expired days here instead of deleting them.") var archive: String?
     @Option(help: "fsync policy: always | interval | never (default interval).") var fsync: String?
@@ -157,6 +159,10 @@ struct NodeCommand: ParsableCommand {
             guard let ms = Durations.parse(s) else { throw ConfigError(description: "invalid --long-ttl '\(s)': expected e.g. 30d") }
             c.ttl.longMs = ms
         }
+        if let s = try src.str(dedupeWindow, "dedupe_window") {
+            guard let ms = Durations.parse(s) else { throw ConfigError(description: "invalid --dedupe-window '\(s)': expected e.g. 1h, 90m") }
+            c.dedupeWindowMs = ms
+        }
         if c.ttl.longMs < c.ttl.shortMs { throw ConfigError(description: "--long-ttl must not be shorter than --short-ttl") }
         if let d = try src.int(retentionDays, "retention_days") {
             guard d >= 1 else { throw ConfigError(description: "invalid --retention-days \(d): must be at least 1") }
@@ -191,7 +197,7 @@ struct ConfigSource {
     var file: [String: TOMLValueConvertible]
 
     static let knownKeys: Set<String> = ["id", "data", "http", "peer", "udp", "join", "rf", "trusted_proxy", "rate_limit", "short_ttl",
-                                         "long_ttl", "retention_days", "archive", "fsync", "fsync_interval_ms", "threads", "log_level",
+                                         "long_ttl", "dedupe_window", "retention_days", "archive", "fsync", "fsync_interval_ms", "threads", "log_level",
                                          "admin_token_file", "metrics", "peer_compression"]
 
     /// Reads a TOML config file; unknown keys are refused.

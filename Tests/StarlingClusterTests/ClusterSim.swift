@@ -49,7 +49,12 @@ struct SimStore {
     var index = NodeIndex(ttl: TTLSettings())
     var ids = SplitMix64(seed: 1)
 
-    func has(_ eventID: String) -> Bool { index.contains(eventID: eventID, in: .session(sessionOf(eventID))) }
+    func has(_ eventID: String) -> Bool { index.storedCopy(eventID: eventID, in: .session(sessionOf(eventID)), stored: stored) != nil }
+    /// Reads a record back by its sequence number (the sim's log is an array).
+    var stored: StoredRecords {
+        let log = self.log
+        return StoredRecords(read: { Int($0.seq) < log.count ? log[Int($0.seq)] : nil })
+    }
     /// The sim's event ids are "e<n>/<session>", so the session can be read back.
     func sessionOf(_ eventID: String) -> String { String(eventID.split(separator: "/").last ?? "") }
 
@@ -83,14 +88,14 @@ struct SimStore {
     /// A group of the node's own events: what to ship (new records, then stored copies of repeats).
     mutating func appendOwn(_ items: [(record: Record, clientID: Bool)], now: Int64, node: String, dropRepeats: Bool) -> [Record] {
         let prepared = items.map { GroupCommit.Prepared(event: nil, record: $0.record, clientID: $0.clientID) }
-        let plan = GroupCommit.plan([.events(prepared, ip: "")], index: index, now: now, node: node, ids: &ids)
+        let plan = GroupCommit.plan([.events(prepared, ip: "")], index: index, now: now, node: node, ids: &ids, stored: stored)
         append(plan.records, at: now)
         let copies = dropRepeats ? [] : plan.repeats.map { log[Int($0.seq)] }
         return plan.records + copies
     }
 
     mutating func appendReplica(_ records: [Record], now: Int64, node: String) -> Int {
-        let plan = GroupCommit.plan([.replica(records)], index: index, now: now, node: node, ids: &ids)
+        let plan = GroupCommit.plan([.replica(records)], index: index, now: now, node: node, ids: &ids, stored: stored)
         append(plan.records, at: now)
         return plan.records.count
     }

@@ -44,19 +44,21 @@ public enum GroupCommit {
     }
 
     /// Plans a group. `now` stamps links and identity-only events; `ids` makes the ids of events
-    /// that came without one; `node` is this node's id (the `node` stamp of finished events).
+    /// that came without one; `node` is this node's id (the `node` stamp of finished events);
+    /// `stored` reads stored records back, to confirm a dedupe candidate (`NodeIndex.storedCopy`).
     public static func plan(_ inputs: [Input], index idx: NodeIndex, now: Int64, node: String,
-                            ids: inout SplitMix64) -> Plan {
+                            ids: inout SplitMix64, stored: StoredRecords) -> Plan {
         var plan = Plan()
         var replicas: [Record] = []
         var newLinks: [SubjectKey: String] = [:]       // identity -> session, links made in this group
         var seen = Set<ScopedID>()                     // ids admitted earlier in this group
         /// False when `id` is already stored in `scope` or was admitted earlier in this group.
-        func admit(_ id: String, in scope: SubjectKey, reship: Bool) -> Bool {
+        /// `receivedAt`: the original receive time, for a record another node wrote.
+        func admit(_ id: String, in scope: SubjectKey, reship: Bool, receivedAt: Int64? = nil) -> Bool {
             let key = ScopedID(scope: scope, id: id)
             if seen.contains(key) { return false }
-            if idx.contains(eventID: id, in: scope) {
-                if reship, let ref = idx.storedRef(eventID: id, in: scope) { plan.repeats.append(ref) }
+            if let ref = idx.storedCopy(eventID: id, in: scope, receivedAt: receivedAt, stored: stored) {
+                if reship { plan.repeats.append(ref) }
                 return false
             }
             seen.insert(key)
@@ -67,7 +69,7 @@ public enum GroupCommit {
             switch input {
             case .replica(let list):
                 for r in list {
-                    guard r.kind != .event || admit(r.eventID, in: SubjectKey(of: r), reship: false) else {
+                    guard r.kind != .event || admit(r.eventID, in: SubjectKey(of: r), reship: false, receivedAt: r.receivedAt) else {
                         dups += 1
                         continue
                     }

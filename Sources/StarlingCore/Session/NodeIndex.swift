@@ -38,30 +38,40 @@ public struct ComponentStats: Sendable, Equatable {
     public var lastSeen: Int64 = 0
 }
 
-/// Everything a node knows about the records it stores, rebuilt by folding the log
+/// Reads stored records back for dedupe: `NodeIndex.storedCopy` confirms a hash match against
+/// the stored record itself. The engine reads the log; tests and simulations read an array.
+public struct StoredRecords {
+    /// The record at a ref, nil when it cannot be read (deleted by retention, unreadable).
+    public var read: (EventRef) -> Record?
+    /// Refs in sealed segments (on-disk indexes) of a subject's records received at exactly
+    /// this time: where a replicated record older than the dedupe window is looked for.
+    public var sealed: (SubjectKey, Int64) -> [EventRef]
+    public init(read: @escaping (EventRef) -> Record?, sealed: @escaping (SubjectKey, Int64) -> [EventRef] = { _, _ in [] }) {
+        self.read = read
+        self.sealed = sealed
+    }
+}
+
+/// Everything a node keeps in memory about the records it stores, rebuilt by folding the log
 /// in order (`apply`). Pure: no I/O, no clock; time comes from the records.
 ///
-/// - sessions: state, event refs and the event-id set used for dedupe;
-/// - users / terminals: links made by `/v1/identify`, and every event naming the identity;
+/// - sessions: state, identities and the newest receive time (O(sessions), not O(events));
+/// - users / terminals: links made by `/v1/identify`;
+/// - refs: where the records of each subject are, for the records not yet in a sealed
+///   segment's on-disk index (`takeOpenRefs` hands them over when a segment is sealed);
+/// - dedupe: the ids of the last window of log time (`DedupeWindow`);
 /// - components: counters.
 public struct NodeIndex: Sendable {
     public struct SessionEntry: Sendable {
         public var state: SessionState?
-        /// In log order (ascending `seq`): records are folded in sequence order.
-        public var events: [EventRef] = []
-        /// Dedupe: event-id hash -> sequence number of the stored copy (so a repeat can find the
-        /// stored record, which must reach every replica before the repeat is acknowledged).
-        var ids: [UInt64: UInt64] = [:]
         public var userID: String?
         public var terminalID: String?
         /// The latest `received_at` among its events: lets a scan for recent events skip
         /// a session without looking at its refs (they are not in time order after a catch-up).
         public var newestReceivedAt: Int64 = .min
 
-        mutating func observe(_ r: Record, ref: EventRef, idHash: UInt64, via: String?, ttl: TTLSettings) {
-            events.append(ref)
+        mutating func observe(_ r: Record, via: String?, ttl: TTLSettings) {
             newestReceivedAt = max(newestReceivedAt, r.receivedAt)
-            if ids[idHash] == nil { ids[idHash] = ref.seq }   // the first copy wins
             if !r.userID.isEmpty { userID = r.userID }
             if !r.terminalID.isEmpty { terminalID = r.terminalID }
             if state == nil {
@@ -85,25 +95,30 @@ public struct NodeIndex: Sendable {
 
     public struct IdentityEntry: Sendable {
         public var links: [Link] = []
-        public var events: [EventRef] = []
         /// The latest `received_at` / `linked_at` among its events and links (see `SessionEntry`).
         public var newestReceivedAt: Int64 = .min
 
         mutating func saw(_ at: Int64) { newestReceivedAt = max(newestReceivedAt, at) }
-        /// Event ids of events that had no session (their dedupe scope is the identity), with
-        /// the sequence number of the stored copy.
-        var ids: [UInt64: UInt64] = [:]
     }
 
     public private(set) var sessions: [String: SessionEntry] = [:]
     public private(set) var users: [String: IdentityEntry] = [:]
     public private(set) var terminals: [String: IdentityEntry] = [:]
+    /// Refs of records not yet covered by a sealed segment index, per subject, in log order.
+    /// An event is listed under its session and under each identity it names.
+    public private(set) var refs: [SubjectKey: [EventRef]] = [:]
+    public private(set) var openRefCount = 0
+    public private(set) var dedupe: DedupeWindow
     public private(set) var components: [String: ComponentStats] = [:]
     public private(set) var eventCount = 0
     public private(set) var lastSeq: UInt64 = 0
     public let ttl: TTLSettings
 
-    public init(ttl: TTLSettings) { self.ttl = ttl }
+    /// `dedupeWindowMs`: how much log time of event ids is kept for dedupe (ARCHITECTURE, "dedupe").
+    public init(ttl: TTLSettings, dedupeWindowMs: Int64 = 3_600_000) {
+        self.ttl = ttl
+        dedupe = DedupeWindow(windowMs: dedupeWindowMs)
+    }
 
     /// The session an identity-only event is attached to: the latest link of its user, else of its terminal.
     public func resolveSession(userID: String?, terminalID: String?) -> String? {
@@ -112,41 +127,37 @@ public struct NodeIndex: Sendable {
         return nil
     }
 
-    public static func idHash(_ eventID: String) -> UInt64 { StableHash.fnv1a64(eventID) }
-
-    /// Whether an event with this id is already stored in this scope. Ids are compared
-    /// by 64-bit FNV-1a hash (see ARCHITECTURE.md, "dedupe").
-    public func contains(eventID: String, in scope: SubjectKey) -> Bool {
-        storedSeq(eventID: eventID, in: scope) != nil
+    /// Where the stored copy of `eventID` in `scope` is, if this node holds one it can read.
+    ///
+    /// Exact: a candidate from the dedupe window counts only once its record is read and its id
+    /// and scope are the same. A record received before the window (`receivedAt`, known for
+    /// replicated records) is also looked for among the subject's refs received at that very
+    /// time, open and sealed. A client's repeat (its original receive time unknown) is found
+    /// within the window only; beyond it the repeat is stored again, and answers drop it (they
+    /// dedupe by event id).
+    public func storedCopy(eventID: String, in scope: SubjectKey, receivedAt: Int64? = nil, stored: StoredRecords) -> EventRef? {
+        func confirmed(_ ref: EventRef) -> Bool {
+            guard let r = stored.read(ref) else { return false }
+            return r.kind == .event && r.eventID == eventID && SubjectKey(of: r) == scope
+        }
+        if let hit = dedupe.candidates(DedupeWindow.key(eventID, in: scope)).first(where: confirmed) { return hit }
+        guard let t = receivedAt, t < dedupe.start else { return nil }
+        let open = (refs[scope] ?? []).filter { $0.receivedAt == t }
+        return (open + stored.sealed(scope, t)).first(where: confirmed)
     }
 
-    func storedSeq(eventID: String, in scope: SubjectKey) -> UInt64? {
-        let h = Self.idHash(eventID)
-        switch scope {
-        case .session(let s): return sessions[s]?.ids[h]
-        case .user(let u): return users[u]?.ids[h]
-        case .terminal(let t): return terminals[t]?.ids[h]
-        }
+    /// Takes the refs of every record folded so far (they are being written to a sealed
+    /// segment's index) and starts an empty open set.
+    public mutating func takeOpenRefs() -> [SubjectKey: [EventRef]] {
+        let out = refs
+        refs = [:]
+        openRefCount = 0
+        return out
     }
 
-    /// Where the stored copy of `eventID` in `scope` is, if it is stored and still in the log
-    /// (nil too when retention removed its day: then there is nothing left to copy).
-    public func storedRef(eventID: String, in scope: SubjectKey) -> EventRef? {
-        guard let seq = storedSeq(eventID: eventID, in: scope) else { return nil }
-        let refs: [EventRef]?
-        switch scope {
-        case .session(let s): refs = sessions[s]?.events
-        case .user(let u): refs = users[u]?.events
-        case .terminal(let t): refs = terminals[t]?.events
-        }
-        guard let refs else { return nil }
-        // Refs are in ascending seq (folded in log order): binary search.
-        var lo = 0, hi = refs.count
-        while lo < hi {
-            let mid = (lo + hi) / 2
-            if refs[mid].seq < seq { lo = mid + 1 } else { hi = mid }
-        }
-        return lo < refs.count && refs[lo].seq == seq ? refs[lo] : nil
+    mutating func addRef(_ ref: EventRef, to key: SubjectKey) {
+        refs[key, default: []].append(ref)
+        openRefCount += 1
     }
 
     /// Folds one record, stored at `location` with sequence number `seq`, into the index.
@@ -154,41 +165,24 @@ public struct NodeIndex: Sendable {
         lastSeq = max(lastSeq, seq)
         switch r.kind {
         case .link:
-            let link = Link(sessionID: r.sessionID, linkedAt: r.receivedAt)
-            if !r.userID.isEmpty {
-                if !(users[r.userID]?.links.contains { $0.sessionID == r.sessionID } ?? false) {
-                    users[r.userID, default: IdentityEntry()].links.append(link)
-                }
-                users[r.userID, default: IdentityEntry()].saw(r.receivedAt)
-                sessions[r.sessionID, default: SessionEntry()].userID = r.userID
-                sessions[r.sessionID]?.state?.userID = r.userID
-            }
-            if !r.terminalID.isEmpty {
-                if !(terminals[r.terminalID]?.links.contains { $0.sessionID == r.sessionID } ?? false) {
-                    terminals[r.terminalID, default: IdentityEntry()].links.append(link)
-                }
-                terminals[r.terminalID, default: IdentityEntry()].saw(r.receivedAt)
-                sessions[r.sessionID, default: SessionEntry()].terminalID = r.terminalID
-                sessions[r.sessionID]?.state?.terminalID = r.terminalID
-            }
+            applyLink(r)
         case .event:
             eventCount += 1
             let ref = EventRef(location: location, ts: r.ts, receivedAt: r.receivedAt, seq: seq)
-            let h = Self.idHash(r.eventID)
+            dedupe.insert(DedupeWindow.key(r.eventID, in: SubjectKey(of: r)), ref)
             let via: String? = r.via.isEmpty ? nil : r.via
             if !r.sessionID.isEmpty {
                 // One hash lookup, mutated in place.
-                sessions[r.sessionID, default: SessionEntry()].observe(r, ref: ref, idHash: h, via: via, ttl: ttl)
+                sessions[r.sessionID, default: SessionEntry()].observe(r, via: via, ttl: ttl)
+                addRef(ref, to: .session(r.sessionID))
             }
             if !r.userID.isEmpty {
-                users[r.userID, default: IdentityEntry()].events.append(ref)
-                users[r.userID]!.saw(r.receivedAt)
-                if r.sessionID.isEmpty && users[r.userID]!.ids[h] == nil { users[r.userID]!.ids[h] = seq }
+                users[r.userID, default: IdentityEntry()].saw(r.receivedAt)
+                addRef(ref, to: .user(r.userID))
             }
             if !r.terminalID.isEmpty {
-                terminals[r.terminalID, default: IdentityEntry()].events.append(ref)
-                terminals[r.terminalID]!.saw(r.receivedAt)
-                if r.sessionID.isEmpty && r.userID.isEmpty && terminals[r.terminalID]!.ids[h] == nil { terminals[r.terminalID]!.ids[h] = seq }
+                terminals[r.terminalID, default: IdentityEntry()].saw(r.receivedAt)
+                addRef(ref, to: .terminal(r.terminalID))
             }
             if !r.component.isEmpty {
                 var c = components[r.component] ?? ComponentStats()
@@ -200,16 +194,38 @@ public struct NodeIndex: Sendable {
         }
     }
 
+    mutating func applyLink(_ r: Record) {
+        let link = Link(sessionID: r.sessionID, linkedAt: r.receivedAt)
+        if !r.userID.isEmpty {
+            if !(users[r.userID]?.links.contains { $0.sessionID == r.sessionID } ?? false) {
+                users[r.userID, default: IdentityEntry()].links.append(link)
+            }
+            users[r.userID, default: IdentityEntry()].saw(r.receivedAt)
+            sessions[r.sessionID, default: SessionEntry()].userID = r.userID
+            sessions[r.sessionID]?.state?.userID = r.userID
+        }
+        if !r.terminalID.isEmpty {
+            if !(terminals[r.terminalID]?.links.contains { $0.sessionID == r.sessionID } ?? false) {
+                terminals[r.terminalID, default: IdentityEntry()].links.append(link)
+            }
+            terminals[r.terminalID, default: IdentityEntry()].saw(r.receivedAt)
+            sessions[r.sessionID, default: SessionEntry()].terminalID = r.terminalID
+            sessions[r.sessionID]?.state?.terminalID = r.terminalID
+        }
+    }
+
     /// Drops every reference into the given segments (after retention deleted them).
     /// Session state, links and counters stay: they describe the past, not the files.
     public mutating func forget(segments: Set<UInt32>) {
         guard !segments.isEmpty else { return }
-        func keep(_ r: EventRef) -> Bool { !segments.contains(r.location.segment) }
-        for k in Array(sessions.keys) {
-            sessions[k]!.events.removeAll { !keep($0) }
+        dedupe.forget(segments: segments)
+        var count = 0
+        refs = refs.compactMapValues { list in
+            let kept = list.filter { !segments.contains($0.location.segment) }
+            count += kept.count
+            return kept.isEmpty ? nil : kept
         }
-        for k in Array(users.keys) { users[k]!.events.removeAll { !keep($0) } }
-        for k in Array(terminals.keys) { terminals[k]!.events.removeAll { !keep($0) } }
+        openRefCount = count
     }
 
     public func state(ofSession id: String, now: Int64) -> SessionState? {
