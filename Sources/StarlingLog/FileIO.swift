@@ -105,6 +105,12 @@ public enum FileIO {
 
     public static func exists(_ path: String) -> Bool { access(path, F_OK) == 0 }
 
+    /// A file's size, nil when it cannot be read.
+    public static func fileSize(_ path: String) -> Int? {
+        var st = stat()
+        return stat(path, &st) == 0 ? Int(st.st_size) : nil
+    }
+
     public static func removeTree(_ path: String) throws {
         var st = stat()
         if lstat(path, &st) != 0 { return }

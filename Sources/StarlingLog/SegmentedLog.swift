@@ -107,14 +107,7 @@ public final class SegmentedLog: @unchecked Sendable {
     public func recover(_ visit: (Record, RecordLocation, UInt64) -> Void) throws -> RecoveryReport {
         try FileIO.mkdirs(logDir)
         var report = RecoveryReport()
-        var found: [Segment] = []
-        for day in FileIO.list(logDir).sorted() where Timestamps.parseUTCDay(day) != nil {
-            for name in FileIO.list("\(logDir)/\(day)") where name.hasSuffix(".seg") {
-                guard let n = UInt32(name.dropLast(4)) else { continue }
-                found.append(Segment(number: n, day: day, path: "\(logDir)/\(day)/\(name)"))
-            }
-        }
-        found.sort { $0.number < $1.number }
+        let found = discover().map { Segment(number: $0.number, day: $0.day, path: $0.path) }
         var lastHeaderDamaged = false
         for (i, seg) in found.enumerated() {
             let isLast = i == found.count - 1

@@ -33,6 +33,12 @@ public final class Engine: @unchecked Sendable {
     let syncer = DispatchQueue(label: "starling.log-sync")
     let syncRunning = Mutex(false)
     let blockCache: BlockCache
+    /// Index files of sealed segments (`SealedIndexes`), written off the writer thread.
+    let sealed = SealedIndexes()
+    let indexer = DispatchQueue(label: "starling.index-writer")
+    /// The segment whose refs the in-memory index holds (writer thread): when appends move to a
+    /// new one, the refs are sealed into index files.
+    var openSegment: UInt32?
     public let recovery: RecoveryReport
     public let recoveryMillis: Int64
     /// Records recovery read but could not fold (`Record.problem`), skipped.
@@ -81,21 +87,9 @@ public final class Engine: @unchecked Sendable {
         blockCache = BlockCache(capacity: config.limits.blockCacheBlocksMax)
         try DataDirectory.prepare(config.dataDir, nodeID: config.id)
         log = SegmentedLog(directory: config.dataDir, limits: config.limits)
-        var idx = NodeIndex(ttl: config.ttl, dedupeWindowMs: config.dedupeWindowMs)
         let started = clock()
-        var skipped = 0
-        let limits = config.limits
-        let report = try log.recover { record, location, seq in
-            // A record that passed its CRC but cannot be folded (a time out of range, an oversize
-            // field: written by a faulty or older peer) is skipped and counted, never allowed to
-            // trap; the rest of its block is recovered.
-            if let problem = record.problem(limits: limits) {
-                skipped += 1
-                if skipped <= 10 { logger.error("log recovery skipped record seq \(seq) in segment \(location.segment): \(problem)") }
-                return
-            }
-            idx.apply(record, at: location, seq: seq)
-        }
+        let (idx, report, skipped) = try Self.recover(log, sealed: sealed, config: config, metrics: metrics, logger: logger)
+        openSegment = log.activeSegment
         recoveryMillis = clock() - started
         recovery = report
         for m in report.messages { logger.warning("log recovery: \(m)") }
@@ -107,12 +101,78 @@ public final class Engine: @unchecked Sendable {
         metrics.logBytes.set(Double(log.totalBytes))
         index = Mutex(idx)
         gauge(idx)
+        gaugeSealed()
         logger.info("log recovered", metadata: [
             "segments": "\(report.segments)", "records": "\(report.records)", "bytes": "\(report.bytes)",
             "millis": "\(recoveryMillis)", "truncated_bytes": "\(report.truncatedBytes)", "corrupt_blocks": "\(report.corruptBlocks)",
             "corrupt_headers": "\(report.corruptHeaders)", "skipped_records": "\(skipped)",
         ])
         startTimers()
+    }
+
+    /// Opens the log: sealed segments with a sound index file are folded for state only (their
+    /// refs stay on disk); those without one (missing: a crash before it was written; torn,
+    /// damaged or stale: counted) get it rebuilt from the scan; the open segment's refs stay in memory.
+    static func recover(_ log: SegmentedLog, sealed: SealedIndexes, config: NodeConfig, metrics: NodeMetrics,
+                        logger: Logger) throws -> (NodeIndex, RecoveryReport, Int) {
+        var idx = NodeIndex(ttl: config.ttl, dedupeWindowMs: config.dedupeWindowMs)
+        let segments = log.discover()
+        var indexed = Set<UInt32>(), rebuild = Set<UInt32>()
+        for (i, seg) in segments.enumerated() {
+            if i == segments.count - 1 {
+                // Appends go on here: an index of it would be stale.
+                try? FileIO.removeTree(seg.indexPath)
+                break
+            }
+            let size = FileIO.fileSize(seg.path) ?? -1
+            do {
+                sealed.add(try SegmentIndexFile(path: seg.indexPath, segment: seg.number, segmentBytes: size))
+                indexed.insert(seg.number)
+            } catch {
+                if FileIO.exists(seg.indexPath) {
+                    logger.warning("index \(seg.indexPath) is unusable (\(error)); rebuilding it from the segment")
+                    metrics.indexDamaged.increment()
+                }
+                rebuild.insert(seg.number)
+            }
+        }
+        var building: (segment: UInt32, entries: [IndexEntry])?
+        func flush() {
+            guard let b = building else { return }
+            building = nil
+            guard let info = segments.first(where: { $0.number == b.segment }), let size = FileIO.fileSize(info.path) else { return }
+            do {
+                try SegmentIndexFile.write(b.entries, segment: b.segment, segmentBytes: size, to: info.indexPath)
+                sealed.add(try SegmentIndexFile(path: info.indexPath, segment: b.segment, segmentBytes: size))
+                metrics.indexRebuilt.increment()
+            } catch {
+                logger.error("could not write index \(info.indexPath): \(error); its entries stay in memory")
+                metrics.indexWriteErrors.increment()
+                sealed.addUnwritten(b.segment, b.entries)
+            }
+        }
+        var skipped = 0
+        let limits = config.limits
+        let report = try log.recover { record, location, seq in
+            // A record that passed its CRC but cannot be folded (a time out of range, an oversize
+            // field: written by a faulty or older peer) is skipped and counted, never allowed to
+            // trap; the rest of its block is recovered.
+            if let problem = record.problem(limits: limits) {
+                skipped += 1
+                if skipped <= 10 { logger.error("log recovery skipped record seq \(seq) in segment \(location.segment): \(problem)") }
+                return
+            }
+            let seg = location.segment
+            if building?.segment != seg { flush() }
+            if rebuild.contains(seg) {
+                if building == nil { building = (seg, []) }
+                let ref = EventRef(location: location, ts: record.ts, receivedAt: record.receivedAt, seq: seq)
+                building!.entries += SealedIndexes.entries(of: record, ref: ref)
+            }
+            idx.apply(record, at: location, seq: seq, keepRef: !indexed.contains(seg) && !rebuild.contains(seg))
+        }
+        flush()
+        return (idx, report, skipped)
     }
 
     /// The in-memory index's size gauges.
@@ -289,6 +349,11 @@ public final class Engine: @unchecked Sendable {
         do {
             let placed = try log.append(records, nowMs: now)
             if config.fsync == .always { try timedSync() }
+            if log.activeSegment != openSegment {
+                // The append rolled a new segment: what the index holds now is all sealed.
+                seal()
+                openSegment = log.activeSegment
+            }
             index.withLock { idx in
                 for (r, p) in zip(records, placed) { idx.apply(r, at: p.location, seq: p.seq) }
                 gauge(idx)
@@ -318,6 +383,44 @@ public final class Engine: @unchecked Sendable {
         }
         return false
     }
+
+    /// Hands the open refs (all in sealed segments now) to an index file per segment, written on
+    /// the indexer queue; until then lookups find them in memory (`SealedIndexes.pending`).
+    /// Runs on the writer queue.
+    func seal() {
+        let (refs, id) = index.withLock { idx in
+            let refs = idx.takeOpenRefs()
+            return (refs, refs.isEmpty ? nil : sealed.addPending(refs))
+        }
+        guard let id else { return }
+        indexer.async { [self] in
+            var files: [SegmentIndexFile] = []
+            var unwritten: [UInt32: [IndexEntry]] = [:]
+            for (segment, entries) in SealedIndexes.entries(of: refs) {
+                guard let info = log.sealedInfo(segment) else { continue }   // removed by retention meanwhile
+                do {
+                    try SegmentIndexFile.write(entries, segment: segment, segmentBytes: info.bytes, to: info.path)
+                    files.append(try SegmentIndexFile(path: info.path, segment: segment, segmentBytes: info.bytes))
+                    metrics.indexSealed.increment()
+                } catch {
+                    logger.error("could not write the index of segment \(segment): \(error); its entries stay in memory")
+                    metrics.indexWriteErrors.increment()
+                    unwritten[segment] = entries
+                }
+            }
+            sealed.complete(id, files: files, unwritten: unwritten)
+            gaugeSealed()
+        }
+    }
+
+    func gaugeSealed() {
+        let sizes = sealed.sizes
+        metrics.indexFiles.set(Double(sizes.files))
+        metrics.indexResidentBytes.set(Double(sizes.residentBytes))
+    }
+
+    /// Waits until every index file being written is in place (tests, shutdown).
+    public func waitForIndexes() { indexer.sync {} }
 
     /// After the append: replica jobs are done; the others wait until the followers hold this
     /// node's own records and the stored copies of repeats (`GroupCommit.Plan.repeats`).
@@ -409,6 +512,8 @@ public final class Engine: @unchecked Sendable {
             let (days, segments) = try log.applyRetention(keepDays: config.retentionDays, nowMs: clock(), archive: config.archiveDir)
             guard !days.isEmpty else { return }
             index.withLock { $0.forget(segments: segments) }
+            sealed.remove(segments: segments)
+            gaugeSealed()
             blockCache.removeAll()
             metrics.retentionDeletedDays.increment(by: Int64(days.count))
             metrics.logBytes.set(Double(log.totalBytes))
@@ -433,6 +538,7 @@ public final class Engine: @unchecked Sendable {
             syncNow()
             log.closeFiles()
         }
+        waitForIndexes()
     }
 
     // MARK: Queries
@@ -451,9 +557,10 @@ public final class Engine: @unchecked Sendable {
     /// matches) or until `byteBudget` bytes of records (then `nextOffset`). Blocks are read
     /// (cached) and decoded only when the walk reaches them, and only the records it needs, so a
     /// limit or a budget stops the work early instead of decoding the whole session first.
-    func read(_ refs: [EventRef], query: EventQuery, offset: Int = 0, byteBudget: Int = .max) -> Answer {
+    func read(_ subject: SubjectKey, query: EventQuery, offset: Int = 0, byteBudget: Int = .max) -> Answer {
+        let (refs, damaged) = refs(of: subject, ts: query.from, query.to)
         let ordered = query.candidates(refs)
-        var partial = false
+        var partial = damaged
         // Which records of each block the walk may need (decoded together when it first gets there).
         var byBlock: [BlockKey: [Int]] = [:]
         for ref in ordered.dropFirst(offset) {
@@ -486,7 +593,8 @@ public final class Engine: @unchecked Sendable {
         var position = offset
         while position < ordered.count {
             let ref = ordered[position]
-            guard let r = record(ref), query.matches(r), seen.insert(r.eventID).inserted else {
+            // `lists`: a sealed index finds refs by key hash, which another subject may share.
+            guard let r = record(ref), subject.lists(r), query.matches(r), seen.insert(r.eventID).inserted else {
                 position += 1
                 continue
             }
@@ -546,7 +654,7 @@ public final class Engine: @unchecked Sendable {
                 }
                 for r in chunk {
                     // Events under an identity key: only those without a session (others travel with their session).
-                    if let r, !(isIdentity && r.kind == .event && !r.sessionID.isEmpty) {
+                    if let r, w.subject.lists(r) || r.kind == .link, !(isIdentity && r.kind == .event && !r.sessionID.isEmpty) {
                         let size = r.encodedCount
                         if !out.isEmpty && (bytes + size > maxBytes || out.count >= maxRecords) {
                             return (out, CatchUpCursor(key: key, skip: item))
@@ -577,30 +685,38 @@ public final class Engine: @unchecked Sendable {
             guard let from else { return true }
             return from.skip > 0 ? key >= from.key : key > from.key
         }
-        var wanted: [CatchUpKey] = []
+        var candidates: [CatchUpKey] = []
         index.withLock { idx in
             // Cheap tests first: this runs under the index lock (the writer waits), and the
             // periodic anti-entropy pass scans every session for the last two minutes only.
             for (sid, e) in idx.sessions where e.newestReceivedAt >= since && after(sid) && wants(sid) {
-                let r = (idx.refs[.session(sid)] ?? []).filter { $0.receivedAt >= since }
-                if !r.isEmpty { wanted.append(CatchUpKey(subject: .session(sid), ringKey: sid, links: [], refs: r)) }
+                candidates.append(CatchUpKey(subject: .session(sid), ringKey: sid, links: [], refs: []))
             }
             for (subject, map) in [(SubjectKey.user, idx.users), (SubjectKey.terminal, idx.terminals)] {
                 for (id, e) in map where e.newestReceivedAt >= since {
                     let key = subject(id).ringKey
                     guard after(key), wants(key) else { continue }
-                    let l = e.links.filter { $0.linkedAt >= since }
-                    let r = (idx.refs[subject(id)] ?? []).filter { $0.receivedAt >= since }
-                    if !l.isEmpty || !r.isEmpty { wanted.append(CatchUpKey(subject: subject(id), ringKey: key, links: l, refs: r)) }
+                    candidates.append(CatchUpKey(subject: subject(id), ringKey: key, links: e.links.filter { $0.linkedAt >= since }, refs: []))
                 }
             }
+        }
+        // Refs are read without the index lock (sealed ones from their files), in log order
+        // (seq), which a seal between two pages does not change, so a cursor's skip stays right.
+        var wanted: [CatchUpKey] = []
+        for var c in candidates {
+            c.refs = refs(of: c.subject, ts: nil, nil, receivedSince: since).0.sorted { $0.seq < $1.seq }
+            if !c.links.isEmpty || !c.refs.isEmpty { wanted.append(c) }
         }
         return wanted
     }
 
     /// How the group-commit plan reads stored records back to confirm a dedupe candidate.
     var storedRecords: StoredRecords {
-        StoredRecords(read: { [self] ref in readRecordsAligned([ref]).first ?? nil })
+        StoredRecords(read: { [self] ref in readRecordsAligned([ref]).first ?? nil },
+                      sealed: { [self] subject, t in
+                          sealed.refs(of: subject, file: { $0.minReceivedAt <= t && t <= $0.maxReceivedAt },
+                                      keep: { $0.receivedAt == t }).refs
+                      })
     }
 
     /// Reads records by location, one answer per ref in the same order (nil where unreadable).
@@ -622,10 +738,30 @@ public final class Engine: @unchecked Sendable {
         index.withLock { idx in idx.sessions.values.reduce(Int64(0)) { max($0, $1.newestReceivedAt) } }
     }
 
+    /// Every ref of `subject`: the open ones from memory first, then the sealed segments' (whose
+    /// ts range meets `from`...`to`); true when a sealed index could not be read.
+    func refs(of subject: SubjectKey, ts from: Int64?, _ to: Int64?, receivedSince: Int64? = nil) -> ([EventRef], Bool) {
+        // Open refs first: a seal moves refs from there to `sealed` under the index lock, so
+        // reading in this order sees each ref at least once (twice is dropped by event id).
+        var refs = index.withLock { $0.refs[subject] ?? [] }
+        if let since = receivedSince { refs.removeAll { $0.receivedAt < since } }
+        let found = sealed.refs(of: subject, file: { h in
+            h.count > 0 && (from.map { h.maxTs >= $0 } ?? true) && (to.map { h.minTs <= $0 } ?? true)
+                && (receivedSince.map { h.maxReceivedAt >= $0 } ?? true)
+        }, keep: { r in receivedSince.map { r.receivedAt >= $0 } ?? true })
+        for f in found.failed {
+            logger.error("index of segment \(f.segment) could not be read: \(f.error)")
+            metrics.indexReadErrors.increment()
+        }
+        guard !refs.isEmpty, !found.refs.isEmpty else { return (refs + found.refs, !found.failed.isEmpty) }
+        let open = Set(refs.map(\.seq))   // a seal racing this read may show a ref in both places
+        return (refs + found.refs.filter { !open.contains($0.seq) }, !found.failed.isEmpty)
+    }
+
     public func session(_ id: String, query: EventQuery, offset: Int = 0, byteBudget: Int = .max) -> (Answer, SessionState?) {
         let now = clock()
-        let (refs, state) = index.withLock { idx in (idx.refs[.session(id)] ?? [], idx.state(ofSession: id, now: now)) }
-        return (read(refs, query: query, offset: offset, byteBudget: byteBudget), state)
+        let state = index.withLock { $0.state(ofSession: id, now: now) }
+        return (read(.session(id), query: query, offset: offset, byteBudget: byteBudget), state)
     }
 
     public func state(ofSession id: String) -> SessionState? {
@@ -634,11 +770,11 @@ public final class Engine: @unchecked Sendable {
     }
 
     public func events(ofUser id: String, query: EventQuery, offset: Int = 0, byteBudget: Int = .max) -> Answer {
-        read(index.withLock { $0.refs[.user(id)] ?? [] }, query: query, offset: offset, byteBudget: byteBudget)
+        read(.user(id), query: query, offset: offset, byteBudget: byteBudget)
     }
 
     public func events(ofTerminal id: String, query: EventQuery, offset: Int = 0, byteBudget: Int = .max) -> Answer {
-        read(index.withLock { $0.refs[.terminal(id)] ?? [] }, query: query, offset: offset, byteBudget: byteBudget)
+        read(.terminal(id), query: query, offset: offset, byteBudget: byteBudget)
     }
 
     /// The session an identity-only event belongs to, from this node's links.

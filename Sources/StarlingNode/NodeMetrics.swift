@@ -30,6 +30,13 @@ public final class NodeMetrics: Sendable {
     public let sessions: Gauge
     public let dedupeEntries: Gauge
     public let openRefs: Gauge
+    public let indexDamaged: Counter
+    public let indexRebuilt: Counter
+    public let indexWriteErrors: Counter
+    public let indexReadErrors: Counter
+    public let indexSealed: Counter
+    public let indexFiles: Gauge
+    public let indexResidentBytes: Gauge
     public let membershipEpoch: Gauge
     public let liveMembers: Gauge
     public let peerRefused: Counter
@@ -86,6 +93,13 @@ public final class NodeMetrics: Sendable {
         retentionDeletedDays = registry.makeCounter(descriptor: Self.d("retention_deleted_days", "total", "Day directories removed by retention"))
         sessions = registry.makeGauge(descriptor: Self.d("sessions", "count", "Sessions known to this node"))
         dedupeEntries = registry.makeGauge(descriptor: Self.d("dedupe_window", "entries", "Event ids held for dedupe (the last --dedupe-window of log time)"))
+        indexDamaged = registry.makeCounter(descriptor: Self.d("index_damaged", "total", "Sealed segment index files found torn, damaged or stale at start-up (rebuilt)"))
+        indexRebuilt = registry.makeCounter(descriptor: Self.d("index_rebuilt", "total", "Sealed segment index files rebuilt from the log at start-up (missing or damaged)"))
+        indexWriteErrors = registry.makeCounter(descriptor: Self.d("index_write_errors", "total", "Sealed segment index files that could not be written (kept in memory)"))
+        indexReadErrors = registry.makeCounter(descriptor: Self.d("index_read_errors", "total", "Index lookups that found a damaged chunk (the answer is partial)"))
+        indexSealed = registry.makeCounter(descriptor: Self.d("index_sealed_segments", "total", "Segment indexes written as segments were sealed"))
+        indexFiles = registry.makeGauge(descriptor: Self.d("index_files", "count", "Sealed segment index files open"))
+        indexResidentBytes = registry.makeGauge(descriptor: Self.d("index_resident", "bytes", "Memory held for sealed segment indexes (chunk tables, refs waiting for their file)"))
         openRefs = registry.makeGauge(descriptor: Self.d("index_open", "refs", "Record refs held in memory (records not yet in a sealed segment index)"))
         membershipEpoch = registry.makeGauge(descriptor: Self.d("membership", "epoch", "Membership epoch as this node sees it"))
         liveMembers = registry.makeGauge(descriptor: Self.d("live", "members", "Members in the ring (up or suspect)"))

@@ -160,8 +160,20 @@ public struct NodeIndex: Sendable {
         openRefCount += 1
     }
 
+    /// The subjects an event is listed under (its refs): its session and each identity it names.
+    public static func subjects(listing r: Record) -> [SubjectKey] {
+        guard r.kind == .event else { return [] }
+        var out: [SubjectKey] = []
+        if !r.sessionID.isEmpty { out.append(.session(r.sessionID)) }
+        if !r.userID.isEmpty { out.append(.user(r.userID)) }
+        if !r.terminalID.isEmpty { out.append(.terminal(r.terminalID)) }
+        return out
+    }
+
     /// Folds one record, stored at `location` with sequence number `seq`, into the index.
-    public mutating func apply(_ r: Record, at location: RecordLocation, seq: UInt64) {
+    /// `keepRef: false` folds a record whose segment already has a sealed index on disk
+    /// (recovery): its state and dedupe entry, not its refs.
+    public mutating func apply(_ r: Record, at location: RecordLocation, seq: UInt64, keepRef: Bool = true) {
         lastSeq = max(lastSeq, seq)
         switch r.kind {
         case .link:
@@ -174,15 +186,11 @@ public struct NodeIndex: Sendable {
             if !r.sessionID.isEmpty {
                 // One hash lookup, mutated in place.
                 sessions[r.sessionID, default: SessionEntry()].observe(r, via: via, ttl: ttl)
-                addRef(ref, to: .session(r.sessionID))
             }
-            if !r.userID.isEmpty {
-                users[r.userID, default: IdentityEntry()].saw(r.receivedAt)
-                addRef(ref, to: .user(r.userID))
-            }
-            if !r.terminalID.isEmpty {
-                terminals[r.terminalID, default: IdentityEntry()].saw(r.receivedAt)
-                addRef(ref, to: .terminal(r.terminalID))
+            if !r.userID.isEmpty { users[r.userID, default: IdentityEntry()].saw(r.receivedAt) }
+            if !r.terminalID.isEmpty { terminals[r.terminalID, default: IdentityEntry()].saw(r.receivedAt) }
+            if keepRef {
+                for subject in Self.subjects(listing: r) { addRef(ref, to: subject) }
             }
             if !r.component.isEmpty {
                 var c = components[r.component] ?? ComponentStats()

@@ -51,6 +51,16 @@ public enum SubjectKey: Sendable, Hashable {
         }
     }
 
+    /// Whether a record is listed under this subject (`NodeIndex.subjects(listing:)`): what a
+    /// reader checks after a lookup by key hash, which different subjects may share.
+    public func lists(_ r: Record) -> Bool {
+        switch self {
+        case .session(let s): return r.sessionID == s
+        case .user(let u): return r.userID == u
+        case .terminal(let t): return r.terminalID == t
+        }
+    }
+
     public var isIdentity: Bool {
         if case .session = self { return false }
         return true
