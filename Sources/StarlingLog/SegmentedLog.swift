@@ -27,6 +27,8 @@ public struct RecordTooLarge: Error, CustomStringConvertible, Sendable {
 /// What recovery found, for logs and metrics.
 public struct RecoveryReport: Sendable {
     public var segments = 0
+    /// Sealed segments not scanned (covered by the checkpoint and their index files).
+    public var skippedSegments = 0
     public var blocks = 0
     public var records = 0
     public var bytes = 0
@@ -104,13 +106,25 @@ public final class SegmentedLog: @unchecked Sendable {
     /// Opens the log, scanning every segment in order and passing each valid record to `visit`
     /// with its location and sequence number. A torn or corrupt tail of the last segment is cut
     /// off; corrupt regions in the middle are skipped and reported.
-    public func recover(_ visit: (Record, RecordLocation, UInt64) -> Void) throws -> RecoveryReport {
+    ///
+    /// `skip`: sealed segments not to scan (a checkpoint and their index files cover them); they
+    /// are opened for reads as they are. `nextSeqAtLeast`: the sequence numbers they hold end before it.
+    public func recover(skip: (UInt32) -> Bool = { _ in false }, nextSeqAtLeast: UInt64 = 1,
+                        _ visit: (Record, RecordLocation, UInt64) -> Void) throws -> RecoveryReport {
         try FileIO.mkdirs(logDir)
         var report = RecoveryReport()
         let found = discover().map { Segment(number: $0.number, day: $0.day, path: $0.path) }
         var lastHeaderDamaged = false
+        nextSeq = max(nextSeq, nextSeqAtLeast)
         for (i, seg) in found.enumerated() {
             let isLast = i == found.count - 1
+            if !isLast && skip(seg.number) {
+                shared.withLock { $0.segments[seg.number] = seg }
+                report.skippedSegments += 1
+                totalBytes += FileIO.fileSize(seg.path) ?? 0
+                nextSegment = max(nextSegment, seg.number + 1)
+                continue
+            }
             let scanned = try scan(seg, isLast: isLast, report: &report, visit: visit)
             let (validEnd, fileSize) = (scanned.validEnd, scanned.size)
             if isLast { lastHeaderDamaged = scanned.headerDamaged }

@@ -103,76 +103,11 @@ public final class Engine: @unchecked Sendable {
         gauge(idx)
         gaugeSealed()
         logger.info("log recovered", metadata: [
-            "segments": "\(report.segments)", "records": "\(report.records)", "bytes": "\(report.bytes)",
+            "segments": "\(report.segments)", "skipped_segments": "\(report.skippedSegments)", "records": "\(report.records)", "bytes": "\(report.bytes)",
             "millis": "\(recoveryMillis)", "truncated_bytes": "\(report.truncatedBytes)", "corrupt_blocks": "\(report.corruptBlocks)",
             "corrupt_headers": "\(report.corruptHeaders)", "skipped_records": "\(skipped)",
         ])
         startTimers()
-    }
-
-    /// Opens the log: sealed segments with a sound index file are folded for state only (their
-    /// refs stay on disk); those without one (missing: a crash before it was written; torn,
-    /// damaged or stale: counted) get it rebuilt from the scan; the open segment's refs stay in memory.
-    static func recover(_ log: SegmentedLog, sealed: SealedIndexes, config: NodeConfig, metrics: NodeMetrics,
-                        logger: Logger) throws -> (NodeIndex, RecoveryReport, Int) {
-        var idx = NodeIndex(ttl: config.ttl, dedupeWindowMs: config.dedupeWindowMs)
-        let segments = log.discover()
-        var indexed = Set<UInt32>(), rebuild = Set<UInt32>()
-        for (i, seg) in segments.enumerated() {
-            if i == segments.count - 1 {
-                // Appends go on here: an index of it would be stale.
-                try? FileIO.removeTree(seg.indexPath)
-                break
-            }
-            let size = FileIO.fileSize(seg.path) ?? -1
-            do {
-                sealed.add(try SegmentIndexFile(path: seg.indexPath, segment: seg.number, segmentBytes: size))
-                indexed.insert(seg.number)
-            } catch {
-                if FileIO.exists(seg.indexPath) {
-                    logger.warning("index \(seg.indexPath) is unusable (\(error)); rebuilding it from the segment")
-                    metrics.indexDamaged.increment()
-                }
-                rebuild.insert(seg.number)
-            }
-        }
-        var building: (segment: UInt32, entries: [IndexEntry])?
-        func flush() {
-            guard let b = building else { return }
-            building = nil
-            guard let info = segments.first(where: { $0.number == b.segment }), let size = FileIO.fileSize(info.path) else { return }
-            do {
-                try SegmentIndexFile.write(b.entries, segment: b.segment, segmentBytes: size, to: info.indexPath)
-                sealed.add(try SegmentIndexFile(path: info.indexPath, segment: b.segment, segmentBytes: size))
-                metrics.indexRebuilt.increment()
-            } catch {
-                logger.error("could not write index \(info.indexPath): \(error); its entries stay in memory")
-                metrics.indexWriteErrors.increment()
-                sealed.addUnwritten(b.segment, b.entries)
-            }
-        }
-        var skipped = 0
-        let limits = config.limits
-        let report = try log.recover { record, location, seq in
-            // A record that passed its CRC but cannot be folded (a time out of range, an oversize
-            // field: written by a faulty or older peer) is skipped and counted, never allowed to
-            // trap; the rest of its block is recovered.
-            if let problem = record.problem(limits: limits) {
-                skipped += 1
-                if skipped <= 10 { logger.error("log recovery skipped record seq \(seq) in segment \(location.segment): \(problem)") }
-                return
-            }
-            let seg = location.segment
-            if building?.segment != seg { flush() }
-            if rebuild.contains(seg) {
-                if building == nil { building = (seg, []) }
-                let ref = EventRef(location: location, ts: record.ts, receivedAt: record.receivedAt, seq: seq)
-                building!.entries += SealedIndexes.entries(of: record, ref: ref)
-            }
-            idx.apply(record, at: location, seq: seq, keepRef: !indexed.contains(seg) && !rebuild.contains(seg))
-        }
-        flush()
-        return (idx, report, skipped)
     }
 
     /// The in-memory index's size gauges.
@@ -351,7 +286,7 @@ public final class Engine: @unchecked Sendable {
             if config.fsync == .always { try timedSync() }
             if log.activeSegment != openSegment {
                 // The append rolled a new segment: what the index holds now is all sealed.
-                seal()
+                seal(nextSeq: placed.first?.seq ?? log.lastSeq + 1)
                 openSegment = log.activeSegment
             }
             index.withLock { idx in
@@ -385,31 +320,50 @@ public final class Engine: @unchecked Sendable {
     }
 
     /// Hands the open refs (all in sealed segments now) to an index file per segment, written on
-    /// the indexer queue; until then lookups find them in memory (`SealedIndexes.pending`).
-    /// Runs on the writer queue.
-    func seal() {
-        let (refs, id) = index.withLock { idx in
+    /// the indexer queue; until then lookups find them in memory (`SealedIndexes.pending`). Then
+    /// writes the checkpoint: the index as it is now covers every segment before the active one,
+    /// whose first sequence number is `nextSeq`. Runs on the writer queue.
+    func seal(nextSeq: UInt64) {
+        let (refs, id, snapshot) = index.withLock { idx in
             let refs = idx.takeOpenRefs()
-            return (refs, refs.isEmpty ? nil : sealed.addPending(refs))
+            // A copy costs nothing here; the writer's next fold copies the tables once (copy on write).
+            return (refs, refs.isEmpty ? nil : sealed.addPending(refs), idx)
         }
-        guard let id else { return }
+        let covered = (log.activeSegment ?? 1) &- 1
         indexer.async { [self] in
-            var files: [SegmentIndexFile] = []
-            var unwritten: [UInt32: [IndexEntry]] = [:]
-            for (segment, entries) in SealedIndexes.entries(of: refs) {
-                guard let info = log.sealedInfo(segment) else { continue }   // removed by retention meanwhile
-                do {
-                    try SegmentIndexFile.write(entries, segment: segment, segmentBytes: info.bytes, to: info.path)
-                    files.append(try SegmentIndexFile(path: info.path, segment: segment, segmentBytes: info.bytes))
-                    metrics.indexSealed.increment()
-                } catch {
-                    logger.error("could not write the index of segment \(segment): \(error); its entries stay in memory")
-                    metrics.indexWriteErrors.increment()
-                    unwritten[segment] = entries
-                }
+            if let id { writeIndexes(refs, seal: id) }
+            if covered >= 1 { writeCheckpoint(Checkpoint(segment: covered, nextSeq: nextSeq, body: snapshot.snapshot())) }
+        }
+    }
+
+    func writeIndexes(_ refs: [SubjectKey: [EventRef]], seal id: UInt64) {
+        var files: [SegmentIndexFile] = []
+        var unwritten: [UInt32: [IndexEntry]] = [:]
+        for (segment, entries) in SealedIndexes.entries(of: refs) {
+            guard let info = log.sealedInfo(segment) else { continue }   // removed by retention meanwhile
+            do {
+                try SegmentIndexFile.write(entries, segment: segment, segmentBytes: info.bytes, to: info.path)
+                files.append(try SegmentIndexFile(path: info.path, segment: segment, segmentBytes: info.bytes))
+                metrics.indexSealed.increment()
+            } catch {
+                logger.error("could not write the index of segment \(segment): \(error); its entries stay in memory")
+                metrics.indexWriteErrors.increment()
+                unwritten[segment] = entries
             }
-            sealed.complete(id, files: files, unwritten: unwritten)
-            gaugeSealed()
+        }
+        sealed.complete(id, files: files, unwritten: unwritten)
+        gaugeSealed()
+    }
+
+    func writeCheckpoint(_ c: Checkpoint) {
+        do {
+            try c.write(in: config.dataDir)
+            metrics.checkpointWritten.increment()
+            metrics.checkpointBytes.set(Double(c.body.count + Checkpoint.headerBytes))
+        } catch {
+            // The previous checkpoint stays; start-up folds a little more.
+            logger.error("could not write the checkpoint: \(error)")
+            metrics.checkpointWriteErrors.increment()
         }
     }
 

@@ -31,6 +31,10 @@ public final class NodeMetrics: Sendable {
     public let dedupeEntries: Gauge
     public let openRefs: Gauge
     public let indexDamaged: Counter
+    public let checkpointDamaged: Counter
+    public let checkpointWritten: Counter
+    public let checkpointWriteErrors: Counter
+    public let checkpointBytes: Gauge
     public let indexRebuilt: Counter
     public let indexWriteErrors: Counter
     public let indexReadErrors: Counter
@@ -93,6 +97,10 @@ public final class NodeMetrics: Sendable {
         retentionDeletedDays = registry.makeCounter(descriptor: Self.d("retention_deleted_days", "total", "Day directories removed by retention"))
         sessions = registry.makeGauge(descriptor: Self.d("sessions", "count", "Sessions known to this node"))
         dedupeEntries = registry.makeGauge(descriptor: Self.d("dedupe_window", "entries", "Event ids held for dedupe (the last --dedupe-window of log time)"))
+        checkpointDamaged = registry.makeCounter(descriptor: Self.d("checkpoint_damaged", "total", "Checkpoints found torn, damaged or ahead of the log at start-up (the whole log was folded)"))
+        checkpointWritten = registry.makeCounter(descriptor: Self.d("checkpoint_written", "total", "Checkpoints written as segments were sealed"))
+        checkpointWriteErrors = registry.makeCounter(descriptor: Self.d("checkpoint_write_errors", "total", "Checkpoints that could not be written"))
+        checkpointBytes = registry.makeGauge(descriptor: Self.d("checkpoint", "bytes", "Size of the last checkpoint written"))
         indexDamaged = registry.makeCounter(descriptor: Self.d("index_damaged", "total", "Sealed segment index files found torn, damaged or stale at start-up (rebuilt)"))
         indexRebuilt = registry.makeCounter(descriptor: Self.d("index_rebuilt", "total", "Sealed segment index files rebuilt from the log at start-up (missing or damaged)"))
         indexWriteErrors = registry.makeCounter(descriptor: Self.d("index_write_errors", "total", "Sealed segment index files that could not be written (kept in memory)"))

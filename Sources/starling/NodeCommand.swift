@@ -33,6 +33,9 @@ struct NodeCommand: ParsableCommand {
     @Option(name: .customLong("retention-days"), help: "Days of log kept (default 15).") var retentionDays: Int?
     @Option(help: "Move expired days here instead of deleting them.") var archive: String?
     @Option(help: "fsync policy: always | interval | never (default interval).") var fsync: String?
+    @Option(name: .customLong("segment-mb"),
+            help: "Log segment size in MiB, 1...2048 (default 128): start-up folds at most one segment, and memory holds one segment's refs.")
+    var segmentMB: Int?
     @Option(name: .customLong("fsync-interval-ms"), help: "fsync period for --fsync interval (default 100).") var fsyncIntervalMs: Int?
     @Option(help: "Event-loop threads (default: cores).") var threads: Int?
     @Option(name: .customLong("log-level"), help: "trace|debug|info|notice|warning|error|critical (default info).") var logLevel: String?
@@ -177,6 +180,11 @@ struct NodeCommand: ParsableCommand {
             guard ms >= 1 else { throw ConfigError(description: "invalid --fsync-interval-ms \(ms): must be at least 1") }
             c.fsyncIntervalMs = ms
         }
+        if let mb = try src.int(segmentMB, "segment_mb") {
+            // Index entries hold block offsets in 32 bits; a segment may pass its size by one group.
+            guard (1...2048).contains(mb) else { throw ConfigError(description: "invalid --segment-mb \(mb): use 1...2048") }
+            c.limits.segmentBytesMax = mb << 20
+        }
         if let p = try src.str(peerCompression, "peer_compression") {
             guard let v = PeerCompression(rawValue: p) else { throw ConfigError(description: "invalid --peer-compression '\(p)': use auto, always or never") }
             c.peerCompression = v
@@ -197,7 +205,7 @@ struct ConfigSource {
     var file: [String: TOMLValueConvertible]
 
     static let knownKeys: Set<String> = ["id", "data", "http", "peer", "udp", "join", "rf", "trusted_proxy", "rate_limit", "short_ttl",
-                                         "long_ttl", "dedupe_window", "retention_days", "archive", "fsync", "fsync_interval_ms", "threads", "log_level",
+                                         "long_ttl", "dedupe_window", "segment_mb", "retention_days", "archive", "fsync", "fsync_interval_ms", "threads", "log_level",
                                          "admin_token_file", "metrics", "peer_compression"]
 
     /// Reads a TOML config file; unknown keys are refused.

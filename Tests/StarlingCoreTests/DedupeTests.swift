@@ -111,3 +111,58 @@ struct FoldedLog {
         #expect(log.index.eventCount == 10_000)
     }
 }
+
+/// The checkpoint's body: the index without its open refs, read back exactly.
+@Suite struct SnapshotTests {
+    func records() -> [Record] {
+        var rng = SplitMix64(seed: 11)
+        var out: [Record] = []
+        for i in 0..<400 {
+            let n = Int(rng.next() % 30)
+            var r = eventRecord("s\(n)", at: Int64(i) * 60_000, id: "e\(i)", via: rng.next() % 4 == 0 ? "v\(n)" : "",
+                                user: n % 3 == 0 ? "u\(n % 5)" : "", terminal: n % 7 == 0 ? "t\(n)" : "", component: "c\(n % 4)",
+                                error: i % 9 == 0)
+            if i % 50 == 0 { r = Record(kind: .link, ts: r.ts, receivedAt: r.receivedAt, sessionID: "s\(n)", userID: "u\(i)", terminalID: "t\(i)") }
+            out.append(r)
+        }
+        return out
+    }
+
+    func same(_ a: NodeIndex, _ b: NodeIndex) -> Bool {
+        a.sessions.count == b.sessions.count && a.sessions.allSatisfy { k, e in
+            let o = b.sessions[k]
+            return o?.state == e.state && o?.userID == e.userID && o?.terminalID == e.terminalID && o?.newestReceivedAt == e.newestReceivedAt
+        }
+            && a.users.mapValues(\.links) == b.users.mapValues(\.links) && a.terminals.mapValues(\.links) == b.terminals.mapValues(\.links)
+            && a.users.mapValues(\.newestReceivedAt) == b.users.mapValues(\.newestReceivedAt)
+            && a.components == b.components && a.eventCount == b.eventCount && a.lastSeq == b.lastSeq
+            && a.dedupe.count == b.dedupe.count && a.dedupe.start == b.dedupe.start
+            && a.dedupe.order[a.dedupe.head...].map(\.key) == b.dedupe.order[b.dedupe.head...].map(\.key)
+    }
+
+    /// Restoring a snapshot taken halfway and folding the rest gives the index a whole fold gives.
+    @Test func aRestoredSnapshotContinuesLikeTheWholeFold() throws {
+        let all = records()
+        let window: Int64 = 3 * 3_600_000
+        var whole = NodeIndex(ttl: TTLSettings(), dedupeWindowMs: window)
+        for (i, r) in all.enumerated() { whole.apply(r, at: loc(i), seq: UInt64(i + 1)) }
+        var half = NodeIndex(ttl: TTLSettings(), dedupeWindowMs: window)
+        for (i, r) in all.prefix(200).enumerated() { half.apply(r, at: loc(i), seq: UInt64(i + 1)) }
+        _ = half.takeOpenRefs()
+        var restored = try NodeIndex(snapshot: half.snapshot(), ttl: TTLSettings(), dedupeWindowMs: window)
+        #expect(same(half, restored))
+        for (i, r) in all.enumerated().dropFirst(200) { restored.apply(r, at: loc(i), seq: UInt64(i + 1)) }
+        #expect(same(whole, restored))
+        #expect(!whole.users.isEmpty && !whole.terminals.isEmpty && whole.components.count == 4)
+    }
+
+    @Test func aCutSnapshotNeverLoads() {
+        var idx = NodeIndex(ttl: TTLSettings())
+        for (i, r) in records().prefix(60).enumerated() { idx.apply(r, at: loc(i), seq: UInt64(i + 1)) }
+        let bytes = idx.snapshot()
+        for cut in 0..<bytes.count {
+            #expect(throws: (any Error).self, "cut at \(cut)") { try NodeIndex(snapshot: Array(bytes[0..<cut]), ttl: TTLSettings(), dedupeWindowMs: 1) }
+        }
+        #expect(throws: (any Error).self) { try NodeIndex(snapshot: bytes + [0], ttl: TTLSettings(), dedupeWindowMs: 1) }
+    }
+}

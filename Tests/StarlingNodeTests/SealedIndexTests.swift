@@ -1,5 +1,6 @@
 import Foundation
 import Logging
+import Synchronization
 import Testing
 @testable import StarlingCore
 @testable import StarlingLog
@@ -121,5 +122,78 @@ func metricValue(_ metrics: NodeMetrics, _ name: String) -> Double? {
         let answer = engine.session("s", query: EventQuery(limit: 10_000)).0
         #expect(answer.partial)
         #expect(metricValue(engine.metrics, "starling_index_read_errors_total") == 1)
+    }
+
+    /// What start-up rebuilt, to compare a checkpointed start with a whole fold.
+    func summary(_ e: Engine) -> String {
+        let stats = e.componentStats().map { "\($0.0)=\($0.1.events)/\($0.1.errors)" }
+        return "\(e.state(ofSession: "s").map { "\($0.events) \($0.firstSeen) \($0.lastSeen) \($0.userID ?? "-")" } ?? "none") "
+            + "\(e.eventCount) \(stats) \(e.sessions(ofUser: "u").map(\.sessionID)) "
+            + "\(e.session("s", query: EventQuery(limit: 10_000)).0.records.map(\.eventID))"
+    }
+
+    /// With a checkpoint, start-up folds only the open segment; the result is what folding the
+    /// whole log gives.
+    @Test func aRestartFoldsOnlyWhatTheCheckpointDoesNotCover() throws {
+        let (node, _) = try filledDirectory(requests: 12)
+        let segments = SegmentedLog(directory: node.dir).discover()
+        let quick = try openEngine(node.dir)
+        #expect(quick.recovery.skippedSegments == segments.count - 1 && quick.recovery.segments == 1)
+        #expect(quick.state(ofSession: "s")?.events == 48 && quick.eventCount == 96)
+        let fromCheckpoint = summary(quick)
+        quick.shutdown()
+        try FileManager.default.removeItem(atPath: Checkpoint.path(in: node.dir))
+        let slow = try openEngine(node.dir)
+        #expect(slow.recovery.skippedSegments == 0 && slow.recovery.segments == segments.count)
+        #expect(summary(slow) == fromCheckpoint)
+        slow.shutdown()
+    }
+
+    /// The crash test of the checkpoint file kind: cut at every byte offset, it is detected,
+    /// counted, and start-up folds the whole log instead, to the same state.
+    @Test func aCheckpointCutAtEveryOffsetFallsBackToTheWholeLog() throws {
+        let (node, _) = try filledDirectory(requests: 3)
+        let path = Checkpoint.path(in: node.dir)
+        let whole = try #require(FileIO.readFile(path))
+        let good = try openEngine(node.dir)
+        let expected = summary(good)
+        #expect(good.recovery.skippedSegments > 0)
+        good.shutdown()
+        for cut in 0..<whole.count {
+            try Data(whole[0..<cut]).write(to: URL(fileURLWithPath: path))
+            let engine = try openEngine(node.dir)
+            #expect(metricValue(engine.metrics, "starling_checkpoint_damaged_total") == 1, "cut at \(cut)")
+            #expect(engine.recovery.skippedSegments == 0, "cut at \(cut)")
+            #expect(summary(engine) == expected, "cut at \(cut)")
+            engine.shutdown()
+        }
+    }
+
+    /// Session state outlives the days retention deleted, across a restart: the checkpoint holds
+    /// it (a whole fold of what is left would have lost it).
+    @Test func stateOutlivesRetentionAndARestart() throws {
+        let day: Int64 = 86_400_000
+        let now = Mutex<Int64>(1_700_000_000_000)
+        let clock: @Sendable () -> Int64 = { now.withLock { $0 } }
+        let node = try LiveNode(configure: { $0.retentionDays = 3 }, clock: clock)
+        for i in 0..<5 {
+            #expect(try node.call("POST", "/v1/events", #"{"session_id":"s","key":"k","value":\#(i),"via":"ad"}"#).status == 202)
+        }
+        now.withLock { $0 += 10 * day }   // a new day: the segment rolls and is sealed, the checkpoint written
+        #expect(try node.call("POST", "/v1/events", #"{"session_id":"other","key":"k","value":1}"#).status == 202)
+        node.server.engine.applyRetentionNow()
+        node.server.engine.waitForIndexes()
+        #expect(SegmentedLog(directory: node.dir).discover().count == 1, "the first day was deleted")
+        node.stop()
+        let restarted = try LiveNode(dir: node.dir, configure: { $0.retentionDays = 3 }, clock: clock)
+        let (status, obj) = try restarted.json("GET", "/v1/sessions/s/state")
+        #expect(status == 200 && obj["events"] as? Int == 5 && obj["via_first"] as? String == "ad", "\(obj)")
+        #expect(events(try restarted.json("GET", "/v1/sessions/s").1).isEmpty, "the events went with their day")
+        restarted.stop()
+        // The control: without the checkpoint, a fold of what is left knows nothing of "s".
+        try FileManager.default.removeItem(atPath: Checkpoint.path(in: node.dir))
+        let bare = try LiveNode(dir: node.dir, configure: { $0.retentionDays = 3 }, clock: clock)
+        defer { bare.stop() }
+        #expect(try bare.call("GET", "/v1/sessions/s/state").status == 404)
     }
 }

@@ -44,6 +44,8 @@ DEFAULT_FAULTS = {"loopback": ["kill", "pause", "kill", "pause", "join", "leave"
                   "netns": ["kill", "pause", "partition", "kill", "pause", "partition", "join", "leave"]}
 # A kind that cannot run now (a leave would leave fewer than rf nodes, no more joins) becomes the
 # first possible of these that is in the schedule.
+# Flags every node is started with (set from the command line in main).
+EXTRA_NODE_ARGS = []
 SUBSTITUTES = {"leave": ["kill", "pause", "partition"], "join": ["pause", "kill", "partition"]}
 
 def log(msg):
@@ -258,7 +260,7 @@ class Node:
 
     def start(self):
         args = self.prefix + [self.binary, "node", "--id", self.id, "--data", self.data, "--http", f"{self.host}:{self.http_port}",
-                              "--peer", self.peer_addr, "--rf", str(self.rf), "--log-level", "warning"]
+                              "--peer", self.peer_addr, "--rf", str(self.rf), "--log-level", "warning"] + list(EXTRA_NODE_ARGS)
         if self.join:
             args += ["--join", self.join]
         self.logf = open(self.log_path, "ab")
@@ -470,6 +472,8 @@ def main():
                    help=f"comma-separated kinds drawn by the schedule, repeat one to weight it (of {', '.join(FAULT_KINDS)}); default per --net, see above")
     p.add_argument("--partition-hold", type=parse_hold, default=(2.0, 8.0), metavar="MIN:MAX",
                    help="seconds a partition lasts, drawn per fault (default 2:8)")
+    p.add_argument("--segment-mb", type=int, default=None,
+                   help="log segment size of every node, MiB (small: segments seal, index files and checkpoints are written under the faults)")
     p.add_argument("--heal-wait", type=float, default=30, help="bound on the wait for a healed node to rejoin, seconds (default 30)")
     a = p.parse_args()
     if a.lb and a.net == "netns":
@@ -481,6 +485,8 @@ def main():
         print("error: no starling binary; run `swift build -c release` first", file=sys.stderr); return 2
     binary = os.path.abspath(binary)
     kinds = a.faults or DEFAULT_FAULTS[a.net]
+    if a.segment_mb:
+        EXTRA_NODE_ARGS.extend(["--segment-mb", str(a.segment_mb)])
 
     # Ctrl-C raises KeyboardInterrupt; SIGTERM/SIGHUP do the same, so the cleanup below always runs.
     def interrupted(signum, frame):

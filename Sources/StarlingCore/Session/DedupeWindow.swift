@@ -15,7 +15,7 @@ public struct DedupeWindow: Sendable {
     var order: [(key: UInt64, seq: UInt64, at: Int64)] = []
     var head = 0
     /// The newest `received_at` folded (log time).
-    public private(set) var newest: Int64 = .min
+    public internal(set) var newest: Int64 = .min
 
     public init(windowMs: Int64) { self.windowMs = max(0, windowMs) }
 

@@ -101,17 +101,17 @@ public struct NodeIndex: Sendable {
         mutating func saw(_ at: Int64) { newestReceivedAt = max(newestReceivedAt, at) }
     }
 
-    public private(set) var sessions: [String: SessionEntry] = [:]
-    public private(set) var users: [String: IdentityEntry] = [:]
-    public private(set) var terminals: [String: IdentityEntry] = [:]
+    public internal(set) var sessions: [String: SessionEntry] = [:]
+    public internal(set) var users: [String: IdentityEntry] = [:]
+    public internal(set) var terminals: [String: IdentityEntry] = [:]
     /// Refs of records not yet covered by a sealed segment index, per subject, in log order.
     /// An event is listed under its session and under each identity it names.
-    public private(set) var refs: [SubjectKey: [EventRef]] = [:]
-    public private(set) var openRefCount = 0
-    public private(set) var dedupe: DedupeWindow
-    public private(set) var components: [String: ComponentStats] = [:]
-    public private(set) var eventCount = 0
-    public private(set) var lastSeq: UInt64 = 0
+    public internal(set) var refs: [SubjectKey: [EventRef]] = [:]
+    public internal(set) var openRefCount = 0
+    public internal(set) var dedupe: DedupeWindow
+    public internal(set) var components: [String: ComponentStats] = [:]
+    public internal(set) var eventCount = 0
+    public internal(set) var lastSeq: UInt64 = 0
     public let ttl: TTLSettings
 
     /// `dedupeWindowMs`: how much log time of event ids is kept for dedupe (ARCHITECTURE, "dedupe").
