@@ -521,6 +521,7 @@ public final class Engine: @unchecked Sendable {
             byBlock[BlockKey(segment: ref.location.segment, offset: ref.location.blockOffset), default: []].append(Int(ref.location.index))
         }
         var decoded: [BlockKey: [Int: Record]] = [:]
+        let prefetched = prefetch(ordered.dropFirst(offset).prefix(query.limit + 1))
         func record(_ ref: EventRef) -> Record? {
             let key = BlockKey(segment: ref.location.segment, offset: ref.location.blockOffset)
             if decoded[key] == nil {
@@ -528,6 +529,8 @@ public final class Engine: @unchecked Sendable {
                     let raw: [UInt8]
                     if let cached = blockCache.get(key) {
                         raw = cached
+                    } else if let p = prefetched[key] {
+                        raw = p
                     } else {
                         raw = try log.readRawBlock(segment: key.segment, offset: key.offset)
                         blockCache.put(key, raw)
@@ -564,6 +567,32 @@ public final class Engine: @unchecked Sendable {
             position += 1
         }
         return Answer(records: out, truncated: false, partial: partial)
+    }
+
+    /// Reads the blocks behind `refs` (in walk order, the first `Limits.queryPrefetchBlocks`) that
+    /// the cache does not hold, several at once: a session's events sit in blocks spread over the
+    /// log, and from a cold disk one read after another waits for each seek in turn. Blocks that
+    /// fail are left out (the walk reads them again and reports the error).
+    func prefetch(_ refs: ArraySlice<EventRef>) -> [BlockKey: [UInt8]] {
+        var missing: [BlockKey] = []
+        var seen = Set<BlockKey>()
+        for r in refs where missing.count < config.limits.queryPrefetchBlocks {
+            let k = BlockKey(segment: r.location.segment, offset: r.location.blockOffset)
+            if seen.insert(k).inserted && blockCache.get(k) == nil { missing.append(k) }
+        }
+        let keys = missing
+        guard keys.count >= 2 else { return [:] }
+        let results = Mutex([BlockKey: [UInt8]]())
+        let workers = min(8, keys.count)
+        let log = self.log
+        DispatchQueue.concurrentPerform(iterations: workers) { w in
+            for i in stride(from: w, to: keys.count, by: workers) {
+                if let raw = try? log.readRawBlock(segment: keys[i].segment, offset: keys[i].offset) {
+                    results.withLock { $0[keys[i]] = raw }
+                }
+            }
+        }
+        return results.withLock { $0 }
     }
 
     /// Reads records by location (any order in, log order out); unreadable blocks are skipped.

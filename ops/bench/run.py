@@ -378,7 +378,12 @@ def write_report(result):
         lines += ["", "## Scaling", "", sc["note"]]
     os.makedirs(os.path.join(ROOT, "docs"), exist_ok=True)
     json.dump(result, open(os.path.join(ROOT, "docs/benchmarks.json"), "w"), indent=2)
-    open(os.path.join(ROOT, "docs/benchmarks.md"), "w").write("\n".join(lines) + "\n")
+    md = os.path.join(ROOT, "docs/benchmarks.md")
+    old = open(md).read() if os.path.exists(md) else ""
+    scale = ""   # the scale rows (ops/bench/scale) are their own runs: keep their sections
+    for m in re.finditer(r"<!-- scale:begin:(\w+) -->.*?<!-- scale:end:\1 -->", old, re.S):
+        scale += "\n" + m.group(0) + "\n"
+    open(md, "w").write("\n".join(lines) + "\n" + scale)
     print("\n".join(lines))
 
 def plot(points, path):

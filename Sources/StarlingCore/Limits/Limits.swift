@@ -25,6 +25,8 @@ public struct Limits: Sendable, Equatable {
     public var groupCommitEventsMax = 20_000
     /// Uncompressed blocks the query cache keeps.
     public var blockCacheBlocksMax = 64
+    /// Blocks a query reads ahead, several at once (at most 192 KiB each, uncompressed).
+    public var queryPrefetchBlocks = 128
     /// Datagrams read per system call (recvmmsg) on the UDP socket; valid ones of one read go to
     /// the writer as one job.
     public var udpReadDatagramsMax = 32

@@ -75,6 +75,7 @@ extension NodeIndex {
         guard let seq = r.u64(), let count = r.u64(), let n = r.u32() else { return false }
         lastSeq = seq
         eventCount = Int(truncatingIfNeeded: count)
+        sessions.reserveCapacity(Int(min(n, UInt32(r.remaining / 17))))   // a session takes at least 17 bytes
         for _ in 0..<n {
             guard let id = r.str(), let flags = r.u8(), let newest = r.i64() else { return false }
             var e = SessionEntry()
@@ -134,6 +135,9 @@ extension DedupeWindow {
     mutating func decode(_ r: inout ByteReader) -> Bool {
         guard let n = r.i64(), let count = r.u32() else { return false }
         newest = n
+        let most = Int(min(count, UInt32(r.remaining / 56)))   // an entry takes 56 bytes
+        first.reserveCapacity(most)
+        order.reserveCapacity(most)
         for _ in 0..<count {
             guard let key = r.u64(), let seg = r.u32(), let off = r.u64(), let idx = r.u32(), let ts = r.i64(),
                   let rx = r.i64(), let seq = r.u64(), let at = r.i64() else { return false }
