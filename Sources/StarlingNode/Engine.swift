@@ -1,6 +1,7 @@
 import Dispatch
 import Logging
 import NIOCore
+import NIOPosix
 import StarlingCluster
 import StarlingCore
 import StarlingLog
@@ -33,6 +34,13 @@ public final class Engine: @unchecked Sendable {
     let syncer = DispatchQueue(label: "starling.log-sync")
     let syncRunning = Mutex(false)
     let blockCache: BlockCache
+    /// Threads that wait on reads for queries (blocks ahead, index lookups), so a cold query
+    /// has many reads in flight instead of one per core. One per process, never stopped.
+    static let ioPool: NIOThreadPool = {
+        let pool = NIOThreadPool(numberOfThreads: 16)
+        pool.start()
+        return pool
+    }()
     /// Index files of sealed segments (`SealedIndexes`), written off the writer thread.
     let sealed = SealedIndexes()
     let indexer = DispatchQueue(label: "starling.index-writer")
@@ -583,16 +591,30 @@ public final class Engine: @unchecked Sendable {
         let keys = missing
         guard keys.count >= 2 else { return [:] }
         let results = Mutex([BlockKey: [UInt8]]())
-        let workers = min(8, keys.count)
         let log = self.log
-        DispatchQueue.concurrentPerform(iterations: workers) { w in
-            for i in stride(from: w, to: keys.count, by: workers) {
-                if let raw = try? log.readRawBlock(segment: keys[i].segment, offset: keys[i].offset) {
-                    results.withLock { $0[keys[i]] = raw }
-                }
+        concurrently(keys.count) { i in
+            if let raw = try? log.readRawBlock(segment: keys[i].segment, offset: keys[i].offset) {
+                results.withLock { $0[keys[i]] = raw }
             }
         }
         return results.withLock { $0 }
+    }
+
+    /// Runs body(0..<n) on the I/O pool and waits for all of them.
+    func concurrently(_ n: Int, _ body: @escaping @Sendable (Int) -> Void) {
+        guard n > 1 else {
+            if n == 1 { body(0) }
+            return
+        }
+        let group = DispatchGroup()
+        for i in 0..<n {
+            group.enter()
+            Self.ioPool.submit { state in
+                if case .active = state { body(i) }
+                group.leave()
+            }
+        }
+        group.wait()
     }
 
     /// Reads records by location (any order in, log order out); unreadable blocks are skipped.
@@ -731,7 +753,7 @@ public final class Engine: @unchecked Sendable {
         let found = sealed.refs(of: subject, file: { h in
             h.count > 0 && (from.map { h.maxTs >= $0 } ?? true) && (to.map { h.minTs <= $0 } ?? true)
                 && (receivedSince.map { h.maxReceivedAt >= $0 } ?? true)
-        }, keep: { r in receivedSince.map { r.receivedAt >= $0 } ?? true })
+        }, keep: { r in receivedSince.map { r.receivedAt >= $0 } ?? true }, concurrently: concurrently)
         for f in found.failed {
             logger.error("index of segment \(f.segment) could not be read: \(f.error)")
             metrics.indexReadErrors.increment()

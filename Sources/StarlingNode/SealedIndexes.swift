@@ -25,8 +25,11 @@ final class SealedIndexes: Sendable {
 
     /// Refs of `subject` in sealed segments, from the files whose header passes `file`, that
     /// pass `keep`.
+    /// `concurrently(n, body)` runs body(0..<n), possibly at once (lookups in different files
+    /// read different places of a cold disk); by default one after another.
     func refs(of subject: SubjectKey, file: (SegmentIndexCodec.Header) -> Bool = { _ in true },
-              keep: (EventRef) -> Bool = { _ in true }) -> Found {
+              keep: (EventRef) -> Bool = { _ in true },
+              concurrently: (Int, @escaping @Sendable (Int) -> Void) -> Void = { n, body in for i in 0..<n { body(i) } }) -> Found {
         let (files, pending, unwritten) = state.withLock { s in (Array(s.files.values), Array(s.pending.values), s.unwritten) }
         var found = Found()
         for p in pending {
@@ -36,11 +39,18 @@ final class SealedIndexes: Sendable {
         for (segment, entries) in unwritten {
             found.refs += Self.run(of: key, in: entries).map { $0.ref(segment: segment) }.filter(keep)
         }
-        for f in files where file(f.header) {
-            do {
-                found.refs += try f.lookup(key).lazy.map { $0.ref(segment: f.segment) }.filter(keep)
-            } catch {
-                found.failed.append((f.segment, error))
+        let chosen = files.filter { file($0.header) }
+        let results = Mutex([Result<[EventRef], any Error>?](repeating: nil, count: chosen.count))
+        concurrently(chosen.count) { i in
+            let f = chosen[i]
+            let r = Result { try f.lookup(key).map { $0.ref(segment: f.segment) } }
+            results.withLock { $0[i] = r }
+        }
+        for (i, r) in results.withLock({ $0 }).enumerated() {
+            switch r {
+            case .success(let refs): found.refs += refs.filter(keep)
+            case .failure(let error): found.failed.append((chosen[i].segment, error))
+            case nil: break
             }
         }
         return found

@@ -34,7 +34,7 @@ struct NodeCommand: ParsableCommand {
     @Option(help: "Move expired days here instead of deleting them.") var archive: String?
     @Option(help: "fsync policy: always | interval | never (default interval).") var fsync: String?
     @Option(name: .customLong("segment-mb"),
-            help: "Log segment size in MiB, 1...2048 (default 128): start-up folds at most one segment, and memory holds one segment's refs.")
+            help: "Log segment size in MiB, 1...2048 (default 64): start-up folds at most one segment, and memory holds one segment's refs.")
     var segmentMB: Int?
     @Option(name: .customLong("fsync-interval-ms"), help: "fsync period for --fsync interval (default 100).") var fsyncIntervalMs: Int?
     @Option(help: "Event-loop threads (default: cores).") var threads: Int?
