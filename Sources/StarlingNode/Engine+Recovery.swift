@@ -26,6 +26,7 @@ extension Engine {
     static func recover(_ log: SegmentedLog, sealed: SealedIndexes, config: NodeConfig, metrics: NodeMetrics,
                         logger: Logger) throws -> (NodeIndex, RecoveryReport, Int) {
         let segments = log.discover()
+        removeUnfinishedWrites(config.dataDir, segments: segments)
         let (restored, base, nextSeq) = restoreCheckpoint(config: config, metrics: metrics, logger: logger, segments: segments)
         var idx = restored
         var plans: [UInt32: SegmentPlan] = [:]
@@ -70,6 +71,16 @@ extension Engine {
         }
         rebuilder.finish(plans.filter { $0.value == .indexOnly || $0.value == .foldAndIndex }.map(\.key))
         return (idx, report, skipped)
+    }
+
+    /// Temporary files of index or checkpoint writes a crash cut short (never renamed, so never
+    /// read): removed, so they do not pile up.
+    static func removeUnfinishedWrites(_ dir: String, segments: [SegmentedLog.SegmentInfo]) {
+        var dirs = Set(segments.map { String($0.path[..<($0.path.lastIndex(of: "/") ?? $0.path.endIndex)]) })
+        dirs.insert(dir)
+        for d in dirs {
+            for name in FileIO.list(d) where name.hasSuffix(".tmp") { try? FileIO.removeTree(d + "/" + name) }
+        }
     }
 
     /// The checkpoint's index, the segment it covers and the log's next sequence number after it;
