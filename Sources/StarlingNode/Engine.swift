@@ -691,11 +691,21 @@ public final class Engine: @unchecked Sendable {
             return from.skip > 0 ? key >= from.key : key > from.key
         }
         var candidates: [CatchUpKey] = []
+        // When nothing sealed was received since `since` (the periodic anti-entropy pass looks
+        // two minutes back), only sessions with refs in the open segment can qualify: look at
+        // those instead of every session.
+        let openOnly = sealed.holdsNothing(receivedSince: since)
         index.withLock { idx in
-            // Cheap tests first: this runs under the index lock (the writer waits), and the
-            // periodic anti-entropy pass scans every session for the last two minutes only.
-            for (sid, e) in idx.sessions where e.newestReceivedAt >= since && after(sid) && wants(sid) {
-                candidates.append(CatchUpKey(subject: .session(sid), ringKey: sid, links: [], refs: []))
+            // Cheap tests first: this runs under the index lock (the writer waits).
+            func consider(_ sid: String, _ e: NodeIndex.SessionEntry) {
+                if e.newestReceivedAt >= since && after(sid) && wants(sid) {
+                    candidates.append(CatchUpKey(subject: .session(sid), ringKey: sid, links: [], refs: []))
+                }
+            }
+            if openOnly {
+                for case .session(let sid) in idx.refs.keys { if let e = idx.sessions[sid] { consider(sid, e) } }
+            } else {
+                for (sid, e) in idx.sessions { consider(sid, e) }
             }
             for (subject, map) in [(SubjectKey.user, idx.users), (SubjectKey.terminal, idx.terminals)] {
                 for (id, e) in map where e.newestReceivedAt >= since {

@@ -78,6 +78,14 @@ final class SealedIndexes: Sendable {
         }
     }
 
+    /// True when no sealed record was received at or after `since`: no seal in flight, no index
+    /// kept in memory, and every file's newest `received_at` older.
+    func holdsNothing(receivedSince since: Int64) -> Bool {
+        state.withLock { s in
+            s.pending.isEmpty && s.unwritten.isEmpty && s.files.values.allSatisfy { $0.header.count == 0 || $0.header.maxReceivedAt < since }
+        }
+    }
+
     func add(_ file: SegmentIndexFile) { state.withLock { $0.files[file.segment] = file } }
 
     func addUnwritten(_ segment: UInt32, _ entries: [IndexEntry]) {
