@@ -470,19 +470,48 @@ public final class Engine: @unchecked Sendable {
     }
 
     func runRetention() {
+        let now = clock()
         do {
-            let (days, segments) = try log.applyRetention(keepDays: config.retentionDays, nowMs: clock(), archive: config.archiveDir)
-            guard !days.isEmpty else { return }
-            index.withLock { $0.forget(segments: segments) }
-            sealed.remove(segments: segments)
-            gaugeSealed()
-            blockCache.removeAll()
-            metrics.retentionDeletedDays.increment(by: Int64(days.count))
-            metrics.logBytes.set(Double(log.totalBytes))
-            logger.info("retention removed days", metadata: ["days": "\(days.joined(separator: ","))",
-                                                             "archive": "\(config.archiveDir ?? "-")"])
+            let (days, segments) = try log.applyRetention(keepDays: config.retentionDays, nowMs: now, archive: config.archiveDir)
+            if !days.isEmpty {
+                index.withLock { $0.forget(segments: segments) }
+                sealed.remove(segments: segments)
+                gaugeSealed()
+                blockCache.removeAll()
+                metrics.retentionDeletedDays.increment(by: Int64(days.count))
+                metrics.logBytes.set(Double(log.totalBytes))
+                logger.info("retention removed days", metadata: ["days": "\(days.joined(separator: ","))",
+                                                                 "archive": "\(config.archiveDir ?? "-")"])
+            }
         } catch {
             logger.error("retention failed: \(error)")
+        }
+        // After the deleted segments' indexes are gone, so their sessions count as having no events left.
+        evictSessions(now: now)
+    }
+
+    /// Drops session states past their long TTL of which no event is left (retention deleted
+    /// their days, and no sealed index lists them: a replica record keeps its old receive time in
+    /// a newer segment), so state memory follows the retained days and the long TTL, not all
+    /// time. At most 100,000 a pass; the sealed indexes are read without the index lock.
+    func evictSessions(now: Int64) {
+        let day: Int64 = 86_400_000
+        let cutoff = TimeMath.subtract(now, Int64(config.retentionDays) * day)
+        let horizon = cutoff - ((cutoff % day) + day) % day   // start of the oldest day retention keeps
+        let candidates = index.withLock { $0.expiredSessions(now: now, horizon: horizon, limit: 100_000) }
+        guard !candidates.isEmpty else { return }
+        let gone = candidates.filter { c in
+            let found = sealed.refs(of: .session(c.id))
+            return found.refs.isEmpty && found.failed.isEmpty
+        }
+        let n = index.withLock { idx in
+            let n = idx.forgetSessions(gone, now: now)
+            gauge(idx)
+            return n
+        }
+        if n > 0 {
+            metrics.sessionsEvicted.increment(by: Int64(n))
+            logger.info("forgot \(n) expired sessions with no event left")
         }
     }
 
@@ -539,9 +568,11 @@ public final class Engine: @unchecked Sendable {
                         raw = cached
                     } else if let p = prefetched[key] {
                         raw = p
+                        blockCache.put(key, raw)
                     } else {
                         raw = try log.readRawBlock(segment: key.segment, offset: key.offset)
                         blockCache.put(key, raw)
+                        metrics.blockCacheBytes.set(Double(blockCache.bytes))
                     }
                     decoded[key] = try BlockCodec.records(at: (byBlock[key] ?? []).sorted(), inRaw: raw)
                 } catch {
@@ -824,6 +855,7 @@ final class BlockCache: Sendable {
     struct State {
         var map: [BlockKey: [UInt8]] = [:]
         var order: [BlockKey] = []
+        var bytes = 0
     }
     let capacity: Int
     let state = Mutex(State())
@@ -832,11 +864,13 @@ final class BlockCache: Sendable {
     func get(_ k: BlockKey) -> [UInt8]? { state.withLock { $0.map[k] } }
     func put(_ k: BlockKey, _ v: [UInt8]) {
         state.withLock { s in
-            if s.map.updateValue(v, forKey: k) == nil { s.order.append(k) }
+            if let old = s.map.updateValue(v, forKey: k) { s.bytes -= old.count } else { s.order.append(k) }
+            s.bytes += v.count
             while s.order.count > capacity {
-                s.map.removeValue(forKey: s.order.removeFirst())
+                s.bytes -= s.map.removeValue(forKey: s.order.removeFirst())?.count ?? 0
             }
         }
     }
     func removeAll() { state.withLock { $0 = State() } }
+    var bytes: Int { state.withLock { $0.bytes } }
 }

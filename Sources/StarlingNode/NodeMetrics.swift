@@ -29,6 +29,8 @@ public final class NodeMetrics: Sendable {
     public let retentionDeletedDays: Counter
     public let sessions: Gauge
     public let dedupeEntries: Gauge
+    public let sessionsEvicted: Counter
+    public let blockCacheBytes: Gauge
     public let openRefs: Gauge
     public let indexDamaged: Counter
     public let checkpointDamaged: Counter
@@ -96,6 +98,8 @@ public final class NodeMetrics: Sendable {
         httpErrors = registry.makeCounter(descriptor: Self.d("http_protocol_errors", "total", "Malformed HTTP requests"))
         retentionDeletedDays = registry.makeCounter(descriptor: Self.d("retention_deleted_days", "total", "Day directories removed by retention"))
         sessions = registry.makeGauge(descriptor: Self.d("sessions", "count", "Sessions known to this node"))
+        sessionsEvicted = registry.makeCounter(descriptor: Self.d("sessions_evicted", "total", "Expired session states forgotten after retention deleted their events"))
+        blockCacheBytes = registry.makeGauge(descriptor: Self.d("block_cache", "bytes", "Uncompressed block payloads held by the query block cache"))
         dedupeEntries = registry.makeGauge(descriptor: Self.d("dedupe_window", "entries", "Event ids held for dedupe (the last --dedupe-window of log time)"))
         checkpointDamaged = registry.makeCounter(descriptor: Self.d("checkpoint_damaged", "total", "Checkpoints found torn, damaged or ahead of the log at start-up (the whole log was folded)"))
         checkpointWritten = registry.makeCounter(descriptor: Self.d("checkpoint_written", "total", "Checkpoints written as segments were sealed"))

@@ -224,4 +224,39 @@ func metricValue(_ metrics: NodeMetrics, _ name: String) -> Double? {
         let some = engine.catchUp(wants: { $0 == "old1" }, since: 0, from: nil, maxRecords: 10_000).0
         #expect(some.count == 15 && some.allSatisfy { $0.sessionID == "old1" })
     }
+
+    /// Retention bounds state memory: an expired session whose events retention deleted is
+    /// forgotten; one whose events survive in a newer segment (a replica record keeps its old
+    /// receive time) is kept, as is one whose state has not expired.
+    @Test func expiredSessionsWithNoEventLeftAreForgotten() throws {
+        let day: Int64 = 86_400_000
+        let t0: Int64 = 1_700_000_000_000 - 1_700_000_000_000 % day + 3_600_000
+        let now = Mutex<Int64>(t0)
+        let node = try LiveNode(configure: { c in
+            Self.tiny(&c)
+            c.retentionDays = 2
+            c.ttl = TTLSettings(shortMs: 60_000, longMs: day)
+        }, clock: { now.withLock { $0 } })
+        defer { node.stop() }
+        func post(_ sid: String) throws {
+            #expect(try node.call("POST", "/v1/events", #"{"session_id":"\#(sid)","key":"k","value":1}"#).status == 202)
+        }
+        try post("gone")
+        try post("replica")
+        now.withLock { $0 += 3 * day }
+        // A copy of an event of "replica" arrives from a peer now, with its old receive time.
+        let engine = node.server.engine
+        let copy = Record(kind: .event, ts: t0, receivedAt: t0, sessionID: "replica", eventID: "copy-1", key: "k",
+                          json: Array(#"{"session_id":"replica","key":"k","value":1,"event_id":"copy-1"}"#.utf8))
+        let done = DispatchSemaphore(value: 0)
+        engine.submitReplica([copy]) { _ in done.signal() }
+        done.wait()
+        now.withLock { $0 += day }
+        try post("fresh")                                      // rolls: the replica's segment is sealed
+        engine.waitForIndexes()
+        engine.applyRetentionNow()                            // deletes day t0, then forgets
+        #expect(metricValue(engine.metrics, "starling_sessions_evicted_total") == 1)
+        #expect(engine.index.withLock { Set($0.sessions.keys) } == ["replica", "fresh"])
+        #expect(engine.session("replica", query: EventQuery()).0.records.map(\.eventID) == ["copy-1"])
+    }
 }

@@ -236,6 +236,30 @@ public struct NodeIndex: Sendable {
         openRefCount = count
     }
 
+    /// Sessions whose state expired (long TTL past `now`) and whose newest event was received
+    /// before `horizon`, with that time: candidates to forget once the caller has checked that no
+    /// sealed segment holds an event of theirs. At most `limit`. Link-only entries are kept.
+    public func expiredSessions(now: Int64, horizon: Int64, limit: Int) -> [(id: String, newest: Int64)] {
+        var out: [(id: String, newest: Int64)] = []
+        for (sid, e) in sessions where out.count < limit {
+            guard let st = e.state, st.isExpired(now: now), e.newestReceivedAt < horizon, refs[.session(sid)] == nil else { continue }
+            out.append((sid, e.newestReceivedAt))
+        }
+        return out
+    }
+
+    /// Forgets the given sessions if nothing came for them since `expiredSessions` listed them.
+    public mutating func forgetSessions(_ list: [(id: String, newest: Int64)], now: Int64) -> Int {
+        var n = 0
+        for (sid, newest) in list {
+            guard let e = sessions[sid], e.newestReceivedAt == newest, e.state?.isExpired(now: now) ?? false,
+                  refs[.session(sid)] == nil else { continue }
+            sessions[sid] = nil
+            n += 1
+        }
+        return n
+    }
+
     public func state(ofSession id: String, now: Int64) -> SessionState? {
         guard let s = sessions[id]?.state, !s.isExpired(now: now) else { return nil }
         return s
