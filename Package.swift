@@ -22,12 +22,14 @@ let package = Package(
         .target(name: "StarlingCore", dependencies: ["CCRC32C"]),
         // CRC32C with the CPU's instruction (x86-64 SSE4.2); pure computation, no I/O.
         .target(name: "CCRC32C"),
+        // preadv2(RWF_NOWAIT): a read that says "would block" instead of waiting for the disk.
+        .target(name: "CFileIO"),
         // LZ4 from Debian's liblz4-dev.
         .systemLibrary(name: "CLZ4", pkgConfig: "liblz4", providers: [.apt(["liblz4-dev"])]),
         // LZ4 block compression (a thin, pure wrapper): log blocks and peer frames.
         .target(name: "StarlingLZ4", dependencies: ["CLZ4"]),
         // The append-only log: block codec (pure) and segment files (I/O).
-        .target(name: "StarlingLog", dependencies: ["StarlingCore", "StarlingLZ4"]),
+        .target(name: "StarlingLog", dependencies: ["StarlingCore", "StarlingLZ4", "CFileIO"]),
         // Pure cluster logic: hash ring, membership (SWIM), placement, peer wire codec. No sockets,
         // no files, no clocks: it does not import the log module.
         .target(name: "StarlingCluster", dependencies: ["StarlingCore", "StarlingLZ4"]),

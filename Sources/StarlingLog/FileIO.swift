@@ -1,3 +1,4 @@
+import CFileIO
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Musl)
@@ -36,6 +37,24 @@ public enum FileIO {
             if n == 0 { throw LogIOError(operation: "write", path: path, errno: EIO) }
             done += n
         }
+    }
+
+    /// The bytes if they are all in the page cache now, nil if reading them would wait for the
+    /// disk (or the system cannot tell); read errors throw as in `readAll`.
+    static func readCached(_ fd: Int32, count: Int, at offset: Int, path: String) throws -> [UInt8]? {
+        var out = [UInt8](repeating: 0, count: count)
+        let n = out.withUnsafeMutableBytes { starling_pread_nowait(fd, $0.baseAddress, count, off_t(offset)) }
+        if n < 0 {
+            switch errno {
+            case EAGAIN, EOPNOTSUPP, ENOSYS, EINVAL, EINTR: return nil
+            default: throw LogIOError(operation: "read", path: path, errno: errno)
+            }
+        }
+        if n < count {
+            // Part cached, or the end of the file: let a blocking read decide.
+            return nil
+        }
+        return out
     }
 
     static func readAll(_ fd: Int32, count: Int, at offset: Int, path: String) throws -> [UInt8] {

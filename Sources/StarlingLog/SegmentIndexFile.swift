@@ -45,12 +45,23 @@ public final class SegmentIndexFile: @unchecked Sendable {
 
     /// Entries whose key hash is `key`, in seq order. Throws when a chunk fails its CRC.
     public func lookup(_ key: UInt64) throws -> [IndexEntry] {
+        guard let found = try lookup(key, cachedOnly: false) else { throw SegmentIndexCodec.DecodeError.truncated }
+        return found
+    }
+
+    /// `lookup` if the chunks are in the page cache; nil if reading them would wait for the disk.
+    public func lookupIfCached(_ key: UInt64) throws -> [IndexEntry]? {
+        try lookup(key, cachedOnly: true)
+    }
+
+    func lookup(_ key: UInt64, cachedOnly: Bool) throws -> [IndexEntry]? {
         var out: [IndexEntry] = []
         for c in SegmentIndexCodec.chunkRange(for: key, in: chunks) {
             let first = c * SegmentIndexCodec.chunkEntries
             let count = min(SegmentIndexCodec.chunkEntries, header.count - first)
-            let bytes = try FileIO.readAll(fd, count: count * SegmentIndexCodec.entryBytes,
-                                           at: SegmentIndexCodec.headerBytes + first * SegmentIndexCodec.entryBytes, path: path)
+            let (n, at) = (count * SegmentIndexCodec.entryBytes, SegmentIndexCodec.headerBytes + first * SegmentIndexCodec.entryBytes)
+            let read = cachedOnly ? try FileIO.readCached(fd, count: n, at: at, path: path) : try FileIO.readAll(fd, count: n, at: at, path: path)
+            guard let bytes = read else { return nil }
             let list = try bytes.withUnsafeBytes { (b) throws in try SegmentIndexCodec.entries(b, chunk: c, expected: chunks[c]) }
             out.append(contentsOf: list.lazy.filter { $0.keyHash == key })
         }

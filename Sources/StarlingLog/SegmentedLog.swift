@@ -359,17 +359,23 @@ public final class SegmentedLog: @unchecked Sendable {
 
     /// Reads and verifies one block. Safe to call from any thread.
     public func readBlock(segment: UInt32, offset: UInt64) throws -> [Record] {
-        let (h, payload) = try readStored(segment: segment, offset: offset)
+        guard let (h, payload) = try readStored(segment: segment, offset: offset) else { throw BlockCodec.DecodeError.truncated }
         return try payload.withUnsafeBytes { (b) throws in try BlockCodec.records(header: h, payload: b) }
     }
 
     /// Reads one block and returns its verified, uncompressed payload (records undecoded).
     public func readRawBlock(segment: UInt32, offset: UInt64) throws -> [UInt8] {
-        let (h, payload) = try readStored(segment: segment, offset: offset)
+        guard let (h, payload) = try readStored(segment: segment, offset: offset) else { throw BlockCodec.DecodeError.truncated }
         return try payload.withUnsafeBytes { (b) throws in try BlockCodec.rawPayload(header: h, payload: b) }
     }
 
-    func readStored(segment: UInt32, offset: UInt64) throws -> (BlockCodec.Header, [UInt8]) {
+    /// `readRawBlock` if the block is in the page cache; nil if reading it would wait for the disk.
+    public func readRawBlockIfCached(segment: UInt32, offset: UInt64) throws -> [UInt8]? {
+        guard let (h, payload) = try readStored(segment: segment, offset: offset, cachedOnly: true) else { return nil }
+        return try payload.withUnsafeBytes { (b) throws in try BlockCodec.rawPayload(header: h, payload: b) }
+    }
+
+    func readStored(segment: UInt32, offset: UInt64, cachedOnly: Bool = false) throws -> (BlockCodec.Header, [UInt8])? {
         let (fd, path): (Int32, String) = try shared.withLock { s in
             guard let seg = s.segments[segment] else { throw LogIOError(operation: "read", path: "segment \(segment)", errno: ENOENT) }
             if let fd = s.readFDs[segment] { return (fd, seg.path) }
@@ -378,9 +384,12 @@ public final class SegmentedLog: @unchecked Sendable {
             return (fd, seg.path)
         }
         guard let off = Int(exactly: offset) else { throw BlockCodec.DecodeError.badLength }
-        let head = try FileIO.readAll(fd, count: BlockCodec.headerBytes, at: off, path: path)
+        func read(_ count: Int, at at: Int) throws -> [UInt8]? {
+            cachedOnly ? try FileIO.readCached(fd, count: count, at: at, path: path) : try FileIO.readAll(fd, count: count, at: at, path: path)
+        }
+        guard let head = try read(BlockCodec.headerBytes, at: off) else { return nil }
         let h = try head.withUnsafeBytes { (b) throws in try BlockCodec.header(b, maxPayloadBytes: maxPayloadBytes) }
-        let payload = try FileIO.readAll(fd, count: h.storedBytes, at: off + BlockCodec.headerBytes, path: path)
+        guard let payload = try read(h.storedBytes, at: off + BlockCodec.headerBytes) else { return nil }
         return (h, payload)
     }
 

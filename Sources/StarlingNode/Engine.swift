@@ -609,9 +609,10 @@ public final class Engine: @unchecked Sendable {
     }
 
     /// Reads the blocks behind `refs` (in walk order, the first `Limits.queryPrefetchBlocks`) that
-    /// the cache does not hold, several at once: a session's events sit in blocks spread over the
-    /// log, and from a cold disk one read after another waits for each seek in turn. Blocks that
-    /// fail are left out (the walk reads them again and reports the error).
+    /// the block cache does not hold: those in the page cache at once, the others several at a
+    /// time on the I/O threads (a session's events sit in blocks spread over the log, and from a
+    /// cold disk one read after another waits for each seek in turn). Blocks that fail are left
+    /// out (the walk reads them again and reports the error).
     func prefetch(_ refs: ArraySlice<EventRef>) -> [BlockKey: [UInt8]] {
         var missing: [BlockKey] = []
         var seen = Set<BlockKey>()
@@ -619,9 +620,16 @@ public final class Engine: @unchecked Sendable {
             let k = BlockKey(segment: r.location.segment, offset: r.location.blockOffset)
             if seen.insert(k).inserted && blockCache.get(k) == nil { missing.append(k) }
         }
-        let keys = missing
-        guard keys.count >= 2 else { return [:] }
-        let results = Mutex([BlockKey: [UInt8]]())
+        // What the page cache holds is read here at once; only reads that would wait for the disk
+        // go to the I/O threads (a hop per block costs more than a cached read).
+        var cached: [BlockKey: [UInt8]] = [:]
+        var cold: [BlockKey] = []
+        for k in missing {
+            if let raw = try? log.readRawBlockIfCached(segment: k.segment, offset: k.offset) { cached[k] = raw } else { cold.append(k) }
+        }
+        let keys = cold
+        guard !keys.isEmpty else { return cached }
+        let results = Mutex(cached)
         let log = self.log
         concurrently(keys.count) { i in
             if let raw = try? log.readRawBlock(segment: keys[i].segment, offset: keys[i].offset) {

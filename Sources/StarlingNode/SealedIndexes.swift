@@ -40,8 +40,21 @@ final class SealedIndexes: Sendable {
             found.refs += Self.run(of: key, in: entries).map { $0.ref(segment: segment) }.filter(keep)
         }
         let chosen = files.filter { file($0.header) }
-        let results = Mutex([Result<[EventRef], any Error>?](repeating: nil, count: chosen.count))
-        concurrently(chosen.count) { i in
+        // Chunks in the page cache are read here; lookups that would wait for the disk go to
+        // `concurrently`, all at once.
+        var first = [Result<[EventRef], any Error>?](repeating: nil, count: chosen.count)
+        var cold: [Int] = []
+        for (i, f) in chosen.enumerated() {
+            do {
+                if let hit = try f.lookupIfCached(key) { first[i] = .success(hit.map { $0.ref(segment: f.segment) }) } else { cold.append(i) }
+            } catch {
+                first[i] = .failure(error)
+            }
+        }
+        let results = Mutex(first)
+        let waiting = cold
+        concurrently(waiting.count) { j in
+            let i = waiting[j]
             let f = chosen[i]
             let r = Result { try f.lookup(key).map { $0.ref(segment: f.segment) } }
             results.withLock { $0[i] = r }

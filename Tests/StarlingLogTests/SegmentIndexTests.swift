@@ -80,4 +80,23 @@ import Testing
             #expect(throws: (any Error).self, "byte \(i)") { _ = try f.all() }
         }
     }
+
+    /// The read that never waits: the bytes when the page cache has them, nil once the file's
+    /// pages are dropped (queries then hand the read to the I/O threads).
+    @Test func aCachedReadSaysWhenItWouldWait() throws {
+        let path = tempFile()
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        let bytes = (0..<(256 * 1024)).map { UInt8(truncatingIfNeeded: $0 &* 7) }
+        try Data(bytes).write(to: URL(fileURLWithPath: path))
+        let fd = try FileIO.openFile(path, flags: O_RDONLY)
+        defer { close(fd) }
+        _ = try FileIO.readAll(fd, count: bytes.count, at: 0, path: path)
+        #expect(try FileIO.readCached(fd, count: 4096, at: 8192, path: path) == Array(bytes[8192..<12288]))
+        #expect(try FileIO.readCached(fd, count: 4096, at: bytes.count, path: path) == nil, "past the end: a blocking read decides")
+        _ = fdatasync(fd)
+        _ = posix_fadvise(fd, 0, 0, Int32(POSIX_FADV_DONTNEED))
+        let cold = try FileIO.readCached(fd, count: 4096, at: 128 * 1024, path: path)
+        #expect(cold == nil || cold == Array(bytes[(128 * 1024)..<(132 * 1024)]), "either it would wait, or the bytes are right")
+        #expect(try FileIO.readAll(fd, count: 4096, at: 128 * 1024, path: path) == Array(bytes[(128 * 1024)..<(132 * 1024)]))
+    }
 }
