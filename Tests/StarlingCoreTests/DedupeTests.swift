@@ -41,6 +41,10 @@ struct FoldedLog {
         w.insert(11, ref(5, at: 400))
         #expect(w.candidates(7).isEmpty && w.candidates(9).isEmpty && w.candidates(11).map(\.seq) == [5])
         #expect(w.count == 1)
+        // A key that comes back after its entries left starts a new chain.
+        w.insert(7, ref(6, at: 410))
+        w.insert(7, ref(7, at: 420))
+        #expect(w.candidates(7).map(\.seq) == [6, 7] && w.count == 3)
     }
 
     @Test func keysSeparateScopeFromId() {
@@ -109,6 +113,11 @@ struct FoldedLog {
         }
         #expect(log.index.dedupe.count <= 101 && log.index.dedupe.count >= 100)
         #expect(log.index.eventCount == 10_000)
+        // After the ring was compacted many times, recent ids are still found, old ones not.
+        let recent = DedupeWindow.key("e9990", in: .session("s\(9990 % 7)"))
+        #expect(log.index.dedupe.candidates(recent).map(\.seq) == [9991])
+        #expect(log.index.dedupe.candidates(DedupeWindow.key("e5", in: .session("s5"))).isEmpty)
+        #expect(log.index.dedupe.entries.count < 10_000)
     }
 }
 
@@ -137,7 +146,8 @@ struct FoldedLog {
             && a.users.mapValues(\.newestReceivedAt) == b.users.mapValues(\.newestReceivedAt)
             && a.components == b.components && a.eventCount == b.eventCount && a.lastSeq == b.lastSeq
             && a.dedupe.count == b.dedupe.count && a.dedupe.start == b.dedupe.start
-            && a.dedupe.order[a.dedupe.head...].map(\.key) == b.dedupe.order[b.dedupe.head...].map(\.key)
+            && a.dedupe.entries[a.dedupe.head...].map(\.key) == b.dedupe.entries[b.dedupe.head...].map(\.key)
+            && a.dedupe.entries[a.dedupe.head...].map(\.seq) == b.dedupe.entries[b.dedupe.head...].map(\.seq)
     }
 
     /// Restoring a snapshot taken halfway and folding the rest gives the index a whole fold gives.

@@ -2,25 +2,42 @@
 /// log time (the newest `received_at` folded so far), keyed by a 64-bit hash of scope and id.
 ///
 /// A hash is only a candidate: `NodeIndex.storedCopy` confirms it against the stored record's
-/// own id and scope, so two different ids that share a hash are both stored (a colliding key
-/// keeps every ref it was given, in `more`). Memory is bounded by the window, not by the log:
-/// entries leave in the order they came, once log time has moved `windowMs` past their arrival.
+/// own id and scope, so two different ids that share a hash are both stored (every arrival of a
+/// key stays listed, newest to oldest through `prev`). Memory is bounded by the window, not by
+/// the log: entries leave in the order they came, once log time has moved `windowMs` past their
+/// arrival. About 60–70 bytes an id: a 40-byte entry in the arrival ring and one table slot.
 /// Pure and deterministic: time comes from the records, so replaying the log rebuilds it.
 public struct DedupeWindow: Sendable {
+    /// Where a stored copy is, and when it arrived (40 bytes).
+    struct Entry: Sendable {
+        var key: UInt64
+        var seq: UInt64
+        var at: Int64
+        /// Arrival number of the previous entry with the same key (older), or -1.
+        var prev: Int64
+        var blockOffset: UInt32
+        var segment: UInt32
+        var index: UInt32
+
+        var ref: EventRef {
+            EventRef(location: RecordLocation(segment: segment, blockOffset: UInt64(blockOffset), index: index), ts: 0, receivedAt: 0, seq: seq)
+        }
+    }
+
     public let windowMs: Int64
-    var first: [UInt64: EventRef] = [:]
-    /// Further refs of keys already in `first` (hash collisions and repeats beyond the window).
-    var more: [UInt64: [EventRef]] = [:]
-    /// Arrival order: key, ref seq and the log time at arrival.
-    var order: [(key: UInt64, seq: UInt64, at: Int64)] = []
+    /// Arrivals in order; `entries[i]` has arrival number `base + i - head`.
+    var entries: [Entry] = []
     var head = 0
+    var base: Int64 = 0
+    /// Key → arrival number of its newest entry.
+    var newestOf: [UInt64: Int64] = [:]
     /// The newest `received_at` folded (log time).
     public internal(set) var newest: Int64 = .min
 
     public init(windowMs: Int64) { self.windowMs = max(0, windowMs) }
 
     /// Entries held.
-    public var count: Int { order.count - head }
+    public var count: Int { entries.count - head }
 
     /// Log time before which arrivals may have been forgotten.
     public var start: Int64 { newest == .min ? .min : TimeMath.subtract(newest, windowMs) }
@@ -34,61 +51,59 @@ public struct DedupeWindow: Sendable {
         return h
     }
 
-    /// Refs that may hold this id (to be confirmed by reading them), oldest first.
+    func entry(_ number: Int64) -> Entry? {
+        let i = Int(number - base) + head
+        return number >= base && i < entries.count ? entries[i] : nil
+    }
+
+    /// Refs that may hold this id (to be confirmed by reading them), oldest first. Only their
+    /// location and seq are kept (what confirming and re-shipping a copy need).
     public func candidates(_ key: UInt64) -> [EventRef] {
-        guard let f = first[key] else { return [] }
-        return [f] + (more[key] ?? [])
+        var out: [EventRef] = []
+        var n = newestOf[key] ?? -1
+        while n >= 0, let e = entry(n) {
+            if e.key == key { out.append(e.ref) }
+            n = e.prev
+        }
+        return out.reversed()
     }
 
     public mutating func insert(_ key: UInt64, _ ref: EventRef) {
         newest = max(newest, ref.receivedAt)
-        if first[key] == nil {
-            first[key] = ref
-        } else {
-            more[key, default: []].append(ref)
-        }
-        order.append((key, ref.seq, newest))
+        append(key, ref, at: newest)
         prune()
     }
 
-    /// Forgets arrivals older than the window; compacts the arrival list now and then.
+    mutating func append(_ key: UInt64, _ ref: EventRef, at: Int64) {
+        let number = base + Int64(entries.count - head)
+        entries.append(Entry(key: key, seq: ref.seq, at: at, prev: newestOf[key] ?? -1,
+                             blockOffset: UInt32(truncatingIfNeeded: ref.location.blockOffset),
+                             segment: ref.location.segment, index: ref.location.index))
+        newestOf[key] = number
+    }
+
+    /// Forgets arrivals older than the window; compacts the ring now and then.
     mutating func prune() {
         let limit = start
-        while head < order.count && order[head].at < limit {
-            let (key, seq, _) = order[head]
+        while head < entries.count && entries[head].at < limit {
+            let e = entries[head]
+            if newestOf[e.key] == base { newestOf[e.key] = nil }   // it was the key's only one left
             head += 1
-            if first[key]?.seq == seq {
-                if var rest = more[key], !rest.isEmpty {
-                    first[key] = rest.removeFirst()
-                    more[key] = rest.isEmpty ? nil : rest
-                } else {
-                    first[key] = nil
-                }
-            } else if var rest = more[key], let i = rest.firstIndex(where: { $0.seq == seq }) {
-                rest.remove(at: i)
-                more[key] = rest.isEmpty ? nil : rest
-            }
+            base += 1
         }
-        if head > 4096 && head * 2 > order.count {
-            order.removeFirst(head)
+        if head > 4096 && head * 2 > entries.count {
+            entries.removeFirst(head)
             head = 0
         }
     }
 
     /// Drops refs into deleted segments (retention): nothing is left there to confirm against.
     public mutating func forget(segments: Set<UInt32>) {
-        first = first.filter { !segments.contains($0.value.location.segment) }
-        more = more.compactMapValues { list in
-            let kept = list.filter { !segments.contains($0.location.segment) }
-            return kept.isEmpty ? nil : kept
-        }
-        for (k, list) in more where first[k] == nil {
-            first[k] = list[0]
-            more[k] = list.count > 1 ? Array(list.dropFirst()) : nil
-        }
-        var kept = Set(first.values.map(\.seq))
-        for list in more.values { kept.formUnion(list.map(\.seq)) }
-        order = order[head...].filter { kept.contains($0.seq) }
+        let kept = entries[head...].filter { !segments.contains($0.segment) }
+        entries = []
         head = 0
+        base = 0
+        newestOf = [:]
+        for e in kept { append(e.key, e.ref, at: e.at) }
     }
 }

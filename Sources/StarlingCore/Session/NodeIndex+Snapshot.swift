@@ -10,8 +10,8 @@
 /// u32 n users     × { str id, i64 newest, u32 n links × { str session, i64 linked_at } }
 /// u32 n terminals × (same)
 /// u32 n components × { str name, u64 events, u64 errors, i64 last_seen }
-/// i64 dedupe newest, u32 n × { u64 key, u32 segment, u64 block offset, u32 index, i64 ts,
-///                              i64 received_at, u64 seq, i64 arrival }
+/// i64 dedupe newest, u32 n × { u64 key, u64 seq, i64 arrival, u32 segment, u32 block offset,
+///                              u32 index in block }
 /// ```
 /// str = u32 length + UTF-8; opt-str = u8 present + str. Little-endian. The checkpoint file
 /// frames this with a header and CRC (`Checkpoint` in StarlingLog).
@@ -118,16 +118,13 @@ extension DedupeWindow {
     func encode(into w: inout [UInt8]) {
         w.appendLE(newest)
         w.appendLE(UInt32(count))
-        for (key, seq, at) in order[head...] {
-            guard let ref = candidates(key).first(where: { $0.seq == seq }) else { continue }
-            w.appendLE(key)
-            w.appendLE(ref.location.segment)
-            w.appendLE(ref.location.blockOffset)
-            w.appendLE(ref.location.index)
-            w.appendLE(ref.ts)
-            w.appendLE(ref.receivedAt)
-            w.appendLE(ref.seq)
-            w.appendLE(at)
+        for e in entries[head...] {
+            w.appendLE(e.key)
+            w.appendLE(e.seq)
+            w.appendLE(e.at)
+            w.appendLE(e.segment)
+            w.appendLE(e.blockOffset)
+            w.appendLE(e.index)
         }
     }
 
@@ -135,15 +132,14 @@ extension DedupeWindow {
     mutating func decode(_ r: inout ByteReader) -> Bool {
         guard let n = r.i64(), let count = r.u32() else { return false }
         newest = n
-        let most = Int(min(count, UInt32(r.remaining / 56)))   // an entry takes 56 bytes
-        first.reserveCapacity(most)
-        order.reserveCapacity(most)
+        let most = Int(min(count, UInt32(r.remaining / 36)))   // an entry takes 36 bytes
+        entries.reserveCapacity(most)
+        newestOf.reserveCapacity(most)
         for _ in 0..<count {
-            guard let key = r.u64(), let seg = r.u32(), let off = r.u64(), let idx = r.u32(), let ts = r.i64(),
-                  let rx = r.i64(), let seq = r.u64(), let at = r.i64() else { return false }
-            let ref = EventRef(location: RecordLocation(segment: seg, blockOffset: off, index: idx), ts: ts, receivedAt: rx, seq: seq)
-            if first[key] == nil { first[key] = ref } else { more[key, default: []].append(ref) }
-            order.append((key, seq, at))
+            guard let key = r.u64(), let seq = r.u64(), let at = r.i64(), let seg = r.u32(), let off = r.u32(),
+                  let idx = r.u32() else { return false }
+            let ref = EventRef(location: RecordLocation(segment: seg, blockOffset: UInt64(off), index: idx), ts: 0, receivedAt: 0, seq: seq)
+            append(key, ref, at: at)
         }
         prune()
         return true
