@@ -684,7 +684,8 @@ public final class Engine: @unchecked Sendable {
             let keyLinks = w.links.map { l in
                 Record(kind: .link, ts: l.linkedAt, receivedAt: l.linkedAt, sessionID: l.sessionID, userID: userID, terminalID: terminalID)
             }
-            let keyRefs = w.refs
+            // Refs only for the keys this page reaches (a sealed lookup per segment file each).
+            let keyRefs = refs(of: w.subject, ts: nil, nil, receivedSince: since).0.sorted { $0.seq < $1.seq }
             var item = from.map { $0.skip > 0 && $0.key == key ? $0.skip : 0 } ?? 0
             let items = keyLinks.count + keyRefs.count
             while item < items {
@@ -714,12 +715,13 @@ public final class Engine: @unchecked Sendable {
         return (out, nil)
     }
 
-    /// A routing key a catch-up page sends from, with what it holds since the window began.
+    /// A routing key a catch-up page may send from, with its links since the window began (its
+    /// refs are read when a page reaches it: without the index lock, in log order (seq), which a
+    /// seal between two pages does not change, so a cursor's skip stays right).
     struct CatchUpKey {
         var subject: SubjectKey
         var ringKey: String
         var links: [NodeIndex.Link]
-        var refs: [EventRef]
     }
 
     /// The keys `wants` selects with something received at or after `since`, from the cursor on
@@ -738,7 +740,7 @@ public final class Engine: @unchecked Sendable {
             // Cheap tests first: this runs under the index lock (the writer waits).
             func consider(_ sid: String, _ e: NodeIndex.SessionEntry) {
                 if e.newestReceivedAt >= since && after(sid) && wants(sid) {
-                    candidates.append(CatchUpKey(subject: .session(sid), ringKey: sid, links: [], refs: []))
+                    candidates.append(CatchUpKey(subject: .session(sid), ringKey: sid, links: []))
                 }
             }
             if openOnly {
@@ -750,18 +752,11 @@ public final class Engine: @unchecked Sendable {
                 for (id, e) in map where e.newestReceivedAt >= since {
                     let key = subject(id).ringKey
                     guard after(key), wants(key) else { continue }
-                    candidates.append(CatchUpKey(subject: subject(id), ringKey: key, links: e.links.filter { $0.linkedAt >= since }, refs: []))
+                    candidates.append(CatchUpKey(subject: subject(id), ringKey: key, links: e.links.filter { $0.linkedAt >= since }))
                 }
             }
         }
-        // Refs are read without the index lock (sealed ones from their files), in log order
-        // (seq), which a seal between two pages does not change, so a cursor's skip stays right.
-        var wanted: [CatchUpKey] = []
-        for var c in candidates {
-            c.refs = refs(of: c.subject, ts: nil, nil, receivedSince: since).0.sorted { $0.seq < $1.seq }
-            if !c.links.isEmpty || !c.refs.isEmpty { wanted.append(c) }
-        }
-        return wanted
+        return candidates
     }
 
     /// How the group-commit plan reads stored records back to confirm a dedupe candidate.
