@@ -57,12 +57,7 @@ public final class SegmentIndexFile: @unchecked Sendable {
     func lookup(_ key: UInt64, cachedOnly: Bool) throws -> [IndexEntry]? {
         var out: [IndexEntry] = []
         for c in SegmentIndexCodec.chunkRange(for: key, in: chunks) {
-            let first = c * SegmentIndexCodec.chunkEntries
-            let count = min(SegmentIndexCodec.chunkEntries, header.count - first)
-            let (n, at) = (count * SegmentIndexCodec.entryBytes, SegmentIndexCodec.headerBytes + first * SegmentIndexCodec.entryBytes)
-            let read = cachedOnly ? try FileIO.readCached(fd, count: n, at: at, path: path) : try FileIO.readAll(fd, count: n, at: at, path: path)
-            guard let bytes = read else { return nil }
-            let list = try bytes.withUnsafeBytes { (b) throws in try SegmentIndexCodec.entries(b, chunk: c, expected: chunks[c]) }
+            guard let list = try chunk(c, cachedOnly: cachedOnly) else { return nil }
             out.append(contentsOf: list.lazy.filter { $0.keyHash == key })
         }
         return out
@@ -71,14 +66,18 @@ public final class SegmentIndexFile: @unchecked Sendable {
     /// Every entry (for tests and tools), checking each chunk.
     public func all() throws -> [IndexEntry] {
         var out: [IndexEntry] = []
-        for c in chunks.indices {
-            let first = c * SegmentIndexCodec.chunkEntries
-            let count = min(SegmentIndexCodec.chunkEntries, header.count - first)
-            let bytes = try FileIO.readAll(fd, count: count * SegmentIndexCodec.entryBytes,
-                                           at: SegmentIndexCodec.headerBytes + first * SegmentIndexCodec.entryBytes, path: path)
-            out += try bytes.withUnsafeBytes { (b) throws in try SegmentIndexCodec.entries(b, chunk: c, expected: chunks[c]) }
-        }
+        for c in chunks.indices { out += try chunk(c, cachedOnly: false) ?? [] }
         return out
+    }
+
+    /// Chunk `c`'s entries, checked against its CRC; nil when `cachedOnly` and reading would wait.
+    func chunk(_ c: Int, cachedOnly: Bool) throws -> [IndexEntry]? {
+        let first = c * SegmentIndexCodec.chunkEntries
+        let count = min(SegmentIndexCodec.chunkEntries, header.count - first)
+        let (n, at) = (count * SegmentIndexCodec.entryBytes, SegmentIndexCodec.headerBytes + first * SegmentIndexCodec.entryBytes)
+        let read = cachedOnly ? try FileIO.readCached(fd, count: n, at: at, path: path) : try FileIO.readAll(fd, count: n, at: at, path: path)
+        guard let bytes = read else { return nil }
+        return try bytes.withUnsafeBytes { (b) throws in try SegmentIndexCodec.entries(b, chunk: c, expected: chunks[c]) }
     }
 
     /// Writes an index file for `segment` atomically (temporary file, fsync, rename, directory fsync).

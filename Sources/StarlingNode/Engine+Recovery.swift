@@ -73,6 +73,20 @@ extension Engine {
         return (idx, report, skipped)
     }
 
+    /// Writes and opens one segment's index file; nil (logged, counted) when it cannot, and the
+    /// caller keeps the entries in memory. Used by seals and by start-up's rebuilds alike.
+    static func writeIndexFile(_ entries: [IndexEntry], segment: UInt32, segmentBytes: Int, path: String,
+                               metrics: NodeMetrics, logger: Logger) -> SegmentIndexFile? {
+        do {
+            try SegmentIndexFile.write(entries, segment: segment, segmentBytes: segmentBytes, to: path)
+            return try SegmentIndexFile(path: path, segment: segment, segmentBytes: segmentBytes)
+        } catch {
+            logger.error("could not write index \(path): \(error); its entries stay in memory")
+            metrics.indexWriteErrors.increment()
+            return nil
+        }
+    }
+
     /// Temporary files of index or checkpoint writes a crash cut short (never renamed, so never
     /// read): removed, so they do not pile up.
     static func removeUnfinishedWrites(_ dir: String, segments: [SegmentedLog.SegmentInfo]) {
@@ -148,13 +162,11 @@ struct IndexRebuilder {
     mutating func write(_ segment: UInt32, _ entries: [IndexEntry]) {
         done.insert(segment)
         guard let info = segments.first(where: { $0.number == segment }), let size = FileIO.fileSize(info.path) else { return }
-        do {
-            try SegmentIndexFile.write(entries, segment: segment, segmentBytes: size, to: info.indexPath)
-            sealed.add(try SegmentIndexFile(path: info.indexPath, segment: segment, segmentBytes: size))
+        if let file = Engine.writeIndexFile(entries, segment: segment, segmentBytes: size, path: info.indexPath,
+                                            metrics: metrics, logger: logger) {
+            sealed.add(file)
             metrics.indexRebuilt.increment()
-        } catch {
-            logger.error("could not write index \(info.indexPath): \(error); its entries stay in memory")
-            metrics.indexWriteErrors.increment()
+        } else {
             sealed.addUnwritten(segment, entries)
         }
     }

@@ -349,13 +349,11 @@ public final class Engine: @unchecked Sendable {
         var unwritten: [UInt32: [IndexEntry]] = [:]
         for (segment, entries) in SealedIndexes.entries(of: refs) {
             guard let info = log.sealedInfo(segment) else { continue }   // removed by retention meanwhile
-            do {
-                try SegmentIndexFile.write(entries, segment: segment, segmentBytes: info.bytes, to: info.path)
-                files.append(try SegmentIndexFile(path: info.path, segment: segment, segmentBytes: info.bytes))
+            if let file = Self.writeIndexFile(entries, segment: segment, segmentBytes: info.bytes, path: info.path,
+                                              metrics: metrics, logger: logger) {
+                files.append(file)
                 metrics.indexSealed.increment()
-            } catch {
-                logger.error("could not write the index of segment \(segment): \(error); its entries stay in memory")
-                metrics.indexWriteErrors.increment()
+            } else {
                 unwritten[segment] = entries
             }
         }
@@ -566,11 +564,8 @@ public final class Engine: @unchecked Sendable {
                     let raw: [UInt8]
                     if let cached = blockCache.get(key) {
                         raw = cached
-                    } else if let p = prefetched[key] {
-                        raw = p
-                        blockCache.put(key, raw)
                     } else {
-                        raw = try log.readRawBlock(segment: key.segment, offset: key.offset)
+                        raw = try prefetched[key] ?? log.readRawBlock(segment: key.segment, offset: key.offset)
                         blockCache.put(key, raw)
                         metrics.blockCacheBytes.set(Double(blockCache.bytes))
                     }
