@@ -375,6 +375,35 @@ public final class SegmentedLog: @unchecked Sendable {
         return try payload.withUnsafeBytes { (b) throws in try BlockCodec.rawPayload(header: h, payload: b) }
     }
 
+    /// The segments known to the log (sealed and active), in order. Safe from any thread.
+    public var segmentNumbers: [UInt32] { shared.withLock { Array($0.segments.keys) }.sorted() }
+
+    /// The current size of a known segment's file (nil once retention removed it).
+    public func segmentBytes(_ number: UInt32) -> Int? {
+        shared.withLock { $0.segments[number] }.flatMap { FileIO.fileSize($0.path) }
+    }
+
+    /// Reads and verifies the block at `offset` for a sequential scan: its records and the
+    /// offset of the block after it. Safe to call from any thread.
+    public func readBlockForScan(segment: UInt32, offset: UInt64) throws -> (records: [Record], next: UInt64) {
+        guard let (h, payload) = try readStored(segment: segment, offset: offset) else { throw BlockCodec.DecodeError.truncated }
+        let records = try payload.withUnsafeBytes { (b) throws in try BlockCodec.records(header: h, payload: b) }
+        return (records, offset + UInt64(h.totalBytes))
+    }
+
+    /// The offset of the first valid block after `offset` and before `end` in a segment (a scan
+    /// met a block it could not read: recovery skips such regions the same way). Reads the
+    /// region whole: a rare path.
+    public func nextValidBlock(segment: UInt32, after offset: UInt64, end: Int) throws -> UInt64? {
+        guard let path = shared.withLock({ $0.segments[segment]?.path }), let start = Int(exactly: offset), start < end else { return nil }
+        let fd = try FileIO.openFile(path, flags: O_RDONLY)
+        defer { close(fd) }
+        let count = min(end, try FileIO.size(fd, path: path)) - start
+        guard count > 0 else { return nil }
+        let bytes = try FileIO.readAll(fd, count: count, at: start, path: path)
+        return bytes.withUnsafeBytes { buf in nextValidBlock(buf, after: 0) }.map { offset + UInt64($0) }
+    }
+
     func readStored(segment: UInt32, offset: UInt64, cachedOnly: Bool = false) throws -> (BlockCodec.Header, [UInt8])? {
         let (fd, path): (Int32, String) = try shared.withLock { s in
             guard let seg = s.segments[segment] else { throw LogIOError(operation: "read", path: "segment \(segment)", errno: ENOENT) }

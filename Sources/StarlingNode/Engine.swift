@@ -656,104 +656,6 @@ public final class Engine: @unchecked Sendable {
         readRecordsAligned(refs.sorted { $0.seq < $1.seq }).compactMap { $0 }
     }
 
-    /// One page of catch-up for a peer: the records received at or after `since` of every
-    /// routing key (`session`, `u:user`, `t:terminal`) that `wants`, keys in sorted order from
-    /// `from`, at most about `maxRecords` records and at most `maxBytes` bytes of them (a page
-    /// must fit a frame, so one large key spans pages). Identity keys carry their links and the
-    /// events that had no session. Returns the records and where to continue (nil when done).
-    public func catchUp(wants: (String) -> Bool, since: Int64, from: CatchUpCursor?, maxRecords: Int,
-                        maxBytes: Int = .max) -> ([Record], CatchUpCursor?) {
-        var wanted = catchUpKeys(wants: wants, since: since, from: from)
-        wanted.sort { $0.ringKey < $1.ringKey }
-        var out: [Record] = []
-        var bytes = 0
-        for (n, w) in wanted.enumerated() {
-            let key = w.ringKey
-            let isIdentity = w.subject.isIdentity
-            var (userID, terminalID) = ("", "")
-            switch w.subject {
-            case .user(let u): userID = u
-            case .terminal(let t): terminalID = t
-            case .session: break
-            }
-            let keyLinks = w.links.map { l in
-                Record(kind: .link, ts: l.linkedAt, receivedAt: l.linkedAt, sessionID: l.sessionID, userID: userID, terminalID: terminalID)
-            }
-            // Refs only for the keys this page reaches (a sealed lookup per segment file each).
-            let keyRefs = refs(of: w.subject, ts: nil, nil, receivedSince: since).0.sorted { $0.seq < $1.seq }
-            var item = from.map { $0.skip > 0 && $0.key == key ? $0.skip : 0 } ?? 0
-            let items = keyLinks.count + keyRefs.count
-            while item < items {
-                // Links first, then events read in chunks (log order).
-                var chunk: [Record?]
-                if item < keyLinks.count {
-                    chunk = [keyLinks[item]]
-                } else {
-                    let r = item - keyLinks.count
-                    chunk = readRecordsAligned(Array(keyRefs[r..<min(r + 64, keyRefs.count)]))
-                }
-                for r in chunk {
-                    // Events under an identity key: only those without a session (others travel with their session).
-                    if let r, w.subject.lists(r) || r.kind == .link, !(isIdentity && r.kind == .event && !r.sessionID.isEmpty) {
-                        let size = r.encodedCount
-                        if !out.isEmpty && (bytes + size > maxBytes || out.count >= maxRecords) {
-                            return (out, CatchUpCursor(key: key, skip: item))
-                        }
-                        out.append(r)
-                        bytes += size
-                    }
-                    item += 1
-                }
-            }
-            if out.count >= maxRecords || bytes >= maxBytes, n < wanted.count - 1 { return (out, CatchUpCursor(key: key, skip: 0)) }
-        }
-        return (out, nil)
-    }
-
-    /// A routing key a catch-up page may send from, with its links since the window began (its
-    /// refs are read when a page reaches it: without the index lock, in log order (seq), which a
-    /// seal between two pages does not change, so a cursor's skip stays right).
-    struct CatchUpKey {
-        var subject: SubjectKey
-        var ringKey: String
-        var links: [NodeIndex.Link]
-    }
-
-    /// The keys `wants` selects with something received at or after `since`, from the cursor on
-    /// (unsorted). Copied out of the index under its lock; the blocks are read without it.
-    func catchUpKeys(wants: (String) -> Bool, since: Int64, from: CatchUpCursor?) -> [CatchUpKey] {
-        func after(_ key: String) -> Bool {
-            guard let from else { return true }
-            return from.skip > 0 ? key >= from.key : key > from.key
-        }
-        var candidates: [CatchUpKey] = []
-        // When nothing sealed was received since `since` (the periodic anti-entropy pass looks
-        // two minutes back), only sessions with refs in the open segment can qualify: look at
-        // those instead of every session.
-        let openOnly = sealed.holdsNothing(receivedSince: since)
-        index.withLock { idx in
-            // Cheap tests first: this runs under the index lock (the writer waits).
-            func consider(_ sid: String, _ e: NodeIndex.SessionEntry) {
-                if e.newestReceivedAt >= since && after(sid) && wants(sid) {
-                    candidates.append(CatchUpKey(subject: .session(sid), ringKey: sid, links: []))
-                }
-            }
-            if openOnly {
-                for case .session(let sid) in idx.refs.keys { if let e = idx.sessions[sid] { consider(sid, e) } }
-            } else {
-                for (sid, e) in idx.sessions { consider(sid, e) }
-            }
-            for (subject, map) in [(SubjectKey.user, idx.users), (SubjectKey.terminal, idx.terminals)] {
-                for (id, e) in map where e.newestReceivedAt >= since {
-                    let key = subject(id).ringKey
-                    guard after(key), wants(key) else { continue }
-                    candidates.append(CatchUpKey(subject: subject(id), ringKey: key, links: e.links.filter { $0.linkedAt >= since }))
-                }
-            }
-        }
-        return candidates
-    }
-
     /// How the group-commit plan reads stored records back to confirm a dedupe candidate.
     var storedRecords: StoredRecords {
         StoredRecords(read: { [self] ref in readRecordsAligned([ref]).first ?? nil },
@@ -784,15 +686,13 @@ public final class Engine: @unchecked Sendable {
 
     /// Every ref of `subject`: the open ones from memory first, then the sealed segments' (whose
     /// ts range meets `from`...`to`); true when a sealed index could not be read.
-    func refs(of subject: SubjectKey, ts from: Int64?, _ to: Int64?, receivedSince: Int64? = nil) -> ([EventRef], Bool) {
+    func refs(of subject: SubjectKey, ts from: Int64?, _ to: Int64?) -> ([EventRef], Bool) {
         // Open refs first: a seal moves refs from there to `sealed` under the index lock, so
         // reading in this order sees each ref at least once (twice is dropped by event id).
-        var refs = index.withLock { $0.refs[subject] ?? [] }
-        if let since = receivedSince { refs.removeAll { $0.receivedAt < since } }
+        let refs = index.withLock { $0.refs[subject] ?? [] }
         let found = sealed.refs(of: subject, file: { h in
             h.count > 0 && (from.map { h.maxTs >= $0 } ?? true) && (to.map { h.minTs <= $0 } ?? true)
-                && (receivedSince.map { h.maxReceivedAt >= $0 } ?? true)
-        }, keep: { r in receivedSince.map { r.receivedAt >= $0 } ?? true }, concurrently: concurrently)
+        }, concurrently: concurrently)
         for f in found.failed {
             logger.error("index of segment \(f.segment) could not be read: \(f.error)")
             metrics.indexReadErrors.increment()

@@ -52,6 +52,7 @@ public final class NodeMetrics: Sendable {
     public let replicationFailures: Counter
     public let catchUpRecords: Counter
     public let catchUpRunning: Gauge
+    public let catchUpScanErrors: Counter
     public let ringShare: Gauge
     public let replicationSeconds: DurationHistogram
 
@@ -121,6 +122,7 @@ public final class NodeMetrics: Sendable {
         replicaRecords = registry.makeCounter(descriptor: Self.d("replica_records", "total", "Records stored as a follower (replication and catch-up)"))
         replicationFailures = registry.makeCounter(descriptor: Self.d("replication_failures", "total", "Write groups whose replication to a follower failed (answered 503)"))
         catchUpRecords = registry.makeCounter(descriptor: Self.d("catch_up_records", "total", "Records pulled from peers by catch-up"))
+        catchUpScanErrors = registry.makeCounter(descriptor: Self.d("catch_up_scan_errors", "total", "Blocks a catch-up scan of the log could not read (skipped to the next valid block)"))
         catchUpRunning = registry.makeGauge(descriptor: Self.d("catch_up", "running", "1 while a catch-up (handoff, restart, anti-entropy) is streaming"))
         ringShare = registry.makeGauge(descriptor: Self.d("ring", "share", "Fraction of the key space this node owns"))
         replicationSeconds = registry.makeDurationHistogram(

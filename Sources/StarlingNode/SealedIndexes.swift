@@ -91,12 +91,10 @@ final class SealedIndexes: Sendable {
         }
     }
 
-    /// True when no sealed record was received at or after `since`: no seal in flight, no index
-    /// kept in memory, and every file's newest `received_at` older.
-    func holdsNothing(receivedSince since: Int64) -> Bool {
-        state.withLock { s in
-            s.pending.isEmpty && s.unwritten.isEmpty && s.files.values.allSatisfy { $0.header.count == 0 || $0.header.maxReceivedAt < since }
-        }
+    /// The headers of the index files in place, by segment (a catch-up scan skips a segment
+    /// whose newest `received_at` is older than it asks for).
+    var headers: [UInt32: SegmentIndexCodec.Header] {
+        state.withLock { s in s.files.mapValues(\.header) }
     }
 
     func add(_ file: SegmentIndexFile) { state.withLock { $0.files[file.segment] = file } }

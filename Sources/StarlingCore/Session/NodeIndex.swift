@@ -108,6 +108,8 @@ public struct NodeIndex: Sendable {
     /// An event is listed under its session and under each identity it names.
     public internal(set) var refs: [SubjectKey: [EventRef]] = [:]
     public internal(set) var openRefCount = 0
+    /// Where a catch-up scan of the open segment may start (`ScanMarks`).
+    public internal(set) var scanMarks = ScanMarks()
     public internal(set) var dedupe: DedupeWindow
     public internal(set) var components: [String: ComponentStats] = [:]
     public internal(set) var eventCount = 0
@@ -175,6 +177,7 @@ public struct NodeIndex: Sendable {
     /// (recovery): its state and dedupe entry, not its refs.
     public mutating func apply(_ r: Record, at location: RecordLocation, seq: UInt64, keepRef: Bool = true) {
         lastSeq = max(lastSeq, seq)
+        if keepRef { scanMarks.observe(location, receivedAt: r.receivedAt) }
         switch r.kind {
         case .link:
             applyLink(r)
