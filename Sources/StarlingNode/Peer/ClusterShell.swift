@@ -86,7 +86,11 @@ public final class ClusterShell: GroupReplicator, @unchecked Sendable {
         }
         let tick = node.withLock { $0.settings.tickMs }
         tickTask = group.next().scheduleRepeatedTask(initialDelay: .milliseconds(tick), delay: .milliseconds(tick)) { [weak self] _ in
-            self?.input { n, now in n.tick(now: now) }
+            guard let self else { return }
+            input { n, now in n.tick(now: now) }
+            // The gauge follows the planner on every tick (a ring change alone left it stale
+            // after a catch-up finished).
+            engine.metrics.catchUpRunning.set(Double(catchingUp ? 1 : 0))
         }
     }
 
