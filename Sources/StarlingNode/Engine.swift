@@ -121,6 +121,7 @@ public final class Engine: @unchecked Sendable {
     /// The in-memory index's size gauges.
     func gauge(_ idx: NodeIndex) {
         metrics.sessions.set(Double(idx.sessions.count))
+        metrics.identities.set(Double(idx.users.count + idx.terminals.count))
         metrics.dedupeEntries.set(Double(idx.dedupe.count))
         metrics.openRefs.set(Double(idx.openRefCount))
     }
@@ -496,21 +497,25 @@ public final class Engine: @unchecked Sendable {
         let day: Int64 = 86_400_000
         let cutoff = TimeMath.subtract(now, Int64(config.retentionDays) * day)
         let horizon = cutoff - ((cutoff % day) + day) % day   // start of the oldest day retention keeps
+        func onDisk(_ subject: SubjectKey) -> Bool {
+            let found = sealed.refs(of: subject)
+            return !found.refs.isEmpty || !found.failed.isEmpty
+        }
         let candidates = index.withLock { $0.expiredSessions(now: now, horizon: horizon, limit: 100_000) }
-        guard !candidates.isEmpty else { return }
-        let gone = candidates.filter { c in
-            let found = sealed.refs(of: .session(c.id))
-            return found.refs.isEmpty && found.failed.isEmpty
-        }
-        let n = index.withLock { idx in
-            let n = idx.forgetSessions(gone, now: now)
-            gauge(idx)
-            return n
-        }
+        let gone = candidates.filter { !onDisk(.session($0.id)) }
+        let n = gone.isEmpty ? 0 : index.withLock { $0.forgetSessions(gone, now: now) }
         if n > 0 {
             metrics.sessionsEvicted.increment(by: Int64(n))
             logger.info("forgot \(n) expired sessions with no event left")
         }
+        // Then the identities that only pointed at what was just forgotten.
+        let identities = index.withLock { $0.expiredIdentities(horizon: horizon, limit: 100_000) }.filter { !onDisk($0.subject) }
+        let m = identities.isEmpty ? 0 : index.withLock { $0.forgetIdentities(identities, horizon: horizon) }
+        if m > 0 {
+            metrics.identitiesEvicted.increment(by: Int64(m))
+            logger.info("forgot \(m) identities whose sessions and events are gone")
+        }
+        index.withLock { gauge($0) }
     }
 
     /// Runs retention now (for tests and the admin path); waits for it.

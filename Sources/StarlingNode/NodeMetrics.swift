@@ -30,6 +30,8 @@ public final class NodeMetrics: Sendable {
     public let sessions: Gauge
     public let dedupeEntries: Gauge
     public let sessionsEvicted: Counter
+    public let identities: Gauge
+    public let identitiesEvicted: Counter
     public let blockCacheBytes: Gauge
     public let openRefs: Gauge
     public let indexDamaged: Counter
@@ -99,6 +101,8 @@ public final class NodeMetrics: Sendable {
         httpErrors = registry.makeCounter(descriptor: Self.d("http_protocol_errors", "total", "Malformed HTTP requests"))
         retentionDeletedDays = registry.makeCounter(descriptor: Self.d("retention_deleted_days", "total", "Day directories removed by retention"))
         sessions = registry.makeGauge(descriptor: Self.d("sessions", "count", "Sessions known to this node"))
+        identities = registry.makeGauge(descriptor: Self.d("identities", "count", "Users and terminals known to this node (their links and newest receive time)"))
+        identitiesEvicted = registry.makeCounter(descriptor: Self.d("identities_evicted", "total", "Identities forgotten once their sessions were forgotten and their events deleted"))
         sessionsEvicted = registry.makeCounter(descriptor: Self.d("sessions_evicted", "total", "Expired session states forgotten after retention deleted their events"))
         blockCacheBytes = registry.makeGauge(descriptor: Self.d("block_cache", "bytes", "Uncompressed block payloads held by the query block cache"))
         dedupeEntries = registry.makeGauge(descriptor: Self.d("dedupe_window", "entries", "Event ids held for dedupe (the last --dedupe-window of log time)"))

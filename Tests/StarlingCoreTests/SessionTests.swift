@@ -86,6 +86,19 @@ func loc(_ i: Int) -> RecordLocation { RecordLocation(segment: 1, blockOffset: 1
         #expect(idx.lastSeq == 3)
     }
 
+    /// Component names come from clients: past `componentsMax` distinct names, new ones are
+    /// counted together, while names already known keep counting on their own.
+    @Test func componentCountersAreBounded() {
+        var idx = NodeIndex(ttl: ttl)
+        let n = NodeIndex.componentsMax
+        for i in 0..<(n + 50) { idx.apply(eventRecord("s", at: Int64(i), id: "e\(i)", component: "c\(i)"), at: loc(i), seq: UInt64(i + 1)) }
+        idx.apply(eventRecord("s", at: 1, id: "again", component: "c7", error: true), at: loc(0), seq: UInt64(n + 51))
+        #expect(idx.components.count == n + 1)
+        #expect(idx.components[NodeIndex.otherComponents]?.events == 50)
+        #expect(idx.components["c7"]?.events == 2 && idx.components["c7"]?.errors == 1)
+        #expect(idx.components["c\(n + 1)"] == nil)
+    }
+
     /// Catch-up scans skip entries by their newest time; refs are not in time order after a
     /// catch-up appended older records, so the newest is a maximum, not the last one.
     @Test func newestReceivedAtIsTheMaximumInAnyApplyOrder() {

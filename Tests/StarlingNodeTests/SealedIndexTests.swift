@@ -257,4 +257,41 @@ func metricValue(_ metrics: NodeMetrics, _ name: String) -> Double? {
         #expect(engine.index.withLock { Set($0.sessions.keys) } == ["replica", "fresh"])
         #expect(engine.session("replica", query: EventQuery()).0.records.map(\.eventID) == ["copy-1"])
     }
+
+    /// Identities are bounded too: once retention deleted their events and their sessions were
+    /// forgotten, a user or terminal is forgotten; one linked to a session still held is kept.
+    @Test func identitiesAreForgottenWithTheirSessions() throws {
+        let day: Int64 = 86_400_000
+        let t0: Int64 = 1_700_000_000_000 - 1_700_000_000_000 % day + 3_600_000
+        let now = Mutex<Int64>(t0)
+        let node = try LiveNode(configure: { c in
+            Self.tiny(&c)
+            c.retentionDays = 2
+            c.ttl = TTLSettings(shortMs: 60_000, longMs: day)
+        }, clock: { now.withLock { $0 } })
+        defer { node.stop() }
+        func post(_ body: String) throws { #expect(try node.call("POST", "/v1/events", body).status == 202) }
+        #expect(try node.call("POST", "/v1/identify", #"{"session_id":"old","user_id":"u-old"}"#).status == 204)
+        #expect(try node.call("POST", "/v1/identify", #"{"session_id":"replica","user_id":"u-rep"}"#).status == 204)
+        try post(#"{"session_id":"old","user_id":"u-old","key":"k","value":1}"#)
+        try post(#"{"terminal_id":"t-old","key":"k","value":2}"#)
+        try post(#"{"session_id":"replica","key":"k","value":3}"#)
+        let engine = node.server.engine
+        #expect(engine.index.withLock { Set($0.users.keys) == ["u-old", "u-rep"] && Set($0.terminals.keys) == ["t-old"] })
+        now.withLock { $0 += 3 * day }
+        let copy = Record(kind: .event, ts: t0, receivedAt: t0, sessionID: "replica", eventID: "copy-2", key: "k",
+                          json: Array(#"{"session_id":"replica","key":"k","value":3,"event_id":"copy-2"}"#.utf8))
+        let done = DispatchSemaphore(value: 0)
+        engine.submitReplica([copy]) { _ in done.signal() }
+        done.wait()
+        now.withLock { $0 += day }
+        try post(#"{"session_id":"fresh","key":"k","value":4}"#)
+        engine.waitForIndexes()
+        engine.applyRetentionNow()
+        #expect(engine.index.withLock { Set($0.sessions.keys) } == ["replica", "fresh"])
+        #expect(engine.index.withLock { Set($0.users.keys) } == ["u-rep"], "u-rep links a session still held")
+        #expect(engine.index.withLock { $0.terminals.isEmpty })
+        #expect(metricValue(engine.metrics, "starling_identities_evicted_total") == 2)
+        #expect(metricValue(engine.metrics, "starling_identities_count") == 1)
+    }
 }

@@ -112,6 +112,10 @@ public struct NodeIndex: Sendable {
     public internal(set) var scanMarks = ScanMarks()
     public internal(set) var dedupe: DedupeWindow
     public internal(set) var components: [String: ComponentStats] = [:]
+    /// Distinct component names counted one by one (any client may name one: the table must
+    /// not grow without bound); later names are counted under `otherComponents`.
+    public static let componentsMax = 10_000
+    public static let otherComponents = "(other)"
     public internal(set) var eventCount = 0
     public internal(set) var lastSeq: UInt64 = 0
     public let ttl: TTLSettings
@@ -196,11 +200,13 @@ public struct NodeIndex: Sendable {
                 for subject in Self.subjects(listing: r) { addRef(ref, to: subject) }
             }
             if !r.component.isEmpty {
-                var c = components[r.component] ?? ComponentStats()
+                // Distinct names are capped: past `componentsMax`, new names count as one.
+                let name = components.count < Self.componentsMax || components[r.component] != nil ? r.component : Self.otherComponents
+                var c = components[name] ?? ComponentStats()
                 c.events += 1
                 if r.isError { c.errors += 1 }
                 c.lastSeen = max(c.lastSeen, r.receivedAt)
-                components[r.component] = c
+                components[name] = c
             }
         }
     }
@@ -258,6 +264,43 @@ public struct NodeIndex: Sendable {
             guard let e = sessions[sid], e.newestReceivedAt == newest, e.state?.isExpired(now: now) ?? false,
                   refs[.session(sid)] == nil else { continue }
             sessions[sid] = nil
+            n += 1
+        }
+        return n
+    }
+
+    /// Identities (users, terminals) with nothing left to point at: no link or event since
+    /// `horizon`, no open ref, and every session they link to forgotten. The caller checks the
+    /// sealed indexes (identity-only events) before `forgetIdentities`.
+    public func expiredIdentities(horizon: Int64, limit: Int) -> [(subject: SubjectKey, newest: Int64)] {
+        var out: [(subject: SubjectKey, newest: Int64)] = []
+        for (make, map) in [(SubjectKey.user, users), (SubjectKey.terminal, terminals)] {
+            for (id, e) in map where out.count < limit {
+                guard isForgettable(e, make(id), horizon: horizon) else { continue }
+                out.append((make(id), e.newestReceivedAt))
+            }
+        }
+        return out
+    }
+
+    func isForgettable(_ e: IdentityEntry, _ subject: SubjectKey, horizon: Int64) -> Bool {
+        e.newestReceivedAt < horizon && refs[subject] == nil && e.links.allSatisfy { sessions[$0.sessionID] == nil }
+    }
+
+    /// Forgets the given identities if they are still as `expiredIdentities` listed them.
+    public mutating func forgetIdentities(_ list: [(subject: SubjectKey, newest: Int64)], horizon: Int64) -> Int {
+        var n = 0
+        for (subject, newest) in list {
+            switch subject {
+            case .user(let u):
+                guard let e = users[u], e.newestReceivedAt == newest, isForgettable(e, subject, horizon: horizon) else { continue }
+                users[u] = nil
+            case .terminal(let t):
+                guard let e = terminals[t], e.newestReceivedAt == newest, isForgettable(e, subject, horizon: horizon) else { continue }
+                terminals[t] = nil
+            case .session:
+                continue
+            }
             n += 1
         }
         return n
