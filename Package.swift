@@ -26,16 +26,18 @@ let package = Package(
         .target(name: "CFileIO"),
         // LZ4 from Debian's liblz4-dev.
         .systemLibrary(name: "CLZ4", pkgConfig: "liblz4", providers: [.apt(["liblz4-dev"])]),
+        // libcrypto from Debian's libssl-dev: HMAC-SHA256 of the peer hello (cluster secret).
+        .systemLibrary(name: "CCrypto", pkgConfig: "libcrypto", providers: [.apt(["libssl-dev"])]),
         // LZ4 block compression (a thin, pure wrapper): log blocks and peer frames.
         .target(name: "StarlingLZ4", dependencies: ["CLZ4"]),
         // The append-only log: block codec (pure) and segment files (I/O).
         .target(name: "StarlingLog", dependencies: ["StarlingCore", "StarlingLZ4", "CFileIO"]),
         // Pure cluster logic: hash ring, membership (SWIM), placement, peer wire codec. No sockets,
         // no files, no clocks: it does not import the log module.
-        .target(name: "StarlingCluster", dependencies: ["StarlingCore", "StarlingLZ4"]),
+        .target(name: "StarlingCluster", dependencies: ["StarlingCore", "StarlingLZ4", "CCrypto"]),
         // The NIO shell: engine, HTTP, UDP, peers, metrics.
         .target(name: "StarlingNode", dependencies: [
-            "StarlingCore", "StarlingLog", "StarlingCluster",
+            "StarlingCore", "StarlingLog", "StarlingCluster", "CCrypto",
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "NIOPosix", package: "swift-nio"),
             .product(name: "NIOHTTP1", package: "swift-nio"),

@@ -29,6 +29,12 @@ public struct NodeConfig: Sendable {
     public var adminToken: String?
     /// A separate listener for `/metrics` (and `/healthz`); the public port then serves no metrics.
     public var metricsListen: HostPort?
+    /// The cluster secret (`--cluster-secret-file`): when set, a peer is a member only after its
+    /// hello proved the secret (`HelloAuth`), and this node proves it to the peers it calls.
+    public var clusterSecret: [UInt8]?
+    /// Whether processes without the secret may use the peer port as clients (`forwardEvents`
+    /// with HTTP ingest semantics, e.g. `starling bench --mode peer`). Off: their hello is refused.
+    public var peerClients = true
     /// LZ4 on peer frames: `auto` compresses only towards non-loopback peers (on loopback the
     /// copy is cheaper than the compression).
     public var peerCompression: PeerCompression = .auto

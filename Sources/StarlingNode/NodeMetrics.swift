@@ -55,6 +55,8 @@ public final class NodeMetrics: Sendable {
     public let catchUpRecords: Counter
     public let catchUpRunning: Gauge
     public let catchUpScanErrors: Counter
+    public let peerAuthRefused: Counter
+    public let peerUnauthenticated: Counter
     public let ringShare: Gauge
     public let replicationSeconds: DurationHistogram
 
@@ -126,6 +128,8 @@ public final class NodeMetrics: Sendable {
         replicaRecords = registry.makeCounter(descriptor: Self.d("replica_records", "total", "Records stored as a follower (replication and catch-up)"))
         replicationFailures = registry.makeCounter(descriptor: Self.d("replication_failures", "total", "Write groups whose replication to a follower failed (answered 503)"))
         catchUpRecords = registry.makeCounter(descriptor: Self.d("catch_up_records", "total", "Records pulled from peers by catch-up"))
+        peerAuthRefused = registry.makeCounter(descriptor: Self.d("peer_auth_refused", "total", "Peer hellos (and acks) refused for a missing, wrong or replayed proof of the cluster secret"))
+        peerUnauthenticated = registry.makeCounter(descriptor: Self.d("peer_unauthenticated_frames", "total", "Member-only frames refused on peer connections that did not prove the cluster secret"))
         catchUpScanErrors = registry.makeCounter(descriptor: Self.d("catch_up_scan_errors", "total", "Blocks a catch-up scan of the log could not read (skipped to the next valid block)"))
         catchUpRunning = registry.makeGauge(descriptor: Self.d("catch_up", "running", "1 while a catch-up (handoff, restart, anti-entropy) is streaming"))
         ringShare = registry.makeGauge(descriptor: Self.d("ring", "share", "Fraction of the key space this node owns"))

@@ -23,6 +23,16 @@ struct DevCommand: ParsableCommand {
         let exe = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath().path
         var children: [Process] = []
         say("starling dev: starting \(nodes) node(s); data in \(data)")
+        // The nodes prove a shared secret in their peer hellos (made once, kept with the data).
+        let secretPath = "\(data)/cluster-secret"
+        if !FileManager.default.fileExists(atPath: secretPath) {
+            try FileManager.default.createDirectory(atPath: data, withIntermediateDirectories: true)
+            var rng = SystemRandomNumberGenerator()
+            let secret = (0..<32).map { _ in String(format: "%02x", UInt8.random(in: 0...255, using: &rng)) }.joined()
+            guard FileManager.default.createFile(atPath: secretPath, contents: Data((secret + "\n").utf8), attributes: [.posixPermissions: 0o600]) else {
+                throw CommandFailure(description: "error: could not write \(secretPath)")
+            }
+        }
         let rf = self.rf ?? min(2, nodes)
         say("rf \(rf): a 202 means every event is stored on \(rf) node(s)")
         for k in 1...nodes {
@@ -31,7 +41,8 @@ struct DevCommand: ParsableCommand {
             let peer = "127.0.0.1:\(basePort - 1000 + k)"
             let p = Process()
             p.executableURL = URL(fileURLWithPath: exe)
-            var args = ["node", "--id", id, "--data", "\(data)/\(id)", "--http", http, "--udp", http, "--peer", peer, "--rf", String(rf)]
+            var args = ["node", "--id", id, "--data", "\(data)/\(id)", "--http", http, "--udp", http, "--peer", peer, "--rf", String(rf),
+                        "--cluster-secret-file", secretPath]
             if k > 1 { args += ["--join", "127.0.0.1:\(basePort - 1000 + 1)"] }
             p.arguments = args
             do {

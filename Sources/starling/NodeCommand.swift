@@ -41,6 +41,8 @@ struct NodeCommand: ParsableCommand {
     @Option(name: .customLong("log-level"), help: "trace|debug|info|notice|warning|error|critical (default info).") var logLevel: String?
     @Option(name: .customLong("admin-token-file"), help: "File holding the token that /v1/admin/* calls must send as 'Authorization: Bearer TOKEN' (default: admin calls only from this host, not through a proxy).") var adminTokenFile: String?
     @Option(help: "Separate listen address HOST:PORT for /metrics (then the HTTP port serves no metrics).") var metrics: String?
+    @Option(name: .customLong("cluster-secret-file"), help: "File holding the cluster's shared secret (at least 16 bytes): peers must prove it in their hello to be treated as members.") var clusterSecretFile: String?
+    @Option(name: .customLong("peer-clients"), help: "on | off: whether processes without the cluster secret may send events on the peer port as clients (default on).") var peerClients: String?
     @Option(name: .customLong("peer-compression"), help: "LZ4 on peer frames: auto (not on loopback) | always | never (default auto).") var peerCompression: String?
     @Option(help: "TOML file with the same settings (keys as the flags without dashes); flags win.") var config: String?
 
@@ -126,9 +128,19 @@ struct NodeCommand: ParsableCommand {
             guard let bytes = FileIO.readFile(f) else {
                 throw ConfigError(description: "cannot read --admin-token-file '\(f)'")
             }
-            let token = String(String(decoding: bytes, as: UTF8.self).drop { $0.isWhitespace }.reversed().drop { $0.isWhitespace }.reversed())
+            let token = String(decoding: bytes, as: UTF8.self).trimmingWhitespace
             guard token.utf8.count >= 16 else { throw ConfigError(description: "--admin-token-file '\(f)': the token must be at least 16 bytes") }
             c.adminToken = token
+        }
+        if let f = try src.str(clusterSecretFile, "cluster_secret_file") {
+            guard let bytes = FileIO.readFile(f) else { throw ConfigError(description: "cannot read --cluster-secret-file '\(f)'") }
+            let secret = Array(String(decoding: bytes, as: UTF8.self).trimmingWhitespace.utf8)
+            guard secret.count >= 16 else { throw ConfigError(description: "--cluster-secret-file '\(f)': the secret must be at least 16 bytes") }
+            c.clusterSecret = secret
+        }
+        if let p = try src.str(peerClients, "peer_clients") {
+            guard p == "on" || p == "off" else { throw ConfigError(description: "invalid --peer-clients '\(p)': expected on or off") }
+            c.peerClients = p == "on"
         }
         if let j = try src.str(join, "join") {
             var list: [HostPort] = []
@@ -206,7 +218,7 @@ struct ConfigSource {
 
     static let knownKeys: Set<String> = ["id", "data", "http", "peer", "udp", "join", "rf", "trusted_proxy", "rate_limit", "short_ttl",
                                          "long_ttl", "dedupe_window", "segment_mb", "retention_days", "archive", "fsync", "fsync_interval_ms", "threads", "log_level",
-                                         "admin_token_file", "metrics", "peer_compression"]
+                                         "admin_token_file", "metrics", "peer_compression", "cluster_secret_file", "peer_clients"]
 
     /// Reads a TOML config file; unknown keys are refused.
     static func load(_ path: String) throws -> [String: TOMLValueConvertible] {
@@ -239,4 +251,9 @@ struct ConfigSource {
         if let i = v.int { return i }
         throw ConfigError(description: "config key '\(key)' must be an integer")
     }
+}
+
+extension String {
+    /// Without leading and trailing whitespace (a file's final newline).
+    var trimmingWhitespace: String { String(drop { $0.isWhitespace }.reversed().drop { $0.isWhitespace }.reversed()) }
 }

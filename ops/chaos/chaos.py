@@ -538,6 +538,13 @@ def run(a, root, binary, kinds, net, net_reason, nodes):
     started = time.time()
     hard_end = started + a.duration
     work = tempfile.mkdtemp(prefix="starling-chaos-")
+    # Members prove a shared cluster secret in their hellos (`--cluster-secret-file`), as a
+    # cluster exposed beyond one host should.
+    secret = os.path.join(work, "cluster-secret")
+    with open(secret, "w") as f:
+        f.write(os.urandom(32).hex() + "\n")
+    os.chmod(secret, 0o600)
+    EXTRA_NODE_ARGS.extend(["--cluster-secret-file", secret])
     lb = load = None
     try:
         def make(k, join):

@@ -10,12 +10,16 @@ public struct Hello: Sendable, Equatable {
     /// The sender's HTTP listen address ("host:port").
     public var http: String
     public var incarnation: UInt64
+    /// Proof of the cluster secret (`HelloAuth`), only where one is configured. Encoded after
+    /// the other fields only when present, so a hello without it is the same bytes as before.
+    public var proof: HelloProof?
 
-    public init(nodeID: String, peer: String, http: String, incarnation: UInt64) {
+    public init(nodeID: String, peer: String, http: String, incarnation: UInt64, proof: HelloProof? = nil) {
         self.nodeID = nodeID
         self.peer = peer
         self.http = http
         self.incarnation = incarnation
+        self.proof = proof
     }
 
     public func encode() -> [UInt8] {
@@ -24,13 +28,22 @@ public struct Hello: Sendable, Equatable {
         w.string(peer)
         w.string(http)
         w.u64(incarnation)
+        if let proof {
+            w.i64(proof.time)
+            w.blob(proof.nonce)
+            w.blob(proof.mac)
+        }
         return w.bytes
     }
 
     public static func decode(_ body: [UInt8]) throws(FrameError) -> Hello {
         try decodeBody(body, "hello") { (r: inout BodyReader) throws(FrameError) in
-            Hello(nodeID: try r.string("nodeID"), peer: try r.string("peer"), http: try r.string("http"),
-                  incarnation: try r.u64("incarnation"))
+            var h = Hello(nodeID: try r.string("nodeID"), peer: try r.string("peer"), http: try r.string("http"),
+                          incarnation: try r.u64("incarnation"))
+            if r.remaining > 0 {
+                h.proof = HelloProof(time: try r.i64("proof.time"), nonce: try r.blob("proof.nonce"), mac: try r.blob("proof.mac"))
+            }
+            return h
         }
     }
 }

@@ -1,3 +1,4 @@
+import CCrypto
 import Logging
 import NIOCore
 import NIOPosix
@@ -20,6 +21,9 @@ public final class ClusterShell: GroupReplicator, @unchecked Sendable {
     let node: Mutex<ClusterNode>
     let clients = Mutex<[String: PeerClient]>([:])
     let selfHello: Hello
+    /// Hello proofs of the cluster secret, when one is configured (nil: every hello is trusted
+    /// by the id it names, as before the secret existed).
+    let helloAuth: Mutex<HelloAuth?>
     var tickTask: RepeatedTask?
     let seeds: [String]
     /// Rings built from member lists in peers' catch-up requests.
@@ -59,6 +63,8 @@ public final class ClusterShell: GroupReplicator, @unchecked Sendable {
         let log = logger
         meta = try MetaStore(dir: config.dataDir, meta: m, onError: { log.error("\($0)") })
         selfHello = Hello(nodeID: config.id, peer: peerAddress, http: httpAddress, incarnation: m.incarnation)
+        let peerClients = engine.config.peerClients
+        helloAuth = Mutex(engine.config.clusterSecret.map { HelloAuth(secret: $0, clientsAllowed: peerClients) })
         let me = MemberInfo(id: config.id, peer: peerAddress, http: httpAddress, incarnation: m.incarnation, status: .joining)
         let settings = ClusterNodeSettings(id: config.id, rf: config.rf, limits: config.limits)
         var instance = ClusterNode(settings: settings, me: me, seed: engine.random.next())
@@ -148,8 +154,13 @@ public final class ClusterShell: GroupReplicator, @unchecked Sendable {
         let (client, refused): (PeerClient, Bool) = clients.withLock { c in
             if let existing = c[peer] { return (existing, false) }
             let new = PeerClient(address: peer, group: group, logger: logger, compression: config.peerCompression,
-                                 identity: { [weak self] in (self?.clusterID ?? 0, self?.selfHello ?? Hello(nodeID: "x", peer: "", http: "", incarnation: 0)) },
+                                 identity: { [weak self] in
+                                     guard let self else { return (0, Hello(nodeID: "x", peer: "", http: "", incarnation: 0)) }
+                                     let cid = clusterID
+                                     return (cid, ownHello(clusterID: cid))
+                                 },
                                  onClusterID: { [weak self] id in self?.adopt(clusterID: id) ?? false },
+                                 acceptsAck: { [weak self] sent, ack in self?.ackProves(sent: sent, ack: ack, peer: peer) ?? false },
                                  onNodeFrame: { [weak self] frame in
                                      self?.input { n, now in n.on(frame: frame, connection: 0, fromPeer: peer, now: now) }
                                  },
@@ -197,22 +208,68 @@ public final class ClusterShell: GroupReplicator, @unchecked Sendable {
         return ok
     }
 
-    func acceptHello(_ frame: Frame) -> (Frame, Hello?) {
+    /// The answer to a connection's first frame, the hello it accepted, and whether that hello
+    /// makes the connection a member's (with a cluster secret: it proved the secret; without
+    /// one: always). A connection that is not a member's may only send events as a client.
+    func acceptHello(_ frame: Frame) -> (reply: Frame, hello: Hello?, member: Bool) {
         let mine = clusterID
-        func refuse(_ reason: String) -> (Frame, Hello?) {
+        func refuse(_ reason: String, auth: Bool = false) -> (reply: Frame, hello: Hello?, member: Bool) {
             logger.warning("refused peer \(frame.sender): \(reason)")
             engine.metrics.peerRefused.increment()
+            if auth { engine.metrics.peerAuthRefused.increment() }
             return (Frame(kind: .refuse, isResponse: true, clusterID: mine, requestID: frame.requestID, sender: config.id,
-                          body: Refuse(reason: reason).encode()), nil)
+                          body: Refuse(reason: reason).encode()), nil, false)
         }
         guard frame.kind == .hello else { return refuse("the first frame must be hello, got \(frame.kind)") }
         guard let hello = try? Hello.decode(frame.body) else { return refuse("malformed hello") }
         if frame.clusterID != 0 && mine != 0 && frame.clusterID != mine {
             return refuse("cluster id mismatch: this node is in cluster \(String(mine, radix: 16)), the peer in \(String(frame.clusterID, radix: 16))")
         }
-        if mine == 0 && frame.clusterID != 0 { _ = adopt(clusterID: frame.clusterID) }
+        var member = true
+        var ack = selfHello
+        let now = now()
+        switch helloAuth.withLock({ $0?.verify(hello, clusterID: frame.clusterID, now: now) }) {
+        case .refused(let why)?:
+            return refuse("\(hello.nodeID): \(why)", auth: true)
+        case .client?:
+            member = false
+        case .member?, nil:
+            break
+        }
+        // Only a member's hello may give this node its cluster id (then the ack carries it).
+        if member && mine == 0 && frame.clusterID != 0 { _ = adopt(clusterID: frame.clusterID) }
+        if member, let nonce = hello.proof?.nonce {
+            let cid = clusterID
+            ack.proof = helloAuth.withLock { $0?.prove(selfHello, clusterID: cid, now: now, nonce: Self.freshNonce(), answering: nonce) }
+        }
         return (Frame(kind: .helloAck, isResponse: true, clusterID: clusterID, requestID: frame.requestID, sender: config.id,
-                      body: selfHello.encode()), hello)
+                      body: ack.encode()), hello, member)
+    }
+
+    /// Our hello for a connection we open, with a proof of the cluster secret when one is set.
+    func ownHello(clusterID: UInt64) -> Hello {
+        var hello = selfHello
+        let now = now()
+        hello.proof = helloAuth.withLock { $0?.prove(selfHello, clusterID: clusterID, now: now, nonce: Self.freshNonce()) }
+        return hello
+    }
+
+    /// Whether a peer's `helloAck` to `sent` proves the cluster secret (always, without one).
+    func ackProves(sent: Hello, ack: Frame, peer: String) -> Bool {
+        guard let nonce = sent.proof?.nonce else { return true }
+        if let hello = try? Hello.decode(ack.body), helloAuth.withLock({ $0?.verifyAck(hello, clusterID: ack.clusterID, answering: nonce) ?? true }) {
+            return true
+        }
+        logger.error("peer \(peer) answered our hello without proving the cluster secret; not using it")
+        engine.metrics.peerAuthRefused.increment()
+        return false
+    }
+
+    /// 16 bytes from the system's cryptographic generator.
+    static func freshNonce() -> [UInt8] {
+        var bytes = [UInt8](repeating: 0, count: HelloProof.nonceBytes)
+        precondition(RAND_bytes(&bytes, Int32(bytes.count)) == 1, "RAND_bytes failed")
+        return bytes
     }
 
     func peerProtocolError(_ error: Error, from: SocketAddress?) {
@@ -261,9 +318,18 @@ public final class ClusterShell: GroupReplicator, @unchecked Sendable {
     /// Answers one request frame of an accepted connection. `remoteIP` is the connection's
     /// peer address (events sent by clients are stamped with it). Membership, replication,
     /// catch-up and forwarded records are the node's (`ClusterNode.on(frame:)`).
-    func handle(_ frame: Frame, from hello: Hello, remoteIP: String? = nil, connection: UInt64 = 0, on loop: EventLoop) -> EventLoopFuture<Frame?> {
+    /// `member`: the connection's hello made it a member's (see `acceptHello`); otherwise only
+    /// `forwardEvents` is served, as a client's.
+    func handle(_ frame: Frame, from hello: Hello, member: Bool = true, remoteIP: String? = nil, connection: UInt64 = 0,
+                on loop: EventLoop) -> EventLoopFuture<Frame?> {
         @Sendable func reply(_ kind: MessageKind, _ body: [UInt8]) -> Frame {
             Frame(kind: kind, isResponse: true, clusterID: clusterID, requestID: frame.requestID, sender: config.id, body: body)
+        }
+        if !member && frame.kind != .forwardEvents {
+            engine.metrics.peerUnauthenticated.increment()
+            logger.warning("refused \(frame.kind) from \(remoteIP ?? "?") (hello named \(hello.nodeID)): the connection did not prove the cluster secret")
+            if frame.kind == .membership { return loop.makeSucceededFuture(nil) }   // one-way: nothing to answer
+            return loop.makeSucceededFuture(reply(.error, ErrorBody(code: "unauthenticated", message: "this connection did not prove the cluster secret; only events are taken from clients").encode()))
         }
         switch frame.kind {
         case .membership:
@@ -277,7 +343,7 @@ public final class ClusterShell: GroupReplicator, @unchecked Sendable {
             }
             // A ring member forwards events it routed to us; anyone else (a client on the peer
             // port) gets HTTP-ingest semantics: validated whole, routed to owners and replicas.
-            if ring.members.contains(hello.nodeID) {
+            if member && ring.members.contains(hello.nodeID) {
                 return storeForwarded(batch, on: loop).map { reply(.forwardResult, $0.encode()) }
             }
             return ingestFromClient(batch, ip: remoteIP ?? "", on: loop).map { reply(.forwardResult, $0.encode()) }

@@ -19,6 +19,8 @@ final class PeerClient: Sendable {
     let group: EventLoopGroup
     let identity: @Sendable () -> (clusterID: UInt64, hello: Hello)
     let onClusterID: @Sendable (UInt64) -> Bool
+    /// Whether the `helloAck` to the hello we sent is good (the cluster secret proven, where one is set).
+    let acceptsAck: @Sendable (Hello, Frame) -> Bool
     /// Answers to requests the cluster node sent (`ClusterNode.requestIDBase` ids).
     let onNodeFrame: @Sendable (Frame) -> Void
     /// The connection closed or could not be made (the node fails its requests to this peer).
@@ -47,6 +49,7 @@ final class PeerClient: Sendable {
     init(address: String, group: EventLoopGroup, logger: Logger, compression: PeerCompression = .auto,
          identity: @escaping @Sendable () -> (clusterID: UInt64, hello: Hello),
          onClusterID: @escaping @Sendable (UInt64) -> Bool,
+         acceptsAck: @escaping @Sendable (Hello, Frame) -> Bool = { _, _ in true },
          onNodeFrame: @escaping @Sendable (Frame) -> Void = { _ in },
          onLost: @escaping @Sendable () -> Void = {},
          onUnsent: @escaping @Sendable (UInt64) -> Void = { _ in }) {
@@ -58,6 +61,7 @@ final class PeerClient: Sendable {
         self.group = group
         self.logger = logger
         self.identity = identity
+        self.acceptsAck = acceptsAck
         self.onClusterID = onClusterID
         self.onNodeFrame = onNodeFrame
         self.onLost = onLost
@@ -106,6 +110,10 @@ final class PeerClient: Sendable {
             return p.futureResult.flatMapThrowing { [self] reply -> Channel in
                 switch reply.kind {
                 case .helloAck:
+                    guard acceptsAck(hello, reply) else {
+                        channel.close(promise: nil)
+                        throw PeerUnavailable(description: "peer \(address) did not prove the cluster secret")
+                    }
                     guard onClusterID(reply.clusterID) else {
                         channel.close(promise: nil)
                         throw PeerUnavailable(description: "peer \(address) belongs to another cluster (\(String(reply.clusterID, radix: 16)))")

@@ -19,6 +19,8 @@ final class PeerServerHandler: ChannelDuplexHandler {
     let api: NodeAPI
     let inFlightMax: Int
     var hello: Hello?
+    /// Whether the hello made this a member's connection (`ClusterShell.acceptHello`).
+    var member = false
     /// The connection's peer address, read once (a client's events are stamped with it).
     var remoteIP: String?
     /// Requests being answered (loop-confined, like the rest of the handler).
@@ -37,10 +39,11 @@ final class PeerServerHandler: ChannelDuplexHandler {
         let frame = unwrapInboundIn(data)
         let runtime = api.cluster
         guard let hello else {
-            let (reply, accepted) = runtime.acceptHello(frame)
+            let (reply, accepted, member) = runtime.acceptHello(frame)
             context.writeAndFlush(wrapOutboundOut(reply), promise: nil)
             if let accepted {
                 self.hello = accepted
+                self.member = member
                 remoteIP = context.channel.remoteAddress?.ipAddress
             } else {
                 context.close(promise: nil)
@@ -57,7 +60,7 @@ final class PeerServerHandler: ChannelDuplexHandler {
         }
         inFlight += 1
         let loopBound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
-        runtime.handle(frame, from: hello, remoteIP: remoteIP, connection: connectionID, on: context.eventLoop).whenComplete { result in
+        runtime.handle(frame, from: hello, member: member, remoteIP: remoteIP, connection: connectionID, on: context.eventLoop).whenComplete { result in
             let (handler, context) = loopBound.value
             handler.inFlight -= 1
             if case .success(var reply?) = result {
