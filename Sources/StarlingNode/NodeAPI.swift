@@ -160,6 +160,8 @@ public final class NodeAPI: Sendable {
                 loop.scheduleTask(in: .milliseconds(50)) { stop() }
                 return loop.makeSucceededFuture(.json(.accepted, .object(JSONObject([("leaving", .string(config.id))]))))
             })
+        case 4 where segs[0] == "v1" && segs[1] == "admin" && segs[2] == "remove":
+            return only(req.method == .POST, "POST", { loop.makeSucceededFuture(removeMember(segs[3])) })
         case 3 where segs[0] == "v1" && segs[1] == "stats" && segs[2] == "components": return only(get, "GET", { loop.makeSucceededFuture(components()) })
         case 3 where segs[0] == "v1" && segs[1] == "stats" && segs[2] == "blocked": return only(get, "GET", { loop.makeSucceededFuture(blocked()) })
         case 3 where segs[0] == "v1" && segs[1] == "sessions": return only(get, "GET", { sessionQuery(segs[2], req, q, loop) })
@@ -402,9 +404,31 @@ public final class NodeAPI: Sendable {
         return diff == 0
     }
 
+    /// 200 while this node takes writes. A degraded cluster (a member down, not removed) is
+    /// still ready, so a load balancer keeps every live node, and the body says so.
     func readyz() -> APIResponse {
         if let reason = cluster.unavailableReason() ?? engine.unavailableReason() { return .error(reason) }
-        return .json(.ok, .object(JSONObject([("status", .string("ready"))])))
+        let down = cluster.downMembers
+        var fields: [(String, JSONValue)] = [("status", .string("ready"))]
+        if !down.isEmpty {
+            fields += [("degraded", .bool(true)), ("down", .array(down.map { .string($0) })),
+                       ("hint", .string("a member is down: it comes back, or an operator runs `starling cluster remove ID`"))]
+        }
+        return .json(.ok, .object(JSONObject(fields)))
+    }
+
+    /// `POST /v1/admin/remove/{id}`: a member down for good becomes `left` cluster-wide.
+    func removeMember(_ id: String) -> APIResponse {
+        switch cluster.remove(member: id) {
+        case .success:
+            return .json(.ok, .object(JSONObject([("removed", .string(id))])))
+        case .failure(.unknown):
+            return .error(IngestError(status: 404, code: "unknown_member", message: "no member '\(id)' in this node's view"))
+        case .failure(.isMe):
+            return .error(IngestError(status: 409, code: "not_down", message: "'\(id)' is this node; a live member leaves with `starling cluster leave`"))
+        case .failure(.notDown(let status)):
+            return .error(IngestError(status: 409, code: "not_down", message: "'\(id)' is \(status.rawValue), not down; only a down member can be removed (a live one leaves with `starling cluster leave`)"))
+        }
     }
 
     func clusterView() -> APIResponse {

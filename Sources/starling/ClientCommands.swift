@@ -81,7 +81,7 @@ struct QueryCommand: ParsableCommand {
 
 struct ClusterCommand: ParsableCommand {
     static let configuration = CommandConfiguration(commandName: "cluster", abstract: "Inspect the cluster.",
-                                                    subcommands: [Status.self, Leave.self])
+                                                    subcommands: [Status.self, Leave.self, Remove.self])
     struct Leave: ParsableCommand {
         static let configuration = CommandConfiguration(
             commandName: "leave",
@@ -112,6 +112,25 @@ struct ClusterCommand: ParsableCommand {
                 throw CommandFailure(description: "error: \(error)")
             }
             try printBody(answer)
+        }
+    }
+    struct Remove: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "remove",
+            abstract: "Remove member ID, down for good, from the cluster (asked of --node; its copies were restored when it went down).")
+        @OptionGroup var address: NodeAddress
+        @Argument(help: "member id") var id: String
+        @Option(name: .customLong("token-file"), help: "File holding --node's admin token (its --admin-token-file).") var tokenFile: String?
+
+        func run() throws {
+            var headers: [(String, String)] = []
+            if let tokenFile {
+                guard let bytes = FileManager.default.contents(atPath: tokenFile) else {
+                    throw CommandFailure(description: "error: cannot read --token-file '\(tokenFile)'")
+                }
+                headers.append(("Authorization", "Bearer " + String(decoding: bytes, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)))
+            }
+            try printBody(address.call("POST", "/v1/admin/remove/" + percentEncode(id), headers: headers))
         }
     }
     struct Status: ParsableCommand {

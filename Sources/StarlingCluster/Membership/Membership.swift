@@ -236,6 +236,33 @@ public struct Membership: Sendable {
         return finish(out, since: epochBefore)
     }
 
+    /// Why an operator's `remove` was not done.
+    public enum RemoveRefusal: Error, Equatable, Sendable {
+        case unknown
+        case isMe
+        case notDown(MemberStatus)
+    }
+
+    /// An operator removes a member that is `down` for good: it is recorded `left` (at its
+    /// incarnation, which nothing at that incarnation beats) and every live member is told. A
+    /// `left` member is in no ring and asked nothing; if the process comes back, its restart's
+    /// higher incarnation lets it join again. A live member is never removed this way (it
+    /// leaves itself: `leave`).
+    public mutating func remove(_ id: String, now: Int64) -> Result<[MembershipDirective], RemoveRefusal> {
+        guard id != myID else { return .failure(.isMe) }
+        guard let r = records[id] else { return .failure(.unknown) }
+        guard r.info.status == .down else { return .failure(.notDown(r.info.status)) }
+        let epochBefore = epoch
+        var out: [MembershipDirective] = []
+        var gone = r.info
+        gone.status = .left
+        merge(gone, now: now)
+        for other in ids where other != myID && records[other]!.info.status.isLive {
+            send(&out, to: records[other]!.info.peer, .leave(gone))
+        }
+        return .success(finish(out, since: epochBefore))
+    }
+
     // MARK: - Probing
 
     private mutating func runProbe(_ out: inout [MembershipDirective], now: Int64) {

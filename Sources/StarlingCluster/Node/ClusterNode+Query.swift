@@ -2,7 +2,8 @@ import StarlingCore
 
 /// Query fan-out: a session (or identity) query asks every member that has not left, in
 /// parallel and page by page (each page fits a frame), with a deadline per page, and merges
-/// the answers (`QueryMerge`): `partial` when a member did not answer.
+/// the answers (`QueryMerge`): `partial` only when the members that did not answer may hold
+/// every copy of some of the data (`Placement.mayMiss`).
 extension ClusterNode {
     /// One member's part of a fan-out.
     enum QuerySlot: Sendable {
@@ -20,13 +21,18 @@ extension ClusterNode {
     struct Fanout: Sendable {
         var slots: [QuerySlot]
         var limit: Int
+        /// The member asked in each slot.
+        var targets: [String]
+        /// The session asked for (nil: an identity's sessions, spread over many keys).
+        var key: String?
     }
 
     /// Starts a fan-out of `request` (offset 0); `.queryAnswered(ticket:)` brings the merged answer.
     public mutating func query(_ request: QueryRequest, ticket: UInt64, now: Int64) -> [ClusterDirective] {
         let targets = members.filter { $0.status != .left }
         precondition(fanouts[ticket] == nil, "query ticket \(ticket) is already pending (\(fanouts.count) fan-outs in progress)")
-        fanouts[ticket] = Fanout(slots: Array(repeating: .waiting(nil), count: targets.count), limit: Int(request.limit))
+        fanouts[ticket] = Fanout(slots: Array(repeating: .waiting(nil), count: targets.count), limit: Int(request.limit),
+                                 targets: targets.map(\.id), key: request.scope == 0 ? request.id : nil)
         for (slot, m) in targets.enumerated() {
             if m.id == id {
                 let t = newTicket(.querySlot(fanout: ticket, slot: slot))
@@ -75,7 +81,13 @@ extension ClusterNode {
     mutating func finishIfDone(_ ticket: UInt64) {
         guard let f = fanouts[ticket], f.slots.allSatisfy(\.done) else { return }
         fanouts[ticket] = nil
-        out.append(.queryAnswered(ticket: ticket, QueryMerge.merge(f.slots.map(\.result), limit: f.limit)))
+        var unanswered = Set<String>()
+        for (member, slot) in zip(f.targets, f.slots) {
+            if case .failed = slot { unanswered.insert(member) }
+        }
+        let mayMiss = !unanswered.isEmpty
+            && Placement.mayMiss(key: f.key, unanswered: unanswered, rings: [ring, previousRing, everyoneRing()].compactMap { $0 }, rf: settings.rf)
+        out.append(.queryAnswered(ticket: ticket, QueryMerge.merge(f.slots.map(\.result), limit: f.limit, mayMiss: mayMiss)))
     }
 
     /// A member asks for one page of its local answer.
@@ -104,5 +116,17 @@ extension ClusterNode {
             break
         }
         return take()
+    }
+}
+
+extension ClusterNode {
+    /// The ring of every member not removed (`left`), down ones included: where the copies of a
+    /// member that died were. Built when the member list changes (cached).
+    mutating func everyoneRing() -> HashRing {
+        let ids = members.filter { $0.status != .left }.map(\.id).sorted()
+        if let cached = everyoneRingCache, cached.members == ids { return cached }
+        let r = HashRing(members: ids, vnodes: settings.vnodes)
+        everyoneRingCache = r
+        return r
     }
 }

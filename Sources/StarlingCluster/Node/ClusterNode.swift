@@ -132,6 +132,9 @@ public struct ClusterNode: Sendable {
     var ingests: [UInt64: PendingIngest] = [:]
     /// Query fan-outs in progress, by the shell's ticket.
     var fanouts: [UInt64: Fanout] = [:]
+    /// The ring before the last change (a handoff may still be moving its copies).
+    var previousRing: HashRing?
+    var everyoneRingCache: HashRing?
     /// Identify calls in progress, by the shell's ticket.
     var identifies: [UInt64: Identify] = [:]
 
@@ -204,6 +207,24 @@ public struct ClusterNode: Sendable {
         apply(membership.leave(now: now), now: now)
         return take()
     }
+
+    /// An operator removes a member that is down for good (`starling cluster remove`): it
+    /// becomes `left` everywhere, so queries stop asking it and the cluster is no longer degraded.
+    public mutating func remove(member: String, now: Int64) -> (Result<Void, Membership.RemoveRefusal>, [ClusterDirective]) {
+        switch membership.remove(member, now: now) {
+        case .success(let directives):
+            apply(directives, now: now)
+            out.append(.log(.warning, "member \(member) removed by an operator"))
+            return (.success(()), take())
+        case .failure(let refusal):
+            return (.failure(refusal), take())
+        }
+    }
+
+    /// Members that are down and not removed: the cluster is degraded (fewer copies of their
+    /// keys' old data until catch-up restores them; queries still ask for them) until they come
+    /// back or an operator removes them.
+    public var downMembers: [String] { members.filter { $0.status == .down }.map(\.id) }
 
     /// The clock moved: membership probes, request deadlines, due catch-ups, anti-entropy.
     public mutating func tick(now: Int64) -> [ClusterDirective] {
@@ -379,7 +400,10 @@ public struct ClusterNode: Sendable {
         guard force || newEpoch != epoch || ring.members != live else { return }
         let before = Set(ring.members)
         let ringChanged = ring.members != live
-        if ringChanged { ring = HashRing(members: live, vnodes: settings.vnodes) }
+        if ringChanged {
+            previousRing = ring
+            ring = HashRing(members: live, vnodes: settings.vnodes)
+        }
         epoch = newEpoch
         let all = membership.members
         let nowIn = Set(live)

@@ -54,6 +54,22 @@ public enum Placement {
         return set.contains(requester) && !set.contains(responder)
     }
 
+    /// Whether a query answer may miss data because `unanswered` members did not answer. For
+    /// one key (a session): when its whole replica set, in any of `rings`, is among them (the
+    /// current ring, where writes go; the previous one, whose copies a handoff may still be
+    /// moving; the ring of every member not removed, down ones included, where a dead member's
+    /// copies were). Every acknowledged write is on a key's whole replica set, so one answering
+    /// member of each set is enough. For a query over many keys (`key` nil: an identity's
+    /// sessions), when `rf` or more did not answer (some key may have every copy among them).
+    public static func mayMiss(key: String?, unanswered: Set<String>, rings: [HashRing], rf: Int) -> Bool {
+        guard !unanswered.isEmpty else { return false }
+        guard let key else { return unanswered.count >= max(rf, 1) }
+        return rings.contains { ring in
+            let set = ring.replicas(of: key, count: rf)
+            return !set.isEmpty && set.allSatisfy(unanswered.contains)
+        }
+    }
+
     /// The ack rule: a write is acknowledged only if it is stored locally and every follower
     /// stored it.
     public static func acknowledged(storedLocally: Bool, followerAcks: [Bool]) -> Bool {

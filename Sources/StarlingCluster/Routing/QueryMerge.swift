@@ -8,24 +8,23 @@ public enum QueryMerge {
         public var hits: [QueryHit]
         /// More hits than the limit exist (some member said so, or the merge cut).
         public var truncated: Bool
-        /// A member did not answer (nil) or could not read some blocks.
+        /// Some data may be missing: members that did not answer may hold all copies of some of
+        /// it (`mayMiss`, `Placement.mayMiss`), or a member could not read some blocks.
         public var partial: Bool
         /// The most complete session state among the answers.
         public var state: [UInt8]?
     }
 
-    /// `answers` has one entry per asked member, nil where none came in time.
-    public static func merge(_ answers: [QueryResult?], limit: Int) -> Merged {
+    /// `answers` has one entry per asked member, nil where none came in time; `mayMiss`: those
+    /// members may hold every copy of some of the data (decided by the caller, who knows the ring).
+    public static func merge(_ answers: [QueryResult?], limit: Int, mayMiss: Bool) -> Merged {
         var hits: [QueryHit] = []
-        var partial = false
+        var partial = mayMiss
         var truncated = false
         var state: [UInt8]?
         var best: (events: Int64, lastSeen: Int64) = (-1, -1)
         for answer in answers {
-            guard let r = answer else {
-                partial = true
-                continue
-            }
+            guard let r = answer else { continue }
             if r.error != nil { partial = true }
             truncated = truncated || r.truncated
             // Every replica folds the session's events into a state; the most complete one (most

@@ -147,6 +147,7 @@ extension ClusterShell {
 
     func clusterJSON() -> JSONValue {
         let share = ring.ownedShare()
+        let down = downMembers
         let list = members.map { m -> JSONValue in
             let s = share[m.id] ?? 0
             return .object(JSONObject([("id", .string(m.id)), ("peer", .string(m.peer)), ("http", .string(m.http)),
@@ -160,6 +161,10 @@ extension ClusterShell {
             // there is no replication lag; catch-up (restart, join, ring change) is the handoff.
             ("replication", .string(config.rf > 1 ? "synchronous" : "none")),
             ("catching_up", .bool(catchingUp)),
+            // Down members not removed by an operator (`starling cluster remove`): the cluster
+            // is degraded until they come back or are removed.
+            ("degraded", .bool(!down.isEmpty)),
+            ("down", .array(down.map { .string($0) })),
             // What a client needs to compute the ring and send each session straight to its owner:
             // the ring's members and virtual nodes per member; a key's point is RingHash (FNV-1a 64
             // of its UTF-8, then the SplitMix64 finaliser) of the session id (identity-only events:

@@ -282,6 +282,18 @@ public final class ClusterShell: GroupReplicator, @unchecked Sendable {
     public var liveMembers: Int { node.withLock { $0.liveMembers } }
     public var epoch: UInt64 { node.withLock { $0.epoch } }
     public var members: [MemberInfo] { node.withLock { $0.members } }
+    public var downMembers: [String] { node.withLock { $0.downMembers } }
+
+    /// An operator removes a member that is down for good (`POST /v1/admin/remove/ID`).
+    func remove(member: String) -> Result<Void, Membership.RemoveRefusal> {
+        var result: Result<Void, Membership.RemoveRefusal> = .success(())
+        input { n, now in
+            let (r, directives) = n.remove(member: member, now: now)
+            result = r
+            return directives
+        }
+        return result
+    }
 
     func owner(of key: String) -> String { node.withLock { $0.owner(of: key) } }
 
