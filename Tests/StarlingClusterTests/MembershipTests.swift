@@ -285,6 +285,27 @@ private func pump(_ nodes: inout [String: Membership], from sender: String, _ ds
         #expect(nodes[node(3).peer]!.tick(now: 5_000).isEmpty)
     }
 
+    /// An operator removes a down member: it becomes `left` here and at every live member; a
+    /// live member, this node or an unknown id is refused; a restart still brings it back.
+    @Test func removeADownMember() {
+        var nodes: [String: Membership] = [node(1).peer: founder(1, knowing: [node(2), node(3, inc: 2, .down)]),
+                                           node(2).peer: founder(2, knowing: [node(1), node(3, inc: 2, .down)])]
+        #expect(nodes[node(1).peer]!.remove("node-2", now: 10) == .failure(.notDown(.up)))
+        #expect(nodes[node(1).peer]!.remove("node-1", now: 10) == .failure(.isMe))
+        #expect(nodes[node(1).peer]!.remove("node-9", now: 10) == .failure(.unknown))
+        guard case .success(let out) = nodes[node(1).peer]!.remove("node-3", now: 10) else {
+            Issue.record("removing a down member was refused"); return
+        }
+        #expect(sends(out).map(\.0) == [node(2).peer] && changed(out))
+        #expect(nodes[node(1).peer]!.member("node-3")?.status == .left)
+        pump(&nodes, from: node(1).peer, out, now: 11)
+        #expect(nodes[node(2).peer]!.member("node-3") == node(3, inc: 2, .left))
+        #expect(nodes[node(1).peer]!.remove("node-3", now: 12) == .failure(.notDown(.left)))
+        // Its process restarted: a higher incarnation joins again.
+        _ = nodes[node(2).peer]!.receive(.ping(seq: 1, gossip: [node(3, inc: 3, .joining)]), fromPeer: node(3).peer, now: 20)
+        #expect(nodes[node(2).peer]!.member("node-3")?.status == .up)
+    }
+
     @Test func aRestartedNodeIsUpAgainAsTheSameMember() {
         var a = founder(1, knowing: [node(2, inc: 3, .down)])
         var b = Membership(me: node(2, inc: 4), seed: 9)
