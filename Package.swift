@@ -6,6 +6,10 @@ let package = Package(
     platforms: [.macOS(.v14)],
     products: [
         .executable(name: "starling", targets: ["starling"]),
+        // The pure parsers and codecs, for the fuzz targets (ops/fuzz, a package of its own).
+        .library(name: "StarlingCore", targets: ["StarlingCore"]),
+        .library(name: "StarlingCluster", targets: ["StarlingCluster"]),
+        .library(name: "StarlingLog", targets: ["StarlingLog"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),

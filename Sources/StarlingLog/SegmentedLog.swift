@@ -413,8 +413,9 @@ public final class SegmentedLog: @unchecked Sendable {
             return (fd, seg.path)
         }
         guard let off = Int(exactly: offset) else { throw BlockCodec.DecodeError.badLength }
-        func read(_ count: Int, at at: Int) throws -> [UInt8]? {
-            cachedOnly ? try FileIO.readCached(fd, count: count, at: at, path: path) : try FileIO.readAll(fd, count: count, at: at, path: path)
+        func read(_ count: Int, at position: Int) throws -> [UInt8]? {
+            cachedOnly ? try FileIO.readCached(fd, count: count, at: position, path: path)
+                : try FileIO.readAll(fd, count: count, at: position, path: path)
         }
         guard let head = try read(BlockCodec.headerBytes, at: off) else { return nil }
         let h = try head.withUnsafeBytes { (b) throws in try BlockCodec.header(b, maxPayloadBytes: maxPayloadBytes) }
