@@ -22,6 +22,9 @@ final class HTTPHandler: ChannelInboundHandler, RemovableChannelHandler {
     var state = State.idle
     /// The peer's address as text, formatted once per connection.
     var remoteIP: String??
+    /// Closes the connection if the next request's head (or the current request's body) is not
+    /// in by then (`Limits.httpHeaderTimeoutMs`, `httpBodyTimeoutMs`).
+    var deadline: Scheduled<Void>?
 
     init(api: NodeAPI, inFlight: InFlightCounter, listener: APIRequest.Listener = .main) {
         self.listener = listener
@@ -29,9 +32,48 @@ final class HTTPHandler: ChannelInboundHandler, RemovableChannelHandler {
         self.inFlight = inFlight
     }
 
+    func handlerAdded(context: ChannelHandlerContext) {
+        if context.channel.isActive { arm(context: context, phase: "header") }
+    }
+
+    func channelActive(context: ChannelHandlerContext) {
+        arm(context: context, phase: "header")
+        context.fireChannelActive()
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        deadline?.cancel()
+        deadline = nil
+        context.fireChannelInactive()
+    }
+
+    func handlerRemoved(context: ChannelHandlerContext) {
+        deadline?.cancel()
+        deadline = nil
+    }
+
+    /// Starts the clock for the next part of a request (`header`: the next head; `body`: the
+    /// rest of this request); nil `phase` stops it (a request is being answered).
+    func arm(context: ChannelHandlerContext, phase: String?) {
+        deadline?.cancel()
+        deadline = nil
+        guard let phase else { return }
+        let limits = api.engine.config.limits
+        let ms = phase == "header" ? limits.httpHeaderTimeoutMs : limits.httpBodyTimeoutMs
+        let bound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
+        deadline = context.eventLoop.scheduleTask(in: .milliseconds(Int64(ms))) {
+            let (handler, context) = bound.value
+            handler.deadline = nil
+            handler.api.engine.metrics.timedOut(phase)
+            handler.api.engine.logger.warning("closed an HTTP connection from \(context.channel.remoteAddress?.ipAddress ?? "?"): the request \(phase) was not in within \(ms) ms")
+            context.close(promise: nil)
+        }
+    }
+
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         switch unwrapInboundIn(data) {
         case .head(let head):
+            arm(context: context, phase: "body")
             let limit = api.engine.config.limits.bodyBytesMax
             if let len = head.headers.first(name: "Content-Length").flatMap({ Int($0) }), len > limit {
                 refuseBody(context: context, head: head)
@@ -56,6 +98,7 @@ final class HTTPHandler: ChannelInboundHandler, RemovableChannelHandler {
                 break
             }
         case .end:
+            arm(context: context, phase: nil)
             switch state {
             case .receiving(let head, let body, let started):
                 state = .idle
@@ -113,6 +156,7 @@ final class HTTPHandler: ChannelInboundHandler, RemovableChannelHandler {
         api.engine.metrics.requestSeconds.record(ContinuousClock.now - started)
         if keepAlive {
             context.writeAndFlush(wrapOutboundOut(.end(nil)), promise: nil)
+            arm(context: context, phase: "header")
         } else {
             let channel = context.channel
             context.writeAndFlushPromise(wrapOutboundOut(.end(nil))).whenComplete { _ in channel.close(promise: nil) }

@@ -56,6 +56,10 @@ public final class NodeMetrics: Sendable {
     public let catchUpRunning: Gauge
     public let catchUpScanErrors: Counter
     public let peerAuthRefused: Counter
+    public let httpConnections: Gauge
+    public let peerConnections: Gauge
+    let refusedConnections = Mutex<[String: Counter]>([:])
+    let timeouts = Mutex<[String: Counter]>([:])
     public let peerUnauthenticated: Counter
     public let ringShare: Gauge
     public let replicationSeconds: DurationHistogram
@@ -128,6 +132,8 @@ public final class NodeMetrics: Sendable {
         replicaRecords = registry.makeCounter(descriptor: Self.d("replica_records", "total", "Records stored as a follower (replication and catch-up)"))
         replicationFailures = registry.makeCounter(descriptor: Self.d("replication_failures", "total", "Write groups whose replication to a follower failed (answered 503)"))
         catchUpRecords = registry.makeCounter(descriptor: Self.d("catch_up_records", "total", "Records pulled from peers by catch-up"))
+        httpConnections = registry.makeGauge(descriptor: Self.d("http_connections", "count", "Open HTTP connections (main and metrics listeners)"))
+        peerConnections = registry.makeGauge(descriptor: Self.d("peer_connections", "count", "Open connections on the peer port"))
         peerAuthRefused = registry.makeCounter(descriptor: Self.d("peer_auth_refused", "total", "Peer hellos (and acks) refused for a missing, wrong or replayed proof of the cluster secret"))
         peerUnauthenticated = registry.makeCounter(descriptor: Self.d("peer_unauthenticated_frames", "total", "Member-only frames refused on peer connections that did not prove the cluster secret"))
         catchUpScanErrors = registry.makeCounter(descriptor: Self.d("catch_up_scan_errors", "total", "Blocks a catch-up scan of the log could not read (skipped to the next valid block)"))
@@ -152,6 +158,31 @@ public final class NodeMetrics: Sendable {
             return c
         }
         c.increment(by: Int64(count))
+    }
+
+    /// A connection closed at accept: `listener` http|peer, `reason` the limit it met.
+    public func connectionRefused(listener: String, reason: String) {
+        counter(in: refusedConnections, listener + "|" + reason) {
+            registry.makeCounter(descriptor: Self.d("connections_refused", "total", "Connections closed at accept, by listener and limit"),
+                                 labels: [("listener", listener), ("reason", reason)])
+        }.increment()
+    }
+
+    /// A connection closed for being too slow: `phase` header|body|peer_idle.
+    public func timedOut(_ phase: String) {
+        counter(in: timeouts, phase) {
+            registry.makeCounter(descriptor: Self.d("connection_timeouts", "total", "Connections closed for sending too slowly, by phase (header, body, peer_idle)"),
+                                 labels: [("phase", phase)])
+        }.increment()
+    }
+
+    func counter(in cache: borrowing Mutex<[String: Counter]>, _ key: String, make: () -> Counter) -> Counter {
+        cache.withLock { c in
+            if let hit = c[key] { return hit }
+            let new = make()
+            c[key] = new
+            return new
+        }
     }
 
     public func exposition() -> [UInt8] {

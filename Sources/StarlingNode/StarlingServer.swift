@@ -2,6 +2,7 @@ import Logging
 import NIOCore
 import NIOHTTP1
 import NIOPosix
+import Prometheus
 import StarlingCore
 import Synchronization
 
@@ -32,6 +33,9 @@ public final class StarlingServer: Sendable {
     /// The node's listening TCP sockets, bound in `init` (ports resolved) and accepting from `start`.
     let httpListener: BoundListener
     let peerListener: BoundListener
+    /// Open connections, bounded (`Limits.httpConnectionsMax`, per address, `peerConnectionsMax`).
+    let httpConnections: ConnectionLimiter
+    let peerConnections: ConnectionLimiter
 
     /// Builds the node in one order: the engine (recovers the log), the HTTP and peer sockets
     /// (bound, not yet accepting: the cluster shell names their resolved addresses), the cluster
@@ -60,7 +64,31 @@ public final class StarlingServer: Sendable {
         }
         httpListener = bound[0]
         peerListener = bound[1]
+        let proxies = config.trustedProxies
+        httpConnections = ConnectionLimiter(totalMax: config.limits.httpConnectionsMax, perAddressMax: config.limits.httpConnectionsPerIPMax,
+                                            exempt: { ip in IPAddress(ip).map { a in proxies.contains { $0.contains(a) } } ?? false })
+        peerConnections = ConnectionLimiter(totalMax: config.limits.peerConnectionsMax)
     }
+
+    /// Counts a new connection against `limiter`, or refuses it (counted, logged): the channel
+    /// is closed before it reads anything.
+    static func admit(_ channel: Channel, _ limiter: ConnectionLimiter, listener: String, gauge: Gauge,
+                      metrics: NodeMetrics, logger: Logger) -> Bool {
+        let ip = channel.remoteAddress?.ipAddress ?? ""
+        if let refusal = limiter.admit(ip) {
+            metrics.connectionRefused(listener: listener, reason: refusal.rawValue)
+            logger.warning("refused a \(listener) connection from \(ip): \(refusal.rawValue) (\(limiter.open) open)")
+            return false
+        }
+        gauge.set(Double(limiter.open))
+        channel.closeFuture.whenComplete { _ in
+            limiter.release(ip)
+            gauge.set(Double(limiter.open))
+        }
+        return true
+    }
+
+    struct ConnectionRefused: Error {}
 
     @Sendable public static func systemMillis() -> Int64 {
         var ts = timespec()
@@ -90,11 +118,17 @@ public final class StarlingServer: Sendable {
     func acceptPeers() throws {
         let api = self.api
         let compression = config.peerCompression
+        let (limiter, metrics, logger) = (peerConnections, engine.metrics, logger)
+        let idleMs = config.limits.peerIdleTimeoutMs
         let peer = try peerListener.accept(with: ServerBootstrap(group: group)
             .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
             .childChannelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
+                    guard Self.admit(channel, limiter, listener: "peer", gauge: metrics.peerConnections, metrics: metrics, logger: logger) else {
+                        throw ConnectionRefused()
+                    }
                     let sync = channel.pipeline.syncOperations
+                    try sync.addHandler(IdleStateHandler(readTimeout: .milliseconds(Int64(idleMs))))
                     try sync.addHandler(ByteToMessageHandler(PeerFrameDecoder()))
                     let remote = channel.remoteAddress?.ipAddress ?? ""
                     try sync.addHandler(MessageToByteHandler(PeerFrameEncoder(compress: compression.compresses(host: remote))))
@@ -108,12 +142,19 @@ public final class StarlingServer: Sendable {
     func acceptHTTP() throws {
         let api = self.api
         let inFlight = self.inFlight
+        let (limiter, metrics, logger) = (httpConnections, engine.metrics, logger)
         let http = try httpListener.accept(with: ServerBootstrap(group: group)
             .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
             .childChannelOption(.maxMessagesPerRead, value: 16)
             .childChannelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
+                    guard Self.admit(channel, limiter, listener: "http", gauge: metrics.httpConnections, metrics: metrics, logger: logger) else {
+                        throw ConnectionRefused()
+                    }
                     let sync = channel.pipeline.syncOperations
+                    // A client that sends but does not read its answers: stop reading it while
+                    // its answers cannot be written, instead of queueing them without bound.
+                    try sync.addHandler(BackPressureHandler())
                     try sync.addHandler(IdleStateHandler(readTimeout: .seconds(60)))
                     try sync.configureHTTPServerPipeline(withErrorHandling: true, withOutboundHeaderValidation: false)
                     try sync.addHandler(HTTPHandler(api: api, inFlight: inFlight))
@@ -127,12 +168,17 @@ public final class StarlingServer: Sendable {
     func bindMetrics() throws {
         let api = self.api
         let inFlight = self.inFlight
+        let (limiter, nodeMetrics, logger) = (httpConnections, engine.metrics, logger)
         if let m = config.metricsListen {
             let metrics = try ServerBootstrap(group: group)
                 .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
                 .childChannelInitializer { channel in
                     channel.eventLoop.makeCompletedFuture {
+                        guard Self.admit(channel, limiter, listener: "metrics", gauge: nodeMetrics.httpConnections, metrics: nodeMetrics, logger: logger) else {
+                            throw ConnectionRefused()
+                        }
                         let sync = channel.pipeline.syncOperations
+                        try sync.addHandler(BackPressureHandler())
                         try sync.addHandler(IdleStateHandler(readTimeout: .seconds(60)))
                         try sync.configureHTTPServerPipeline(withErrorHandling: true, withOutboundHeaderValidation: false)
                         try sync.addHandler(HTTPHandler(api: api, inFlight: inFlight, listener: .metrics))

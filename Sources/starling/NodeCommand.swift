@@ -41,6 +41,9 @@ struct NodeCommand: ParsableCommand {
     @Option(name: .customLong("log-level"), help: "trace|debug|info|notice|warning|error|critical (default info).") var logLevel: String?
     @Option(name: .customLong("admin-token-file"), help: "File holding the token that /v1/admin/* calls must send as 'Authorization: Bearer TOKEN' (default: admin calls only from this host, not through a proxy).") var adminTokenFile: String?
     @Option(help: "Separate listen address HOST:PORT for /metrics (then the HTTP port serves no metrics).") var metrics: String?
+    @Option(name: .customLong("http-connections-max"), help: "Open HTTP connections in all (default 16384); more are closed at accept.") var httpConnectionsMax: Int?
+    @Option(name: .customLong("http-connections-per-ip"), help: "Open HTTP connections from one address, trusted proxies exempt (default 512).") var httpConnectionsPerIP: Int?
+    @Option(name: .customLong("http-header-timeout"), help: "Time a client has to send a request's head, e.g. 10s (default 10s; the body gets 30s).") var httpHeaderTimeout: String?
     @Option(name: .customLong("cluster-secret-file"), help: "File holding the cluster's shared secret (at least 16 bytes): peers must prove it in their hello to be treated as members.") var clusterSecretFile: String?
     @Option(name: .customLong("peer-clients"), help: "on | off: whether processes without the cluster secret may send events on the peer port as clients (default on).") var peerClients: String?
     @Option(name: .customLong("peer-compression"), help: "LZ4 on peer frames: auto (not on loopback) | always | never (default auto).") var peerCompression: String?
@@ -50,6 +53,12 @@ struct NodeCommand: ParsableCommand {
         // A file-size limit must fail the write (EFBIG, answered 503), not kill the process.
         signal(SIGXFSZ, SIG_IGN)
         signal(SIGPIPE, SIG_IGN)
+        // Connections are file descriptors: take the hard limit (Limits.httpConnectionsMax is 16 k).
+        var files = rlimit()
+        if getrlimit(__rlimit_resource_t(RLIMIT_NOFILE.rawValue), &files) == 0 && files.rlim_cur < files.rlim_max {
+            files.rlim_cur = files.rlim_max
+            _ = setrlimit(__rlimit_resource_t(RLIMIT_NOFILE.rawValue), &files)
+        }
         let cfg: NodeConfig
         let level: Logger.Level
         do {
@@ -178,6 +187,20 @@ struct NodeCommand: ParsableCommand {
             guard let ms = Durations.parse(s) else { throw ConfigError(description: "invalid --dedupe-window '\(s)': expected e.g. 1h, 90m") }
             c.dedupeWindowMs = ms
         }
+        if let n = try src.int(httpConnectionsMax, "http_connections_max") {
+            guard n >= 1 else { throw ConfigError(description: "invalid --http-connections-max \(n): must be at least 1") }
+            c.limits.httpConnectionsMax = n
+        }
+        if let n = try src.int(httpConnectionsPerIP, "http_connections_per_ip") {
+            guard n >= 1 else { throw ConfigError(description: "invalid --http-connections-per-ip \(n): must be at least 1") }
+            c.limits.httpConnectionsPerIPMax = n
+        }
+        if let s = try src.str(httpHeaderTimeout, "http_header_timeout") {
+            guard let ms = Durations.parse(s), ms >= 1, ms <= Int64(Int32.max) else {
+                throw ConfigError(description: "invalid --http-header-timeout '\(s)': expected e.g. 10s, 500ms")
+            }
+            c.limits.httpHeaderTimeoutMs = Int(ms)
+        }
         if c.ttl.longMs < c.ttl.shortMs { throw ConfigError(description: "--long-ttl must not be shorter than --short-ttl") }
         if let d = try src.int(retentionDays, "retention_days") {
             guard d >= 1 else { throw ConfigError(description: "invalid --retention-days \(d): must be at least 1") }
@@ -218,7 +241,8 @@ struct ConfigSource {
 
     static let knownKeys: Set<String> = ["id", "data", "http", "peer", "udp", "join", "rf", "trusted_proxy", "rate_limit", "short_ttl",
                                          "long_ttl", "dedupe_window", "segment_mb", "retention_days", "archive", "fsync", "fsync_interval_ms", "threads", "log_level",
-                                         "admin_token_file", "metrics", "peer_compression", "cluster_secret_file", "peer_clients"]
+                                         "admin_token_file", "metrics", "peer_compression", "cluster_secret_file", "peer_clients",
+                                         "http_connections_max", "http_connections_per_ip", "http_header_timeout"]
 
     /// Reads a TOML config file; unknown keys are refused.
     static func load(_ path: String) throws -> [String: TOMLValueConvertible] {

@@ -4,6 +4,22 @@ public struct Limits: Sendable, Equatable {
     public var eventBytesMax = 32 * 1024
     /// One HTTP request body. SPEC: 1 MiB, else 413 `body_too_large`.
     public var bodyBytesMax = 1024 * 1024
+    /// Open HTTP connections (main and metrics listeners together); past it a new connection is
+    /// closed at accept (`starling_connections_refused_total`).
+    public var httpConnectionsMax = 16_384
+    /// Open HTTP connections from one address (trusted proxies are exempt: a load balancer
+    /// carries everyone's).
+    public var httpConnectionsPerIPMax = 512
+    /// Open connections on the peer port.
+    public var peerConnectionsMax = 4_096
+    /// A request's head must be in within this of the connection opening or of the previous
+    /// answer (slowloris: a byte a second never trips a read-idle timeout).
+    public var httpHeaderTimeoutMs = 10_000
+    /// A request's body must be in within this of its head.
+    public var httpBodyTimeoutMs = 30_000
+    /// A peer connection that sends nothing for this long is closed (members ping every probe
+    /// interval; a client reconnects on its next request).
+    public var peerIdleTimeoutMs = 300_000
     /// One UDP datagram. SPEC: 8 KiB.
     public var datagramBytesMax = 8 * 1024
     public var sessionIDBytesMax = 128
