@@ -29,6 +29,12 @@ public struct NodeConfig: Sendable {
     public var adminToken: String?
     /// A separate listener for `/metrics` (and `/healthz`); the public port then serves no metrics.
     public var metricsListen: HostPort?
+    /// TLS on the HTTP listener (`--tls-cert`, `--tls-key`; `--tls-client-ca` requires client
+    /// certificates). Reloaded on SIGHUP.
+    public var httpTLS: TLSFiles?
+    /// mTLS between nodes (`--peer-tls-cert`, `--peer-tls-key`, `--peer-tls-ca`: the cluster CA).
+    /// A peer presenting a certificate of the cluster is a member; one without is a client.
+    public var peerTLS: TLSFiles?
     /// The cluster secret (`--cluster-secret-file`): when set, a peer is a member only after its
     /// hello proved the secret (`HelloAuth`), and this node proves it to the peers it calls.
     public var clusterSecret: [UInt8]?

@@ -56,6 +56,7 @@ public final class NodeMetrics: Sendable {
     public let catchUpRunning: Gauge
     public let catchUpScanErrors: Counter
     public let peerAuthRefused: Counter
+    public let peerTLSRefused: Counter
     public let httpConnections: Gauge
     public let peerConnections: Gauge
     let refusedConnections = Mutex<[String: Counter]>([:])
@@ -134,6 +135,7 @@ public final class NodeMetrics: Sendable {
         catchUpRecords = registry.makeCounter(descriptor: Self.d("catch_up_records", "total", "Records pulled from peers by catch-up"))
         httpConnections = registry.makeGauge(descriptor: Self.d("http_connections", "count", "Open HTTP connections (main and metrics listeners)"))
         peerConnections = registry.makeGauge(descriptor: Self.d("peer_connections", "count", "Open connections on the peer port"))
+        peerTLSRefused = registry.makeCounter(descriptor: Self.d("peer_tls_refused", "total", "Peer connections whose TLS handshake failed (no TLS, or a certificate not of the cluster)"))
         peerAuthRefused = registry.makeCounter(descriptor: Self.d("peer_auth_refused", "total", "Peer hellos (and acks) refused for a missing, wrong or replayed proof of the cluster secret"))
         peerUnauthenticated = registry.makeCounter(descriptor: Self.d("peer_unauthenticated_frames", "total", "Member-only frames refused on peer connections that did not prove the cluster secret"))
         catchUpScanErrors = registry.makeCounter(descriptor: Self.d("catch_up_scan_errors", "total", "Blocks a catch-up scan of the log could not read (skipped to the next valid block)"))
@@ -158,6 +160,14 @@ public final class NodeMetrics: Sendable {
             return c
         }
         c.increment(by: Int64(count))
+    }
+
+    /// A SIGHUP reload of a TLS context, by outcome.
+    public func tlsReloads(ok: Bool) {
+        counter(in: timeouts, ok ? "tls-reload-ok" : "tls-reload-failed") {
+            registry.makeCounter(descriptor: Self.d("tls_reloads", "total", "TLS certificate reloads (SIGHUP), by result"),
+                                 labels: [("result", ok ? "ok" : "failed")])
+        }.increment()
     }
 
     /// A connection closed at accept: `listener` http|peer, `reason` the limit it met.

@@ -2,6 +2,7 @@ import Logging
 import NIOCore
 import NIOHTTP1
 import NIOPosix
+import NIOSSL
 import Prometheus
 import StarlingCore
 import Synchronization
@@ -36,6 +37,9 @@ public final class StarlingServer: Sendable {
     /// Open connections, bounded (`Limits.httpConnectionsMax`, per address, `peerConnectionsMax`).
     let httpConnections: ConnectionLimiter
     let peerConnections: ConnectionLimiter
+    /// TLS contexts (reloaded on SIGHUP): HTTPS, the peer port, our peer connections.
+    let httpTLS: TLSContext?
+    let peerServerTLS: TLSContext?
 
     /// Builds the node in one order: the engine (recovers the log), the HTTP and peer sockets
     /// (bound, not yet accepting: the cluster shell names their resolved addresses), the cluster
@@ -68,6 +72,24 @@ public final class StarlingServer: Sendable {
         httpConnections = ConnectionLimiter(totalMax: config.limits.httpConnectionsMax, perAddressMax: config.limits.httpConnectionsPerIPMax,
                                             exempt: { ip in IPAddress(ip).map { a in proxies.contains { $0.contains(a) } } ?? false })
         peerConnections = ConnectionLimiter(totalMax: config.limits.peerConnectionsMax)
+        httpTLS = try config.httpTLS.map { try TLSContext($0, role: .httpServer) }
+        peerServerTLS = try config.peerTLS.map { try TLSContext($0, role: .peerServer) }
+    }
+
+    /// Rereads every TLS certificate and key (SIGHUP). A file that does not load leaves that
+    /// context as it was; both outcomes are logged and counted.
+    public func reloadTLS() {
+        for (name, ctx) in [("http", httpTLS), ("peer", peerServerTLS), ("peer client", api.cluster.peerClientTLS)] {
+            guard let ctx else { continue }
+            do {
+                try ctx.reload()
+                engine.metrics.tlsReloads(ok: true)
+                logger.notice("reloaded the \(name) TLS certificate and key")
+            } catch {
+                engine.metrics.tlsReloads(ok: false)
+                logger.error("could not reload the \(name) TLS certificate and key (the previous ones stay): \(error)")
+            }
+        }
     }
 
     /// Counts a new connection against `limiter`, or refuses it (counted, logged): the channel
@@ -120,6 +142,7 @@ public final class StarlingServer: Sendable {
         let compression = config.peerCompression
         let (limiter, metrics, logger) = (peerConnections, engine.metrics, logger)
         let idleMs = config.limits.peerIdleTimeoutMs
+        let tls = peerServerTLS
         let peer = try peerListener.accept(with: ServerBootstrap(group: group)
             .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
             .childChannelInitializer { channel in
@@ -128,6 +151,7 @@ public final class StarlingServer: Sendable {
                         throw ConnectionRefused()
                     }
                     let sync = channel.pipeline.syncOperations
+                    if let tls { try sync.addHandler(NIOSSLServerHandler(context: tls.current)) }
                     try sync.addHandler(IdleStateHandler(readTimeout: .milliseconds(Int64(idleMs))))
                     try sync.addHandler(ByteToMessageHandler(PeerFrameDecoder()))
                     let remote = channel.remoteAddress?.ipAddress ?? ""
@@ -143,6 +167,7 @@ public final class StarlingServer: Sendable {
         let api = self.api
         let inFlight = self.inFlight
         let (limiter, metrics, logger) = (httpConnections, engine.metrics, logger)
+        let tls = httpTLS
         let http = try httpListener.accept(with: ServerBootstrap(group: group)
             .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
             .childChannelOption(.maxMessagesPerRead, value: 16)
@@ -152,6 +177,7 @@ public final class StarlingServer: Sendable {
                         throw ConnectionRefused()
                     }
                     let sync = channel.pipeline.syncOperations
+                    if let tls { try sync.addHandler(NIOSSLServerHandler(context: tls.current)) }
                     // A client that sends but does not read its answers: stop reading it while
                     // its answers cannot be written, instead of queueing them without bound.
                     try sync.addHandler(BackPressureHandler())

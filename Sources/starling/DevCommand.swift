@@ -11,6 +11,7 @@ struct DevCommand: ParsableCommand {
     @Option(help: "Number of nodes (1...9).") var nodes: Int = 3
     @Option(help: "Directory for the nodes' data (one subdirectory per node).") var data: String = ".starling-dev"
     @Option(help: "Copies of every event (default 2, or 1 for a single node).") var rf: Int?
+    @Flag(help: "HTTPS on every node and mTLS between them, with a CA and certificates made (by openssl) in the data directory.") var tls = false
     @Option(name: .customLong("base-port"), help: "HTTP/UDP port of node 1 minus one; peer ports are this minus 1000.") var basePort: Int = 8080
 
     func validate() throws {
@@ -33,6 +34,7 @@ struct DevCommand: ParsableCommand {
                 throw CommandFailure(description: "error: could not write \(secretPath)")
             }
         }
+        if tls { try makeCertificates(in: "\(data)/tls", ids: (1...nodes).map { "n\($0)" }) }
         let rf = self.rf ?? min(2, nodes)
         say("rf \(rf): a 202 means every event is stored on \(rf) node(s)")
         for k in 1...nodes {
@@ -44,6 +46,11 @@ struct DevCommand: ParsableCommand {
             var args = ["node", "--id", id, "--data", "\(data)/\(id)", "--http", http, "--udp", http, "--peer", peer, "--rf", String(rf),
                         "--cluster-secret-file", secretPath]
             if k > 1 { args += ["--join", "127.0.0.1:\(basePort - 1000 + 1)"] }
+            if tls {
+                let t = "\(data)/tls"
+                args += ["--tls-cert", "\(t)/http.pem", "--tls-key", "\(t)/http.key",
+                         "--peer-tls-cert", "\(t)/\(id).pem", "--peer-tls-key", "\(t)/\(id).key", "--peer-tls-ca", "\(t)/ca.pem"]
+            }
             p.arguments = args
             do {
                 try p.run()
@@ -54,6 +61,7 @@ struct DevCommand: ParsableCommand {
             children.append(p)
             say("  \(id): http http://\(http)  udp \(http)  peer \(peer)  (pid \(p.processIdentifier))")
         }
+        if tls { say("TLS: https on every node (trust \(data)/tls/ca.pem: curl --cacert \(data)/tls/ca.pem https://127.0.0.1:\(basePort + 1)/healthz); mTLS between nodes") }
         say("try:   curl -s -XPOST localhost:\(basePort + 1)/v1/events -d '{\"session_id\":\"s1\",\"key\":\"page_view\",\"value\":\"/home\"}'")
         say("       curl -s localhost:\(basePort + 1)/v1/sessions/s1")
         say("Ctrl-C stops all nodes.")
@@ -90,3 +98,34 @@ struct DevCommand: ParsableCommand {
 
 /// Unbuffered output (print is block-buffered when stdout is a pipe or file).
 func say(_ s: String = "") { FileHandleOut.stdout(s + "\n") }
+
+extension DevCommand {
+    /// A cluster CA and, for each node id and for "http", a certificate it signed (EC P-256,
+    /// for 127.0.0.1 and localhost, server and client use), made once with Debian's openssl;
+    /// the same recipe as ops/tls/make-certs.
+    func makeCertificates(in dir: String, ids: [String]) throws {
+        guard !FileManager.default.fileExists(atPath: "\(dir)/ca.pem") else { return }
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
+        func openssl(_ args: [String]) throws {
+            let p = Process()
+            p.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+            p.arguments = ["openssl"] + args
+            p.standardOutput = FileHandle.nullDevice
+            p.standardError = FileHandle.nullDevice
+            try p.run()
+            p.waitUntilExit()
+            guard p.terminationStatus == 0 else { throw CommandFailure(description: "error: openssl \(args.first ?? "") failed (is openssl installed?)") }
+        }
+        let ext = "\(dir)/ext.cnf"
+        FileManager.default.createFile(atPath: ext, contents: Data("subjectAltName=DNS:localhost,IP:127.0.0.1\nextendedKeyUsage=serverAuth,clientAuth\nkeyUsage=digitalSignature\n".utf8))
+        try openssl(["ecparam", "-name", "prime256v1", "-genkey", "-noout", "-out", "\(dir)/ca.key"])
+        try openssl(["req", "-x509", "-new", "-key", "\(dir)/ca.key", "-sha256", "-days", "3650", "-subj", "/CN=starling dev CA", "-out", "\(dir)/ca.pem"])
+        for id in ids + ["http"] {
+            try openssl(["ecparam", "-name", "prime256v1", "-genkey", "-noout", "-out", "\(dir)/\(id).key"])
+            try openssl(["req", "-new", "-key", "\(dir)/\(id).key", "-subj", "/CN=\(id)", "-out", "\(dir)/\(id).csr"])
+            try openssl(["x509", "-req", "-in", "\(dir)/\(id).csr", "-CA", "\(dir)/ca.pem", "-CAkey", "\(dir)/ca.key", "-CAcreateserial",
+                         "-days", "825", "-sha256", "-extfile", ext, "-out", "\(dir)/\(id).pem"])
+            try? FileManager.default.removeItem(atPath: "\(dir)/\(id).csr")
+        }
+    }
+}

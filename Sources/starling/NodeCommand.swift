@@ -44,6 +44,12 @@ struct NodeCommand: ParsableCommand {
     @Option(name: .customLong("http-connections-max"), help: "Open HTTP connections in all (default 16384); more are closed at accept.") var httpConnectionsMax: Int?
     @Option(name: .customLong("http-connections-per-ip"), help: "Open HTTP connections from one address, trusted proxies exempt (default 512).") var httpConnectionsPerIP: Int?
     @Option(name: .customLong("http-header-timeout"), help: "Time a client has to send a request's head, e.g. 10s (default 10s; the body gets 30s).") var httpHeaderTimeout: String?
+    @Option(name: .customLong("tls-cert"), help: "PEM certificate chain for HTTPS on --http (with --tls-key; reloaded on SIGHUP).") var tlsCert: String?
+    @Option(name: .customLong("tls-key"), help: "PEM private key for --tls-cert.") var tlsKey: String?
+    @Option(name: .customLong("tls-client-ca"), help: "PEM CA: HTTP clients must present a certificate it signed.") var tlsClientCA: String?
+    @Option(name: .customLong("peer-tls-cert"), help: "PEM certificate of this node, signed by the cluster CA (mTLS between nodes).") var peerTLSCert: String?
+    @Option(name: .customLong("peer-tls-key"), help: "PEM private key for --peer-tls-cert.") var peerTLSKey: String?
+    @Option(name: .customLong("peer-tls-ca"), help: "PEM cluster CA: a peer presenting a certificate it signed is a member.") var peerTLSCA: String?
     @Option(name: .customLong("cluster-secret-file"), help: "File holding the cluster's shared secret (at least 16 bytes): peers must prove it in their hello to be treated as members.") var clusterSecretFile: String?
     @Option(name: .customLong("peer-clients"), help: "on | off: whether processes without the cluster secret may send events on the peer port as clients (default on).") var peerClients: String?
     @Option(name: .customLong("peer-compression"), help: "LZ4 on peer frames: auto (not on loopback) | always | never (default auto).") var peerCompression: String?
@@ -92,6 +98,12 @@ struct NodeCommand: ParsableCommand {
             s.resume()
             sources.append(s)
         }
+        // SIGHUP: reread TLS certificates and keys (new connections use them).
+        signal(SIGHUP, SIG_IGN)
+        let hup = DispatchSource.makeSignalSource(signal: SIGHUP, queue: q)
+        hup.setEventHandler { server.reloadTLS() }
+        hup.resume()
+        sources.append(hup)
         FileHandleOut.stdout("starling node \(cfg.id): http \(cfg.http.host):\(server.httpPort ?? 0)"
               + (cfg.udp.map { ", udp \($0.host):\(server.udpPort ?? 0)" } ?? "")
               + ", peer \(cfg.peer.host):\(server.peerPort ?? 0), rf \(cfg.rf)\n")
@@ -146,6 +158,16 @@ struct NodeCommand: ParsableCommand {
             let secret = Array(String(decoding: bytes, as: UTF8.self).trimmingWhitespace.utf8)
             guard secret.count >= 16 else { throw ConfigError(description: "--cluster-secret-file '\(f)': the secret must be at least 16 bytes") }
             c.clusterSecret = secret
+        }
+        let (cert, key, clientCA) = (try src.str(tlsCert, "tls_cert"), try src.str(tlsKey, "tls_key"), try src.str(tlsClientCA, "tls_client_ca"))
+        if cert != nil || key != nil || clientCA != nil {
+            guard let cert, let key else { throw ConfigError(description: "--tls-cert and --tls-key go together") }
+            c.httpTLS = TLSFiles(cert: cert, key: key, ca: clientCA)
+        }
+        let (pc, pk, pca) = (try src.str(peerTLSCert, "peer_tls_cert"), try src.str(peerTLSKey, "peer_tls_key"), try src.str(peerTLSCA, "peer_tls_ca"))
+        if pc != nil || pk != nil || pca != nil {
+            guard let pc, let pk, let pca else { throw ConfigError(description: "--peer-tls-cert, --peer-tls-key and --peer-tls-ca go together") }
+            c.peerTLS = TLSFiles(cert: pc, key: pk, ca: pca)
         }
         if let p = try src.str(peerClients, "peer_clients") {
             guard p == "on" || p == "off" else { throw ConfigError(description: "invalid --peer-clients '\(p)': expected on or off") }
@@ -242,7 +264,8 @@ struct ConfigSource {
     static let knownKeys: Set<String> = ["id", "data", "http", "peer", "udp", "join", "rf", "trusted_proxy", "rate_limit", "short_ttl",
                                          "long_ttl", "dedupe_window", "segment_mb", "retention_days", "archive", "fsync", "fsync_interval_ms", "threads", "log_level",
                                          "admin_token_file", "metrics", "peer_compression", "cluster_secret_file", "peer_clients",
-                                         "http_connections_max", "http_connections_per_ip", "http_header_timeout"]
+                                         "http_connections_max", "http_connections_per_ip", "http_header_timeout",
+                                         "tls_cert", "tls_key", "tls_client_ca", "peer_tls_cert", "peer_tls_key", "peer_tls_ca"]
 
     /// Reads a TOML config file; unknown keys are refused.
     static func load(_ path: String) throws -> [String: TOMLValueConvertible] {

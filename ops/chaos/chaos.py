@@ -5,9 +5,10 @@ that every event answered 202 is returned exactly once by every node.
   ops/chaos/run [--nodes 3] [--rf 2] [--seed 1] [--cycles 4] [--duration 120] [--bin PATH]
                 [--report chaos-report.json] [--base-port 19000] [--lb nginx|haproxy]
                 [--net loopback|netns] [--faults kill,pause,join,leave,partition]
-                [--partition-hold 2:8]
+                [--partition-hold 2:8] [--tls] [--segment-mb N]
 
-Every load loop and every fault step is bounded in time; the run stops by itself.
+Every load loop and every fault step is bounded in time; the run stops by itself. Members
+always prove a shared cluster secret; --tls also makes a cluster CA and runs mTLS between them.
 Faults: kill -9 + restart (same data), SIGSTOP/SIGCONT (a paused node), a new node joining,
 a graceful leave (SIGTERM), and with --net netns a network partition of one node.
 
@@ -46,6 +47,7 @@ DEFAULT_FAULTS = {"loopback": ["kill", "pause", "kill", "pause", "join", "leave"
 # first possible of these that is in the schedule.
 # Flags every node is started with (set from the command line in main).
 EXTRA_NODE_ARGS = []
+TLS_DIR = None   # --tls: certificates of a cluster CA (ops/tls/make-certs), mTLS between nodes
 SUBSTITUTES = {"leave": ["kill", "pause", "partition"], "join": ["pause", "kill", "partition"]}
 
 def log(msg):
@@ -263,6 +265,9 @@ class Node:
                               "--peer", self.peer_addr, "--rf", str(self.rf), "--log-level", "warning"] + list(EXTRA_NODE_ARGS)
         if self.join:
             args += ["--join", self.join]
+        if TLS_DIR:
+            args += ["--peer-tls-cert", f"{TLS_DIR}/{self.id}.pem", "--peer-tls-key", f"{TLS_DIR}/{self.id}.key",
+                     "--peer-tls-ca", f"{TLS_DIR}/ca.pem"]
         self.logf = open(self.log_path, "ab")
         self.proc = subprocess.Popen(args, stdout=self.logf, stderr=self.logf)
         self.expected_stop = False
@@ -472,6 +477,8 @@ def main():
                    help=f"comma-separated kinds drawn by the schedule, repeat one to weight it (of {', '.join(FAULT_KINDS)}); default per --net, see above")
     p.add_argument("--partition-hold", type=parse_hold, default=(2.0, 8.0), metavar="MIN:MAX",
                    help="seconds a partition lasts, drawn per fault (default 2:8)")
+    p.add_argument("--tls", action="store_true",
+                   help="mTLS between the nodes: a cluster CA and a certificate per node (ops/tls/make-certs, openssl)")
     p.add_argument("--segment-mb", type=int, default=None,
                    help="log segment size of every node, MiB (small: segments seal, index files and checkpoints are written under the faults)")
     p.add_argument("--heal-wait", type=float, default=30, help="bound on the wait for a healed node to rejoin, seconds (default 30)")
@@ -545,6 +552,11 @@ def run(a, root, binary, kinds, net, net_reason, nodes):
         f.write(os.urandom(32).hex() + "\n")
     os.chmod(secret, 0o600)
     EXTRA_NODE_ARGS.extend(["--cluster-secret-file", secret])
+    if a.tls:
+        global TLS_DIR
+        TLS_DIR = os.path.join(work, "tls")
+        subprocess.run(["bash", os.path.join(root, "ops/tls/make-certs"), TLS_DIR] + [f"n{k}" for k in range(1, 10)],
+                       check=True, stdout=subprocess.DEVNULL)
     lb = load = None
     try:
         def make(k, join):

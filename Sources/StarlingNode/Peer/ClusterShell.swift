@@ -24,6 +24,8 @@ public final class ClusterShell: GroupReplicator, @unchecked Sendable {
     /// Hello proofs of the cluster secret, when one is configured (nil: every hello is trusted
     /// by the id it names, as before the secret existed).
     let helloAuth: Mutex<HelloAuth?>
+    /// Our side of mTLS between nodes (`--peer-tls-*`), reloaded on SIGHUP.
+    let peerClientTLS: TLSContext?
     var tickTask: RepeatedTask?
     let seeds: [String]
     /// Rings built from member lists in peers' catch-up requests.
@@ -64,6 +66,7 @@ public final class ClusterShell: GroupReplicator, @unchecked Sendable {
         meta = try MetaStore(dir: config.dataDir, meta: m, onError: { log.error("\($0)") })
         selfHello = Hello(nodeID: config.id, peer: peerAddress, http: httpAddress, incarnation: m.incarnation)
         let peerClients = engine.config.peerClients
+        peerClientTLS = try engine.config.peerTLS.map { try TLSContext($0, role: .peerClient) }
         helloAuth = Mutex(engine.config.clusterSecret.map { HelloAuth(secret: $0, clientsAllowed: peerClients) })
         let me = MemberInfo(id: config.id, peer: peerAddress, http: httpAddress, incarnation: m.incarnation, status: .joining)
         let settings = ClusterNodeSettings(id: config.id, rf: config.rf, limits: config.limits)
@@ -153,7 +156,7 @@ public final class ClusterShell: GroupReplicator, @unchecked Sendable {
         let cap = config.limits.peerClientsMax
         let (client, refused): (PeerClient, Bool) = clients.withLock { c in
             if let existing = c[peer] { return (existing, false) }
-            let new = PeerClient(address: peer, group: group, logger: logger, compression: config.peerCompression,
+            let new = PeerClient(address: peer, group: group, logger: logger, compression: config.peerCompression, tls: peerClientTLS,
                                  identity: { [weak self] in
                                      guard let self else { return (0, Hello(nodeID: "x", peer: "", http: "", incarnation: 0)) }
                                      let cid = clusterID
@@ -211,7 +214,9 @@ public final class ClusterShell: GroupReplicator, @unchecked Sendable {
     /// The answer to a connection's first frame, the hello it accepted, and whether that hello
     /// makes the connection a member's (with a cluster secret: it proved the secret; without
     /// one: always). A connection that is not a member's may only send events as a client.
-    func acceptHello(_ frame: Frame) -> (reply: Frame, hello: Hello?, member: Bool) {
+    /// `certified`: with mTLS between nodes, whether the connection presented a certificate of
+    /// the cluster (nil without mTLS); a connection without one is not a member's.
+    func acceptHello(_ frame: Frame, certified: Bool? = nil) -> (reply: Frame, hello: Hello?, member: Bool) {
         let mine = clusterID
         func refuse(_ reason: String, auth: Bool = false) -> (reply: Frame, hello: Hello?, member: Bool) {
             logger.warning("refused peer \(frame.sender): \(reason)")
@@ -235,6 +240,10 @@ public final class ClusterShell: GroupReplicator, @unchecked Sendable {
             member = false
         case .member?, nil:
             break
+        }
+        if certified == false {
+            guard config.peerClients else { return refuse("\(hello.nodeID): no certificate of the cluster (clients are not allowed on the peer port)", auth: true) }
+            member = false
         }
         // Only a member's hello may give this node its cluster id (then the ack carries it).
         if member && mine == 0 && frame.clusterID != 0 { _ = adopt(clusterID: frame.clusterID) }

@@ -1,5 +1,6 @@
 import Logging
 import NIOCore
+import NIOSSL
 import NIOPosix
 import StarlingCluster
 import StarlingCore
@@ -46,7 +47,10 @@ final class PeerClient: Sendable {
     /// LZ4 on the frames this client writes (`PeerCompression`).
     let compress: Bool
 
-    init(address: String, group: EventLoopGroup, logger: Logger, compression: PeerCompression = .auto,
+    /// mTLS towards members (`--peer-tls-*`): our certificate, theirs checked against the cluster CA.
+    let tls: TLSContext?
+
+    init(address: String, group: EventLoopGroup, logger: Logger, compression: PeerCompression = .auto, tls: TLSContext? = nil,
          identity: @escaping @Sendable () -> (clusterID: UInt64, hello: Hello),
          onClusterID: @escaping @Sendable (UInt64) -> Bool,
          acceptsAck: @escaping @Sendable (Hello, Frame) -> Bool = { _, _ in true },
@@ -62,6 +66,7 @@ final class PeerClient: Sendable {
         self.logger = logger
         self.identity = identity
         self.acceptsAck = acceptsAck
+        self.tls = tls
         self.onClusterID = onClusterID
         self.onNodeFrame = onNodeFrame
         self.onLost = onLost
@@ -87,6 +92,7 @@ final class PeerClient: Sendable {
             .channelInitializer { [self] channel in
                 channel.eventLoop.makeCompletedFuture {
                     let sync = channel.pipeline.syncOperations
+                    if let tls { try sync.addHandler(NIOSSLClientHandler(context: tls.current, serverHostname: nil)) }
                     try sync.addHandler(ByteToMessageHandler(PeerFrameDecoder()))
                     try sync.addHandler(MessageToByteHandler(PeerFrameEncoder(compress: compress)))
                     try sync.addHandler(PeerClientHandler(client: self))
@@ -225,7 +231,13 @@ final class PeerClient: Sendable {
     /// Drops the current connection (the member went down: its connection may be stalled in
     /// TCP backoff); the client stays usable and the next request reconnects.
     func resetConnection() {
-        let c = state.withLock { $0.channel }
+        // Forget it at once: until its close runs on its event loop it may still look active,
+        // and a request made meanwhile must not be written to it.
+        let c = state.withLock { s -> Channel? in
+            let c = s.channel
+            s.channel = nil
+            return c
+        }
         c?.close(promise: nil)
     }
 

@@ -1,5 +1,6 @@
 import Logging
 import NIOCore
+import NIOSSL
 import StarlingCluster
 
 /// The accepting side of a peer connection: the first frame must be `hello` (cluster id and
@@ -50,7 +51,10 @@ final class PeerServerHandler: ChannelDuplexHandler {
         let frame = unwrapInboundIn(data)
         let runtime = api.cluster
         guard let hello else {
-            let (reply, accepted, member) = runtime.acceptHello(frame)
+            // With mTLS, the handshake is over by the first frame: a certificate presented was
+            // checked against the cluster CA, so its presence makes the connection a member's.
+            let tls = try? context.pipeline.syncOperations.handler(type: NIOSSLServerHandler.self)
+            let (reply, accepted, member) = runtime.acceptHello(frame, certified: tls.map { $0.peerCertificate != nil })
             context.writeAndFlush(wrapOutboundOut(reply), promise: nil)
             if let accepted {
                 self.hello = accepted
@@ -169,6 +173,13 @@ final class PeerServerHandler: ChannelDuplexHandler {
     }
 
     func errorCaught(context: ChannelHandlerContext, error: Error) {
+        if error is NIOSSLError || error is BoringSSLError {
+            // mTLS: no TLS, or a certificate not of the cluster (the handshake failed).
+            api.engine.metrics.peerTLSRefused.increment()
+            api.engine.logger.warning("refused a peer connection from \(context.remoteAddress?.ipAddress ?? "?"): TLS: \(error)")
+            context.close(promise: nil)
+            return
+        }
         // Garbage or a corrupt frame on the peer port: count it, log it, drop the connection.
         api.engine.metrics.peerProtocolErrors.increment()
         api.cluster.peerProtocolError(error, from: context.remoteAddress)

@@ -1,0 +1,124 @@
+import Foundation
+import StarlingCluster
+import StarlingCore
+import Testing
+@testable import StarlingNode
+
+/// Makes a CA and certificates with ops/tls/make-certs (Debian's openssl).
+func makeCerts(_ dir: String, _ ids: [String]) throws {
+    var url = URL(fileURLWithPath: #filePath)
+    for _ in 0..<3 { url.deleteLastPathComponent() }
+    let p = Process()
+    p.executableURL = URL(fileURLWithPath: "/bin/bash")
+    p.arguments = [url.appendingPathComponent("ops/tls/make-certs").path, dir] + ids
+    p.standardOutput = FileHandle.nullDevice
+    try p.run()
+    p.waitUntilExit()
+    guard p.terminationStatus == 0 else { throw SimpleHTTPClient.ClientError(description: "make-certs failed") }
+}
+
+/// `curl` over HTTPS, trusting `ca`: the status, or nil when TLS failed.
+func curlStatus(_ url: String, ca: String) -> Int? {
+    let p = Process()
+    let out = Pipe()
+    p.executableURL = URL(fileURLWithPath: "/usr/bin/curl")
+    p.arguments = ["-s", "-o", "/dev/null", "-w", "%{http_code}", "--max-time", "5", "--cacert", ca, url]
+    p.standardOutput = out
+    p.standardError = FileHandle.nullDevice
+    guard (try? p.run()) != nil else { return nil }
+    p.waitUntilExit()
+    let code = Int(String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)) ?? 0
+    return code == 0 ? nil : code
+}
+
+@Suite(.serialized) struct TLSTests {
+    func tempDir() -> String { NSTemporaryDirectory() + "starling-tls-" + UUID().uuidString }
+
+    /// HTTPS with the configured certificate; certificates rotate under load (SIGHUP's reload)
+    /// with no failed request; a certificate of a new CA is served after the next reload.
+    @Test func httpsRotatesCertificatesWithoutARestart() throws {
+        let dir = tempDir()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        try makeCerts(dir, [])
+        let node = try LiveNode { $0.httpTLS = TLSFiles(cert: dir + "/http.pem", key: dir + "/http.key") }
+        defer { node.stop() }
+        let url = "https://127.0.0.1:\(node.port)/healthz"
+        #expect(curlStatus(url, ca: dir + "/ca.pem") == 200)
+        #expect((try? node.call("GET", "/healthz"))?.status != 200, "plain HTTP is not served on a TLS listener")
+
+        // Rotation under load: requests keep going while the certificate is replaced.
+        let results = Mutex_<[Int?]>([])
+        let done = DispatchSemaphore(value: 0)
+        DispatchQueue.global().async {
+            for _ in 0..<40 { let r = curlStatus(url, ca: dir + "/ca.pem"); results.set(results.get() + [r]) }
+            done.signal()
+        }
+        for _ in 0..<3 {
+            usleep(150_000)
+            try makeCerts(dir, [])          // new http.pem/key, same CA
+            node.server.reloadTLS()
+        }
+        done.wait()
+        #expect(results.get().count == 40 && results.get().allSatisfy { $0 == 200 }, "\(results.get())")
+        #expect(metricValue(node.server.engine.metrics, #"starling_tls_reloads_total{result="ok"}"#) == 3)
+
+        // A certificate of another CA: served after the reload, and only then.
+        let other = tempDir()
+        defer { try? FileManager.default.removeItem(atPath: other) }
+        try makeCerts(other, [])
+        for f in ["http.pem", "http.key"] {
+            try? FileManager.default.removeItem(atPath: dir + "/" + f)
+            try FileManager.default.copyItem(atPath: other + "/" + f, toPath: dir + "/" + f)
+        }
+        #expect(curlStatus(url, ca: other + "/ca.pem") == nil, "not before the reload")
+        node.server.reloadTLS()
+        #expect(curlStatus(url, ca: other + "/ca.pem") == 200)
+        #expect(curlStatus(url, ca: dir + "/ca.pem") == nil)
+        // A file that does not load leaves the current certificate, counted.
+        try Data("not a key".utf8).write(to: URL(fileURLWithPath: dir + "/http.key"))
+        node.server.reloadTLS()
+        #expect(metricValue(node.server.engine.metrics, #"starling_tls_reloads_total{result="failed"}"#) == 1)
+        #expect(curlStatus(url, ca: other + "/ca.pem") == 200)
+    }
+
+    /// mTLS between nodes: members with certificates of the cluster CA form a cluster and
+    /// replicate; a node with a certificate of another CA is refused at the handshake, counted.
+    @Test func membersNeedACertificateOfTheCluster() throws {
+        let dir = tempDir(), rogue = tempDir()
+        defer { try? FileManager.default.removeItem(atPath: dir); try? FileManager.default.removeItem(atPath: rogue) }
+        try makeCerts(dir, ["a", "b"])
+        try makeCerts(rogue, ["c"])
+        func tls(_ d: String, _ id: String) -> TLSFiles { TLSFiles(cert: "\(d)/\(id).pem", key: "\(d)/\(id).key", ca: "\(d)/ca.pem") }
+        let a = try LiveNode(id: "a") { $0.rf = 2; $0.peerTLS = tls(dir, "a") }
+        defer { a.stop() }
+        let b = try LiveNode(id: "b") {
+            $0.rf = 2
+            $0.peerTLS = tls(dir, "b")
+            $0.join = [HostPort(host: "127.0.0.1", port: a.server.peerPort!)]
+        }
+        defer { b.stop() }
+        func up(_ n: LiveNode) -> Set<String> {
+            let m = ((try? n.json("GET", "/v1/cluster").1["members"] as? [[String: Any]]) ?? nil) ?? []
+            return Set(m.filter { $0["status"] as? String == "up" }.compactMap { $0["id"] as? String })
+        }
+        #expect(eventually(10) { up(a) == ["a", "b"] && up(b) == ["a", "b"] })
+        #expect(eventually(10) { (try? a.call("GET", "/readyz").status) == 200 })
+        #expect(try a.call("POST", "/v1/events", #"{"session_id":"tls","key":"k","value":1}"#).status == 202)
+        #expect(b.server.engine.session("tls", query: EventQuery()).0.records.count == 1, "replicated over mTLS")
+
+        let c = try LiveNode(id: "c") {
+            $0.rf = 2
+            $0.peerTLS = tls(rogue, "c")
+            $0.join = [HostPort(host: "127.0.0.1", port: a.server.peerPort!)]
+        }
+        defer { c.stop() }
+        #expect(eventually(10) { (metricValue(a.server.engine.metrics, "starling_peer_tls_refused_total") ?? 0) >= 1 })
+        Thread.sleep(forTimeInterval: 1)
+        #expect(up(a) == ["a", "b"], "a node with a certificate of another CA is no member")
+        // Plain bytes on the peer port: no TLS, refused and counted too.
+        let before = metricValue(a.server.engine.metrics, "starling_peer_tls_refused_total") ?? 0
+        let plain = try PeerClientTests.Client(port: a.server.peerPort!)
+        plain.send(Frame(kind: .hello, clusterID: 0, requestID: 1, sender: "x", body: Hello(nodeID: "a", peer: "", http: "", incarnation: 0).encode()))
+        #expect(eventually(5) { (metricValue(a.server.engine.metrics, "starling_peer_tls_refused_total") ?? 0) > before })
+    }
+}
