@@ -35,6 +35,9 @@ public struct NodeConfig: Sendable {
     /// mTLS between nodes (`--peer-tls-cert`, `--peer-tls-key`, `--peer-tls-ca`: the cluster CA).
     /// A peer presenting a certificate of the cluster is a member; one without is a client.
     public var peerTLS: TLSFiles?
+    /// How long a forward to an owner may take before the client is answered 503 (tests of a
+    /// held owner on a slow machine raise it).
+    public var forwardTimeoutMs: Int64 = 5_000
     /// The cluster secret (`--cluster-secret-file`): when set, a peer is a member only after its
     /// hello proved the secret (`HelloAuth`), and this node proves it to the peers it calls.
     public var clusterSecret: [UInt8]?

@@ -44,9 +44,17 @@ import StarlingNode
             }
         }
 
+        func pulled(_ n: NodeProcess) -> Double {
+            let text = (try? SimpleHTTPClient.request(host: "127.0.0.1", port: n.port, method: "GET", path: "/metrics").text) ?? ""
+            let line = text.split(separator: "\n").first { $0.hasPrefix("starling_catch_up_records_total ") }
+            return line.flatMap { Double($0.split(separator: " ")[1]) } ?? 0
+        }
         n3.kill9()
         running = [n1, n2]
         #expect(eventually(15) { [n1, n2].allSatisfy { status($0)["n3"] == "down" } }, "n3 not marked down")
+        // What each survivor had pulled before the ring without n3 (its catch-up starts 0.5 s
+        // after the ring change).
+        let pulledBefore = [n1, n2].map(pulled)
         for n in [n1, n2] {
             let cluster = try n.getJSON("/v1/cluster")
             #expect(cluster["degraded"] as? Bool == true && cluster["down"] as? [String] == ["n3"])
@@ -76,6 +84,16 @@ import StarlingNode
 
         // Two copies of everything: each survivor alone answers every event from its own data
         // (the other is killed; its keys' sets still name a survivor, so nothing is partial).
+        // First both must have pulled what the ring without n3 gave them: their handoff for it
+        // is done when the ring they last caught up in full is the current one.
+        // (`caught_up_ring` alone could name [n1, n2] from when the cluster formed, so the pull
+        // must also have grown since n3 went down.)
+        func caughtUp(_ n: NodeProcess, since before: Double) -> Bool {
+            guard let cluster = try? n.getJSON("/v1/cluster") else { return false }
+            return cluster["caught_up_ring"] as? [String] == ["n1", "n2"] && cluster["catching_up"] as? Bool == false
+                && pulled(n) > before
+        }
+        #expect(eventually(30) { caughtUp(n1, since: pulledBefore[0]) && caughtUp(n2, since: pulledBefore[1]) }, "the survivors did not catch up")
         n2.kill9()
         running = [n1]
         #expect(eventually(15) { status(n1)["n2"] == "down" })

@@ -180,6 +180,9 @@ public struct ClusterNode: Sendable {
 
     public var members: [MemberInfo] { membership.members }
     public var catchingUp: Bool { planner.running }
+    /// The ring this node last caught up in full (every peer answered every page): when it is
+    /// the current ring, its handoff is done.
+    public var caughtUpRing: [String]? { planner.caughtUpRing }
     public var liveMembers: Int { ring.members.count }
     public func owner(of key: String) -> String { Placement.owner(of: key, ring: ring, me: id) }
     public func peerAddress(of member: String) -> String? { membership.member(member)?.peer }

@@ -161,6 +161,8 @@ extension ClusterShell {
             // there is no replication lag; catch-up (restart, join, ring change) is the handoff.
             ("replication", .string(config.rf > 1 ? "synchronous" : "none")),
             ("catching_up", .bool(catchingUp)),
+            // The ring this node last caught up in full: equal to `ring`, its handoff is done.
+            ("caught_up_ring", caughtUpRing.map { .array($0.map { .string($0) }) } ?? .null),
             // Down members not removed by an operator (`starling cluster remove`): the cluster
             // is degraded until they come back or are removed.
             ("degraded", .bool(!down.isEmpty)),

@@ -69,7 +69,8 @@ public final class ClusterShell: GroupReplicator, @unchecked Sendable {
         peerClientTLS = try engine.config.peerTLS.map { try TLSContext($0, role: .peerClient) }
         helloAuth = Mutex(engine.config.clusterSecret.map { HelloAuth(secret: $0, clientsAllowed: peerClients) })
         let me = MemberInfo(id: config.id, peer: peerAddress, http: httpAddress, incarnation: m.incarnation, status: .joining)
-        let settings = ClusterNodeSettings(id: config.id, rf: config.rf, limits: config.limits)
+        var settings = ClusterNodeSettings(id: config.id, rf: config.rf, limits: config.limits)
+        settings.forwardTimeoutMs = config.forwardTimeoutMs
         var instance = ClusterNode(settings: settings, me: me, seed: engine.random.next())
         instance.clusterID = m.clusterID
         node = Mutex(instance)
@@ -148,6 +149,7 @@ public final class ClusterShell: GroupReplicator, @unchecked Sendable {
     }
 
     public var catchingUp: Bool { node.withLock { $0.catchingUp } }
+    public var caughtUpRing: [String]? { node.withLock { $0.caughtUpRing } }
 
     /// The connection to `peer`, made on first use. Bounded (`Limits.peerClientsMax`): clients of
     /// addresses no member has any more are dropped on every membership change; past the bound
