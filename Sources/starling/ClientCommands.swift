@@ -21,6 +21,15 @@ func percentEncode(_ s: String) -> String {
     s.addingPercentEncoding(withAllowedCharacters: .alphanumerics.union(CharacterSet(charactersIn: "-._~"))) ?? s
 }
 
+/// The `Authorization` header an admin call sends when `--token-file` is given.
+func adminHeaders(tokenFile: String?) throws -> [(String, String)] {
+    guard let tokenFile else { return [] }
+    guard let bytes = FileManager.default.contents(atPath: tokenFile) else {
+        throw CommandFailure(description: "error: cannot read --token-file '\(tokenFile)'")
+    }
+    return [("Authorization", "Bearer " + String(decoding: bytes, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines))]
+}
+
 func printBody(_ r: SimpleHTTPClient.Response) throws {
     FileHandle.standardOutput.write(Data(r.body))
     if r.body.last != 0x0A { print("") }
@@ -99,14 +108,8 @@ struct ClusterCommand: ParsableCommand {
                 throw CommandFailure(description: "error: no member '\(id)' in the cluster seen by \(address.node)")
             }
             let answer: SimpleHTTPClient.Response
+            let headers = try adminHeaders(tokenFile: tokenFile)
             do {
-                var headers: [(String, String)] = []
-                if let tokenFile {
-                    guard let bytes = FileManager.default.contents(atPath: tokenFile) else {
-                        throw CommandFailure(description: "error: cannot read --token-file '\(tokenFile)'")
-                    }
-                    headers.append(("Authorization", "Bearer " + String(decoding: bytes, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)))
-                }
                 answer = try SimpleHTTPClient.request(host: hp.host, port: hp.port, method: "POST", path: "/v1/admin/leave", headers: headers)
             } catch {
                 throw CommandFailure(description: "error: \(error)")
@@ -123,14 +126,7 @@ struct ClusterCommand: ParsableCommand {
         @Option(name: .customLong("token-file"), help: "File holding --node's admin token (its --admin-token-file).") var tokenFile: String?
 
         func run() throws {
-            var headers: [(String, String)] = []
-            if let tokenFile {
-                guard let bytes = FileManager.default.contents(atPath: tokenFile) else {
-                    throw CommandFailure(description: "error: cannot read --token-file '\(tokenFile)'")
-                }
-                headers.append(("Authorization", "Bearer " + String(decoding: bytes, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)))
-            }
-            try printBody(address.call("POST", "/v1/admin/remove/" + percentEncode(id), headers: headers))
+            try printBody(address.call("POST", "/v1/admin/remove/" + percentEncode(id), headers: adminHeaders(tokenFile: tokenFile)))
         }
     }
     struct Status: ParsableCommand {

@@ -223,18 +223,34 @@ func metricValue(_ metrics: NodeMetrics, _ name: String) -> Double? {
         #expect(some.count == 15 && some.allSatisfy { $0.sessionID == "old1" })
     }
 
+    static let day: Int64 = 86_400_000
+    static let t0: Int64 = 1_700_000_000_000 - 1_700_000_000_000 % day + 3_600_000
+
+    /// Tiny segments, two days of retention, a one-day long TTL, on the test's clock.
+    static func retentionNode(clock: @escaping @Sendable () -> Int64) throws -> LiveNode {
+        try LiveNode(configure: { c in
+            tiny(&c)
+            c.retentionDays = 2
+            c.ttl = TTLSettings(shortMs: 60_000, longMs: day)
+        }, clock: clock)
+    }
+
+    /// A copy of an event of `session` that a peer sends now, with its old receive time `t0`.
+    static func storeOldCopy(_ engine: Engine, session: String, id: String) {
+        let copy = Record(kind: .event, ts: t0, receivedAt: t0, sessionID: session, eventID: id, key: "k",
+                          json: Array(#"{"session_id":"\#(session)","key":"k","value":1,"event_id":"\#(id)"}"#.utf8))
+        let done = DispatchSemaphore(value: 0)
+        engine.submitReplica([copy]) { _ in done.signal() }
+        done.wait()
+    }
+
     /// Retention bounds state memory: an expired session whose events retention deleted is
     /// forgotten; one whose events survive in a newer segment (a replica record keeps its old
     /// receive time) is kept, as is one whose state has not expired.
     @Test func expiredSessionsWithNoEventLeftAreForgotten() throws {
-        let day: Int64 = 86_400_000
-        let t0: Int64 = 1_700_000_000_000 - 1_700_000_000_000 % day + 3_600_000
+        let (day, t0) = (Self.day, Self.t0)
         let now = Mutex<Int64>(t0)
-        let node = try LiveNode(configure: { c in
-            Self.tiny(&c)
-            c.retentionDays = 2
-            c.ttl = TTLSettings(shortMs: 60_000, longMs: day)
-        }, clock: { now.withLock { $0 } })
+        let node = try Self.retentionNode { now.withLock { $0 } }
         defer { node.stop() }
         func post(_ sid: String) throws {
             #expect(try node.call("POST", "/v1/events", #"{"session_id":"\#(sid)","key":"k","value":1}"#).status == 202)
@@ -244,11 +260,7 @@ func metricValue(_ metrics: NodeMetrics, _ name: String) -> Double? {
         now.withLock { $0 += 3 * day }
         // A copy of an event of "replica" arrives from a peer now, with its old receive time.
         let engine = node.server.engine
-        let copy = Record(kind: .event, ts: t0, receivedAt: t0, sessionID: "replica", eventID: "copy-1", key: "k",
-                          json: Array(#"{"session_id":"replica","key":"k","value":1,"event_id":"copy-1"}"#.utf8))
-        let done = DispatchSemaphore(value: 0)
-        engine.submitReplica([copy]) { _ in done.signal() }
-        done.wait()
+        Self.storeOldCopy(engine, session: "replica", id: "copy-1")
         now.withLock { $0 += day }
         try post("fresh")                                      // rolls: the replica's segment is sealed
         engine.waitForIndexes()
@@ -261,14 +273,9 @@ func metricValue(_ metrics: NodeMetrics, _ name: String) -> Double? {
     /// Identities are bounded too: once retention deleted their events and their sessions were
     /// forgotten, a user or terminal is forgotten; one linked to a session still held is kept.
     @Test func identitiesAreForgottenWithTheirSessions() throws {
-        let day: Int64 = 86_400_000
-        let t0: Int64 = 1_700_000_000_000 - 1_700_000_000_000 % day + 3_600_000
+        let (day, t0) = (Self.day, Self.t0)
         let now = Mutex<Int64>(t0)
-        let node = try LiveNode(configure: { c in
-            Self.tiny(&c)
-            c.retentionDays = 2
-            c.ttl = TTLSettings(shortMs: 60_000, longMs: day)
-        }, clock: { now.withLock { $0 } })
+        let node = try Self.retentionNode { now.withLock { $0 } }
         defer { node.stop() }
         func post(_ body: String) throws { #expect(try node.call("POST", "/v1/events", body).status == 202) }
         #expect(try node.call("POST", "/v1/identify", #"{"session_id":"old","user_id":"u-old"}"#).status == 204)
@@ -279,11 +286,7 @@ func metricValue(_ metrics: NodeMetrics, _ name: String) -> Double? {
         let engine = node.server.engine
         #expect(engine.index.withLock { Set($0.users.keys) == ["u-old", "u-rep"] && Set($0.terminals.keys) == ["t-old"] })
         now.withLock { $0 += 3 * day }
-        let copy = Record(kind: .event, ts: t0, receivedAt: t0, sessionID: "replica", eventID: "copy-2", key: "k",
-                          json: Array(#"{"session_id":"replica","key":"k","value":3,"event_id":"copy-2"}"#.utf8))
-        let done = DispatchSemaphore(value: 0)
-        engine.submitReplica([copy]) { _ in done.signal() }
-        done.wait()
+        Self.storeOldCopy(engine, session: "replica", id: "copy-2")
         now.withLock { $0 += day }
         try post(#"{"session_id":"fresh","key":"k","value":4}"#)
         engine.waitForIndexes()
