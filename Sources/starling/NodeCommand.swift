@@ -43,7 +43,7 @@ struct NodeCommand: ParsableCommand {
     @Option(help: "Separate listen address HOST:PORT for /metrics (then the HTTP port serves no metrics).") var metrics: String?
     @Option(name: .customLong("http-connections-max"), help: "Open HTTP connections in all (default 16384); more are closed at accept.") var httpConnectionsMax: Int?
     @Option(name: .customLong("http-connections-per-ip"), help: "Open HTTP connections from one address, trusted proxies exempt (default 512).") var httpConnectionsPerIP: Int?
-    @Option(name: .customLong("http-header-timeout"), help: "Time a client has to send a request's head, e.g. 10s (default 10s; the body gets 30s).") var httpHeaderTimeout: String?
+    @Option(name: .customLong("http-header-timeout"), help: "Time a client has to send a request's head, e.g. 20s (default 60s, as is the body's).") var httpHeaderTimeout: String?
     @Option(name: .customLong("tls-cert"), help: "PEM certificate chain for HTTPS on --http (with --tls-key; reloaded on SIGHUP).") var tlsCert: String?
     @Option(name: .customLong("tls-key"), help: "PEM private key for --tls-cert.") var tlsKey: String?
     @Option(name: .customLong("tls-client-ca"), help: "PEM CA: HTTP clients must present a certificate it signed.") var tlsClientCA: String?
@@ -219,7 +219,7 @@ struct NodeCommand: ParsableCommand {
         }
         if let s = try src.str(httpHeaderTimeout, "http_header_timeout") {
             guard let ms = Durations.parse(s), ms >= 1, ms <= Int64(Int32.max) else {
-                throw ConfigError(description: "invalid --http-header-timeout '\(s)': expected e.g. 10s, 500ms")
+                throw ConfigError(description: "invalid --http-header-timeout '\(s)': expected e.g. 20s, 500ms")
             }
             c.limits.httpHeaderTimeoutMs = Int(ms)
         }

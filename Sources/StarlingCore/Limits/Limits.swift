@@ -13,10 +13,12 @@ public struct Limits: Sendable, Equatable {
     /// Open connections on the peer port.
     public var peerConnectionsMax = 4_096
     /// A request's head must be in within this of the connection opening or of the previous
-    /// answer (slowloris: a byte a second never trips a read-idle timeout).
-    public var httpHeaderTimeoutMs = 10_000
-    /// A request's body must be in within this of its head.
-    public var httpBodyTimeoutMs = 30_000
+    /// answer (slowloris: a byte a second never trips a read-idle timeout). 60 s, as nginx's
+    /// `client_header_timeout`: an idle keep-alive connection waits for its next head this long,
+    /// as long as load balancers keep idle upstream connections (a shorter one would race them).
+    public var httpHeaderTimeoutMs = 60_000
+    /// A request's body must be in within this of its head (1 MiB on a slow mobile link).
+    public var httpBodyTimeoutMs = 60_000
     /// A peer connection that sends nothing for this long is closed (members ping every probe
     /// interval; a client reconnects on its next request).
     public var peerIdleTimeoutMs = 300_000
