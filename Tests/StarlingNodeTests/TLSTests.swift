@@ -1,4 +1,8 @@
 import Foundation
+import NIOCore
+import NIOPosix
+import NIOSSL
+import Synchronization
 import StarlingCluster
 import StarlingCore
 import Testing
@@ -106,6 +110,33 @@ func curlStatus(_ url: String, ca: String) -> Int? {
         #expect(try a.call("POST", "/v1/events", #"{"session_id":"tls","key":"k","value":1}"#).status == 202)
         #expect(b.server.engine.session("tls", query: EventQuery()).0.records.count == 1, "replicated over mTLS")
 
+        // Rotation under load: new certificates of the same CA, reloaded on both while writes
+        // stream; every write is acknowledged. Then connections are dropped, so new handshakes
+        // use the new certificates on both sides, and writes still replicate.
+        let statuses = Mutex_<[Int]>([])
+        let done = DispatchSemaphore(value: 0)
+        let port = a.port
+        DispatchQueue.global().async {
+            for i in 0..<60 {
+                let r = try? SimpleHTTPClient.request(host: "127.0.0.1", port: port, method: "POST", path: "/v1/events",
+                                                      body: Array(#"{"session_id":"rot\#(i % 7)","key":"k","value":\#(i)}"#.utf8))
+                statuses.set(statuses.get() + [r?.status ?? -1])
+                usleep(20_000)
+            }
+            done.signal()
+        }
+        usleep(300_000)
+        try makeCerts(dir, ["a", "b"])
+        for n in [a, b] { n.server.reloadTLS() }
+        done.wait()
+        #expect(statuses.get().count == 60 && statuses.get().allSatisfy { $0 == 202 }, "\(statuses.get())")
+        for n in [a, b] {
+            for peer in n.server.api.cluster.clients.withLock({ Array($0.values) }) { peer.resetConnection() }
+        }
+        #expect(eventually(10) { (try? a.call("POST", "/v1/events", #"{"session_id":"after-rotation","key":"k","value":1}"#).status) == 202 })
+        #expect(eventually(5) { b.server.engine.session("after-rotation", query: EventQuery()).0.records.count >= 1 })
+        #expect(metricValue(a.server.engine.metrics, #"starling_tls_reloads_total{result="ok"}"#) == 2, "peer server and peer client contexts")
+
         let c = try LiveNode(id: "c") {
             $0.rf = 2
             $0.peerTLS = tls(rogue, "c")
@@ -120,5 +151,78 @@ func curlStatus(_ url: String, ca: String) -> Int? {
         let plain = try PeerClientTests.Client(port: a.server.peerPort!)
         plain.send(Frame(kind: .hello, clusterID: 0, requestID: 1, sender: "x", body: Hello(nodeID: "a", peer: "", http: "", incarnation: 0).encode()))
         #expect(eventually(5) { (metricValue(a.server.engine.metrics, "starling_peer_tls_refused_total") ?? 0) > before })
+    }
+
+    /// Over mTLS, a process with TLS but no certificate that names a member's id is a client:
+    /// it cannot replicate, pull or speak for membership; its events take the client path.
+    @Test func aTLSClientWithoutACertificateIsOnlyAClient() throws {
+        let dir = tempDir()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        try makeCerts(dir, ["a", "b"])
+        func tls(_ id: String) -> TLSFiles { TLSFiles(cert: "\(dir)/\(id).pem", key: "\(dir)/\(id).key", ca: "\(dir)/ca.pem") }
+        let a = try LiveNode(id: "a") { $0.rf = 2; $0.peerTLS = tls("a") }
+        defer { a.stop() }
+        let b = try LiveNode(id: "b") { $0.rf = 2; $0.peerTLS = tls("b"); $0.join = [HostPort(host: "127.0.0.1", port: a.server.peerPort!)] }
+        defer { b.stop() }
+        #expect(eventually(10) { (try? a.call("GET", "/readyz").status) == 200 })
+
+        // A TLS client that trusts the cluster CA but presents no certificate.
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+        defer { try? group.syncShutdownGracefully() }
+        var config = TLSConfiguration.makeClientConfiguration()
+        config.trustRoots = .file(dir + "/ca.pem")
+        config.certificateVerification = .noHostnameVerification
+        let context = try NIOSSLContext(configuration: config)
+        let inbox = Inbox()
+        let channel = try ClientBootstrap(group: group).channelInitializer { ch in
+            ch.eventLoop.makeCompletedFuture {
+                let sync = ch.pipeline.syncOperations
+                try sync.addHandler(NIOSSLClientHandler(context: context, serverHostname: nil))
+                try sync.addHandler(ByteToMessageHandler(PeerFrameDecoder()))
+                try sync.addHandler(MessageToByteHandler(PeerFrameEncoder(compress: false)))
+                try sync.addHandler(inbox)
+            }
+        }.connect(host: "127.0.0.1", port: a.server.peerPort!).wait()
+        defer { channel.close(promise: nil) }
+        func ask(_ frame: Frame) throws -> Frame? {
+            try channel.writeAndFlush(frame).wait()
+            return inbox.next(within: 5)
+        }
+        let hello = Hello(nodeID: "b", peer: "127.0.0.1:1", http: "127.0.0.1:2", incarnation: 99)
+        #expect(try ask(Frame(kind: .hello, clusterID: 0, requestID: 1, sender: "b", body: hello.encode()))?.kind == .helloAck)
+        let record = Record(kind: .event, ts: 1, receivedAt: 1, sessionID: "forged", eventID: "f1", key: "k",
+                            json: Array(#"{"session_id":"forged","key":"k","value":1}"#.utf8))
+        let refused = try ask(Frame(kind: .replicate, clusterID: 0, requestID: 2, sender: "b", body: ReplicateBatch(records: [record.encoded]).encode()))
+        #expect(refused?.kind == .error)
+        #expect(refused.flatMap { try? ErrorBody.decode($0.body).code } == "unauthenticated")
+        try channel.writeAndFlush(Frame(kind: .membership, clusterID: 0, requestID: 3, sender: "b", body: [1, 2, 3])).wait()
+        #expect(eventually(5) { (metricValue(a.server.engine.metrics, "starling_peer_unauthenticated_frames_total") ?? 0) == 2 })
+        #expect(a.server.engine.session("forged", query: EventQuery()).0.records.isEmpty)
+        let batch = EventBatch(events: [ForwardedEvent(transport: 0, ip: "6.6.6.6", receivedAt: 1,
+                                                       json: Array(#"{"session_id":"tls-client","key":"k","value":1}"#.utf8))])
+        let answer = try ask(Frame(kind: .forwardEvents, clusterID: 0, requestID: 4, sender: "b", body: batch.encode()))
+        #expect(answer.flatMap { try? ForwardResult.decode($0.body).status } == 202)
+        let list = events(try a.json("GET", "/v1/sessions/tls-client").1)
+        #expect(list.count == 1 && list.first?["ip"] as? String == "127.0.0.1", "client semantics, not a member's forward")
+    }
+}
+
+/// Frames a test connection received, in order.
+final class Inbox: ChannelInboundHandler, @unchecked Sendable {
+    typealias InboundIn = Frame
+    let frames = Mutex<[Frame]>([])
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        let frame = unwrapInboundIn(data)
+        frames.withLock { $0.append(frame) }
+    }
+
+    func next(within seconds: Double) -> Frame? {
+        var got: Frame?
+        _ = eventually(seconds) {
+            got = frames.withLock { $0.isEmpty ? nil : $0.removeFirst() }
+            return got != nil
+        }
+        return got
     }
 }
