@@ -34,7 +34,9 @@ struct DevCommand: ParsableCommand {
                 throw CommandFailure(description: "error: could not write \(secretPath)")
             }
         }
-        if tls { try makeCertificates(in: "\(data)/tls", ids: (1...nodes).map { "n\($0)" }) }
+        if tls && !FileManager.default.fileExists(atPath: "\(data)/tls/ca.pem") {
+            try CertCommand.make(in: "\(data)/tls", ids: (1...nodes).map { "n\($0)" })
+        }
         let rf = self.rf ?? min(2, nodes)
         say("rf \(rf): a 202 means every event is stored on \(rf) node(s)")
         for k in 1...nodes {
@@ -98,34 +100,3 @@ struct DevCommand: ParsableCommand {
 
 /// Unbuffered output (print is block-buffered when stdout is a pipe or file).
 func say(_ s: String = "") { FileHandleOut.stdout(s + "\n") }
-
-extension DevCommand {
-    /// A cluster CA and, for each node id and for "http", a certificate it signed (EC P-256,
-    /// for 127.0.0.1 and localhost, server and client use), made once with Debian's openssl;
-    /// the same recipe as ops/tls/make-certs.
-    func makeCertificates(in dir: String, ids: [String]) throws {
-        guard !FileManager.default.fileExists(atPath: "\(dir)/ca.pem") else { return }
-        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
-        func openssl(_ args: [String]) throws {
-            let p = Process()
-            p.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-            p.arguments = ["openssl"] + args
-            p.standardOutput = FileHandle.nullDevice
-            p.standardError = FileHandle.nullDevice
-            try p.run()
-            p.waitUntilExit()
-            guard p.terminationStatus == 0 else { throw CommandFailure(description: "error: openssl \(args.first ?? "") failed (is openssl installed?)") }
-        }
-        let ext = "\(dir)/ext.cnf"
-        FileManager.default.createFile(atPath: ext, contents: Data("subjectAltName=DNS:localhost,IP:127.0.0.1\nextendedKeyUsage=serverAuth,clientAuth\nkeyUsage=digitalSignature\n".utf8))
-        try openssl(["ecparam", "-name", "prime256v1", "-genkey", "-noout", "-out", "\(dir)/ca.key"])
-        try openssl(["req", "-x509", "-new", "-key", "\(dir)/ca.key", "-sha256", "-days", "3650", "-subj", "/CN=starling dev CA", "-out", "\(dir)/ca.pem"])
-        for id in ids + ["http"] {
-            try openssl(["ecparam", "-name", "prime256v1", "-genkey", "-noout", "-out", "\(dir)/\(id).key"])
-            try openssl(["req", "-new", "-key", "\(dir)/\(id).key", "-subj", "/CN=\(id)", "-out", "\(dir)/\(id).csr"])
-            try openssl(["x509", "-req", "-in", "\(dir)/\(id).csr", "-CA", "\(dir)/ca.pem", "-CAkey", "\(dir)/ca.key", "-CAcreateserial",
-                         "-days", "825", "-sha256", "-extfile", ext, "-out", "\(dir)/\(id).pem"])
-            try? FileManager.default.removeItem(atPath: "\(dir)/\(id).csr")
-        }
-    }
-}

@@ -8,17 +8,16 @@ import StarlingCore
 import Testing
 @testable import StarlingNode
 
-/// Makes a CA and certificates with ops/tls/make-certs (Debian's openssl).
+/// Makes a CA (once per directory) and new certificates with `starling cert` (Debian's openssl).
 func makeCerts(_ dir: String, _ ids: [String]) throws {
-    var url = URL(fileURLWithPath: #filePath)
-    for _ in 0..<3 { url.deleteLastPathComponent() }
+    guard let bin = starlingBinary() else { throw SimpleHTTPClient.ClientError(description: "starling binary not found") }
     let p = Process()
-    p.executableURL = URL(fileURLWithPath: "/bin/bash")
-    p.arguments = [url.appendingPathComponent("ops/tls/make-certs").path, dir] + ids
+    p.executableURL = URL(fileURLWithPath: bin)
+    p.arguments = ["cert", dir] + ids
     p.standardOutput = FileHandle.nullDevice
     try p.run()
     p.waitUntilExit()
-    guard p.terminationStatus == 0 else { throw SimpleHTTPClient.ClientError(description: "make-certs failed") }
+    guard p.terminationStatus == 0 else { throw SimpleHTTPClient.ClientError(description: "starling cert failed") }
 }
 
 /// `curl` over HTTPS, trusting `ca`: the status, or nil when TLS failed.

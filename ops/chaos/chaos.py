@@ -47,7 +47,7 @@ DEFAULT_FAULTS = {"loopback": ["kill", "pause", "kill", "pause", "join", "leave"
 # first possible of these that is in the schedule.
 # Flags every node is started with (set from the command line in main).
 EXTRA_NODE_ARGS = []
-TLS_DIR = None   # --tls: certificates of a cluster CA (ops/tls/make-certs), mTLS between nodes
+TLS_DIR = None   # --tls: certificates of a cluster CA (`starling cert`), mTLS between nodes
 SUBSTITUTES = {"leave": ["kill", "pause", "partition"], "join": ["pause", "kill", "partition"]}
 
 def log(msg):
@@ -478,7 +478,7 @@ def main():
     p.add_argument("--partition-hold", type=parse_hold, default=(2.0, 8.0), metavar="MIN:MAX",
                    help="seconds a partition lasts, drawn per fault (default 2:8)")
     p.add_argument("--tls", action="store_true",
-                   help="mTLS between the nodes: a cluster CA and a certificate per node (ops/tls/make-certs, openssl)")
+                   help="mTLS between the nodes: a cluster CA and a certificate per node (`starling cert`, openssl)")
     p.add_argument("--segment-mb", type=int, default=None,
                    help="log segment size of every node, MiB (small: segments seal, index files and checkpoints are written under the faults)")
     p.add_argument("--heal-wait", type=float, default=30, help="bound on the wait for a healed node to rejoin, seconds (default 30)")
@@ -555,8 +555,7 @@ def run(a, root, binary, kinds, net, net_reason, nodes):
     if a.tls:
         global TLS_DIR
         TLS_DIR = os.path.join(work, "tls")
-        subprocess.run(["bash", os.path.join(root, "ops/tls/make-certs"), TLS_DIR] + [f"n{k}" for k in range(1, 10)],
-                       check=True, stdout=subprocess.DEVNULL)
+        subprocess.run([binary, "cert", TLS_DIR] + [f"n{k}" for k in range(1, 10)], check=True, stdout=subprocess.DEVNULL)
     lb = load = None
     try:
         def make(k, join):
