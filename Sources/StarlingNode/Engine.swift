@@ -273,8 +273,13 @@ public final class Engine: @unchecked Sendable {
         }
     }
 
-    /// Group commit of `jobs`: plan (dedupe, identity resolution, repeats), append, sync, fold,
-    /// then replicate and answer.
+    /// Group commit of `jobs`: plan (dedupe, identity resolution, repeats), append, ship this
+    /// node's own records to their followers, sync (per policy), fold, and answer once the
+    /// group is durable here and (for own records) on the followers.
+    ///
+    /// The followers get the group before the local fdatasync, so under `--fsync always` the two
+    /// flushes overlap: an rf=2 acknowledgement waits for one flush plus one round trip, not two
+    /// flushes in a row.
     func commit(_ jobs: [Job]) {
         let now = clock()
         let plan = index.withLock { idx in
@@ -282,50 +287,58 @@ public final class Engine: @unchecked Sendable {
         }
         precondition(plan.perInput.count == jobs.count && plan.ownCount <= plan.records.count,
                      "a group plan must answer every job: \(plan.perInput.count) answers for \(jobs.count) jobs, \(plan.ownCount) own of \(plan.records.count) records")
-        guard write(plan.records, now: now, failing: jobs) else { return }
-        replicateAndAnswer(jobs, plan: plan)
-    }
-
-    /// Appends, syncs (per policy) and folds a group. On a failed write every job is answered
-    /// 503 (or 500) and false is returned; nothing of the group is folded.
-    func write(_ records: [Record], now: Int64, failing jobs: [Job]) -> Bool {
         let bytesBefore = log.totalBytes
+        let placed: [(location: RecordLocation, seq: UInt64)]
         do {
-            let placed = try log.append(records, nowMs: now)
-            if config.fsync == .always { try timedSync() }
+            placed = try log.append(plan.records, nowMs: now)
             if log.activeSegment != openSegment {
                 // The append rolled a new segment: what the index holds now is all sealed.
                 seal(nextSeq: placed.first?.seq ?? log.lastSeq + 1)
                 openSegment = log.activeSegment
             }
-            index.withLock { idx in
-                for (r, p) in zip(records, placed) { idx.apply(r, at: p.location, seq: p.seq) }
-                gauge(idx)
-            }
-            pending.withLock { $0.storageError = nil }
-            metrics.logAppendedBytes.increment(by: Int64(max(0, log.totalBytes - bytesBefore)))
-            metrics.logBytes.set(Double(log.totalBytes))
-            metrics.groupCommitEvents.record(Double(records.count))
-            return true
-        } catch let error as LogIOError {
-            metrics.logWriteErrors.increment()
-            let message = error.isDiskFull ? "disk full: the log cannot take more events (\(error))" : "log write failed: \(error)"
-            logger.error("\(message)")
-            pending.withLock { $0.storageError = message }
-            // Probe again soon: the condition clears on the next successful write.
-            writer.asyncAfter(deadline: .now() + .seconds(1)) { [weak self] in
-                self?.pending.withLock { $0.storageError = nil }
-            }
-            let code = error.isDiskFull ? "storage_full" : "storage_unavailable"
-            for job in jobs {
-                if case .events(let events, _) = job.payload, let t = job.transport { metrics.rejected(t, reason: code, count: events.count) }
-            }
-            Self.deliver(jobs.map { ($0, .failure(IngestError(status: 503, code: code, message: message))) })
         } catch {
-            logger.error("log append refused the group: \(error)")
-            Self.deliver(jobs.map { ($0, .failure(IngestError(status: 500, code: "internal", message: "\(error)"))) })
+            Self.deliver(jobs.map { ($0, .failure(storageFailure(error, jobs: jobs))) })
+            return
         }
-        return false
+        let answer = shipAndAnswer(jobs, plan: plan)
+        do {
+            if config.fsync == .always { try timedSync() }
+        } catch {
+            answer(storageFailure(error, jobs: jobs))
+            return
+        }
+        index.withLock { idx in
+            for (r, p) in zip(plan.records, placed) { idx.apply(r, at: p.location, seq: p.seq) }
+            gauge(idx)
+        }
+        pending.withLock { $0.storageError = nil }
+        metrics.logAppendedBytes.increment(by: Int64(max(0, log.totalBytes - bytesBefore)))
+        metrics.logBytes.set(Double(log.totalBytes))
+        metrics.groupCommitEvents.record(Double(plan.records.count))
+        answer(nil)
+    }
+
+    /// A failed append or sync, as the error every job of the group is answered with: 503 for
+    /// an I/O error (the node refuses writes for a second, then probes again), 500 otherwise.
+    /// Nothing of the group is folded.
+    func storageFailure(_ error: any Error, jobs: [Job]) -> IngestError {
+        guard let error = error as? LogIOError else {
+            logger.error("log append refused the group: \(error)")
+            return IngestError(status: 500, code: "internal", message: "\(error)")
+        }
+        metrics.logWriteErrors.increment()
+        let message = error.isDiskFull ? "disk full: the log cannot take more events (\(error))" : "log write failed: \(error)"
+        logger.error("\(message)")
+        pending.withLock { $0.storageError = message }
+        // Probe again soon: the condition clears on the next successful write.
+        writer.asyncAfter(deadline: .now() + .seconds(1)) { [weak self] in
+            self?.pending.withLock { $0.storageError = nil }
+        }
+        let code = error.isDiskFull ? "storage_full" : "storage_unavailable"
+        for job in jobs {
+            if case .events(let events, _) = job.payload, let t = job.transport { metrics.rejected(t, reason: code, count: events.count) }
+        }
+        return IngestError(status: 503, code: code, message: message)
     }
 
     /// Hands the open refs (all in sealed segments now) to an index file per segment, written on
@@ -383,13 +396,32 @@ public final class Engine: @unchecked Sendable {
     /// Waits until every index file being written is in place (tests, shutdown).
     public func waitForIndexes() { indexer.sync {} }
 
-    /// After the append: replica jobs are done; the others wait until the followers hold this
-    /// node's own records and the stored copies of repeats (`GroupCommit.Plan.repeats`).
-    func replicateAndAnswer(_ jobs: [Job], plan: GroupCommit.Plan) {
+    /// After the append: ships this node's own records (and the stored copies of repeats,
+    /// `GroupCommit.Plan.repeats`) to their followers at once, and returns what the writer calls
+    /// when the group is durable here (nil) or failed (the error). Replica jobs are answered then;
+    /// the others once both this node and the followers hold the group.
+    func shipAndAnswer(_ jobs: [Job], plan: GroupCommit.Plan) -> @Sendable (IngestError?) -> Void {
         let records = plan.records, perJob = plan.perInput, ownCount = plan.ownCount, repeats = plan.repeats
         var own = Array(records.prefix(ownCount))
         let replicator = jobs.lazy.compactMap(\.replicator).first
-        if replicator != nil && !repeats.isEmpty {
+        var waiting: [(Job, (stored: Int, duplicates: Int))] = []
+        var replicaJobs: [Job] = []
+        var replicaStored = 0
+        for (job, r) in zip(jobs, perJob) {
+            if case .replica = job.payload {
+                replicaJobs.append(job)
+                replicaStored += r.stored
+            } else {
+                waiting.append((job, r))
+            }
+        }
+        let engineMetrics = self.metrics
+        let replicaJobsDone = replicaJobs, replicaStoredDone = replicaStored
+        @Sendable func answerReplicas(_ error: IngestError?) {
+            if error == nil { engineMetrics.replicaRecords.increment(by: Int64(replicaStoredDone)) }
+            Engine.deliver(replicaJobsDone.map { ($0, error.map { .failure($0) } ?? .success($0.count)) })
+        }
+        if replicator != nil && !repeats.isEmpty && !waiting.isEmpty {
             let copies = readRecords(repeats)
             if copies.count < repeats.count {
                 // A stored copy that cannot be read cannot be copied: refuse rather than
@@ -397,40 +429,27 @@ public final class Engine: @unchecked Sendable {
                 let e = IngestError(status: 503, code: "storage_unavailable",
                                     message: "\(repeats.count - copies.count) stored event(s) sent again could not be read for replication")
                 logger.error("\(e.message)")
-                Self.deliver(jobs.compactMap { if case .replica = $0.payload { nil } else { ($0, .failure(e)) } })
-                Self.deliver(jobs.compactMap { if case .replica = $0.payload { ($0, .success($0.count)) } else { nil } })
-                return
+                Self.deliver(waiting.map { ($0.0, .failure(e)) })
+                return answerReplicas
             }
             own.append(contentsOf: copies)
         }
-        var waiting: [(Job, (stored: Int, duplicates: Int))] = []
-        var replicasDone: [(Job, Result<Int, IngestError>)] = []
-        for (job, r) in zip(jobs, perJob) {
-            if case .replica = job.payload {
-                metrics.replicaRecords.increment(by: Int64(r.stored))
-                replicasDone.append((job, .success(job.count)))
-            } else {
-                waiting.append((job, r))
-            }
-        }
-        Self.deliver(replicasDone)
-        let engineMetrics = self.metrics
         let waitingJobs = waiting
-        @Sendable func finish(_ error: IngestError?) {
-            let metrics = engineMetrics
+        let shipping = replicator != nil && !own.isEmpty && !waitingJobs.isEmpty
+        let join = AckJoin(parts: shipping ? 2 : 1) { error in
             Engine.deliver(waitingJobs.map { job, r in
                 if let error { return (job, .failure(error)) }
                 if case .events = job.payload, let t = job.transport {
-                    metrics.ingested(t, r.stored)
-                    if r.duplicates > 0 { metrics.duplicates.increment(by: Int64(r.duplicates)) }
+                    engineMetrics.ingested(t, r.stored)
+                    if r.duplicates > 0 { engineMetrics.duplicates.increment(by: Int64(r.duplicates)) }
                 }
                 return (job, .success(job.count))
             })
         }
-        if let replicator, !own.isEmpty, !waiting.isEmpty {
-            replicator.replicate(own, done: finish)
-        } else {
-            finish(nil)
+        if shipping, let replicator { replicator.replicate(own, done: join.arrive) }
+        return { error in
+            answerReplicas(error)
+            join.arrive(error)
         }
     }
 
@@ -776,4 +795,25 @@ final class BlockCache: Sendable {
     }
     func removeAll() { state.withLock { $0 = State() } }
     var bytes: Int { state.withLock { $0.bytes } }
+}
+
+/// Answers a group once each of its `parts` (the local flush, the followers) arrived: with the
+/// first error any part reported, else nil. Parts arrive on any thread, each exactly once.
+final class AckJoin: Sendable {
+    private let state: Mutex<(left: Int, error: IngestError?)>
+    private let done: @Sendable (IngestError?) -> Void
+
+    init(parts: Int, done: @escaping @Sendable (IngestError?) -> Void) {
+        state = Mutex((parts, nil))
+        self.done = done
+    }
+
+    func arrive(_ error: IngestError?) {
+        let result: IngestError?? = state.withLock { s in
+            if s.error == nil { s.error = error }
+            s.left -= 1
+            return s.left == 0 ? .some(s.error) : .none
+        }
+        if let result { done(result) }
+    }
 }

@@ -17,6 +17,9 @@ LOADS = [
     ("1 node rf=1, 100-event batches", 1, 1, ["--mode", "batch", "--batch", "100", "--connections", "8"]),
     ("1 node rf=1, single events", 1, 1, ["--mode", "http", "--connections", "32"]),
     ("3 nodes rf=2, 100-event batches to node 1", 3, 2, ["--mode", "batch", "--batch", "100", "--connections", "8"]),
+    # Open loop: latency at a fixed 20,000 events/s, where throughput cannot hide it.
+    ("3 nodes rf=2, open loop 200 batches/s (20k events/s)", 3, 2,
+     ["--mode", "batch", "--batch", "100", "--connections", "8", "--rate", "200"]),
 ]
 
 def cpu_seconds(pid):
@@ -38,6 +41,7 @@ def one(binary, node_args, tool, n, rf, args, seconds, base):
         s = json.load(open(out))
         events = s.get("eventsPerSecond", 0) * s.get("seconds", 0)
         return {"events_per_second": s.get("eventsPerSecond", 0),
+                "p50_ms": (s.get("latencyMicros") or {}).get("p50", 0) / 1000,
                 "p99_ms": (s.get("latencyMicros") or {}).get("p99", 0) / 1000,
                 "cpu_us_per_event": cpu * 1e6 / events if events else 0}
     finally:
@@ -66,7 +70,7 @@ def main():
                 print(f"round {r + 1} {name} {label}: {s['events_per_second']:,.0f} events/s, p99 {s['p99_ms']:.2f} ms, "
                       f"{s['cpu_us_per_event']:.1f} CPU-µs/event", file=sys.stderr)
     lines = [f"A = {a.a} {a.a_args}, B = {a.b} {a.b_args}; medians of {a.rounds} alternating rounds of {a.seconds} s", "",
-             "| load | A events/s | B events/s | B/A | A p99 ms | B p99 ms | A CPU-µs/event | B CPU-µs/event |",
+             "| load | A events/s | B events/s | B/A | A p50/p99 ms | B p50/p99 ms | A CPU-µs/event | B CPU-µs/event |",
              "|---|---|---|---|---|---|---|---|"]
     for label, _, _, _ in LOADS:
         if a.only not in label:
@@ -74,7 +78,8 @@ def main():
         med = lambda field, k: statistics.median(x[field] for x in results[(label, k)])
         ev = {k: med("events_per_second", k) for k in "AB"}
         ratio = ev["B"] / ev["A"] if ev["A"] else 0
-        lines.append(f"| {label} | {ev['A']:,.0f} | {ev['B']:,.0f} | {ratio:.2f} | {med('p99_ms', 'A'):.2f} | {med('p99_ms', 'B'):.2f}"
+        lines.append(f"| {label} | {ev['A']:,.0f} | {ev['B']:,.0f} | {ratio:.2f} | {med('p50_ms', 'A'):.2f}/{med('p99_ms', 'A'):.2f}"
+                     f" | {med('p50_ms', 'B'):.2f}/{med('p99_ms', 'B'):.2f}"
                      f" | {med('cpu_us_per_event', 'A'):.1f} | {med('cpu_us_per_event', 'B'):.1f} |")
     text = "\n".join(lines) + "\n"
     open(a.out, "w").write(text)
