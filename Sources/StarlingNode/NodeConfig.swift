@@ -29,6 +29,8 @@ public struct NodeConfig: Sendable {
     public var adminToken: String?
     /// A separate listener for `/metrics` (and `/healthz`); the public port then serves no metrics.
     public var metricsListen: HostPort?
+    /// `/metrics` over HTTPS with the HTTP listener's TLS context (`--metrics-tls on`).
+    public var metricsTLS = false
     /// TLS on the HTTP listener (`--tls-cert`, `--tls-key`; `--tls-client-ca` requires client
     /// certificates). Reloaded on SIGHUP.
     public var httpTLS: TLSFiles?

@@ -195,6 +195,7 @@ public final class StarlingServer: Sendable {
         let api = self.api
         let inFlight = self.inFlight
         let (limiter, nodeMetrics, logger) = (httpConnections, engine.metrics, logger)
+        let tls = config.metricsTLS ? httpTLS : nil
         if let m = config.metricsListen {
             let metrics = try ServerBootstrap(group: group)
                 .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
@@ -204,6 +205,7 @@ public final class StarlingServer: Sendable {
                             throw ConnectionRefused()
                         }
                         let sync = channel.pipeline.syncOperations
+                        if let tls { try sync.addHandler(NIOSSLServerHandler(context: tls.current)) }
                         try sync.addHandler(BackPressureHandler())
                         try sync.addHandler(IdleStateHandler(readTimeout: .seconds(60)))
                         try sync.configureHTTPServerPipeline(withErrorHandling: true, withOutboundHeaderValidation: false)

@@ -41,6 +41,7 @@ struct NodeCommand: ParsableCommand {
     @Option(name: .customLong("log-level"), help: "trace|debug|info|notice|warning|error|critical (default info).") var logLevel: String?
     @Option(name: .customLong("admin-token-file"), help: "File holding the token that /v1/admin/* calls must send as 'Authorization: Bearer TOKEN' (default: admin calls only from this host, not through a proxy).") var adminTokenFile: String?
     @Option(help: "Separate listen address HOST:PORT for /metrics (then the HTTP port serves no metrics).") var metrics: String?
+    @Option(name: .customLong("metrics-tls"), help: "on | off: serve --metrics over HTTPS with the --tls-cert certificate (and --tls-client-ca, if set, for scrapers' certificates); default off.") var metricsTLS: String?
     @Option(name: .customLong("http-connections-max"), help: "Open HTTP connections in all (default 16384); more are closed at accept.") var httpConnectionsMax: Int?
     @Option(name: .customLong("http-connections-per-ip"), help: "Open HTTP connections from one address, trusted proxies exempt (default 512).") var httpConnectionsPerIP: Int?
     @Option(name: .customLong("http-header-timeout"), help: "Time a client has to send a request's head, e.g. 20s (default 60s, as is the body's).") var httpHeaderTimeout: String?
@@ -164,6 +165,15 @@ struct NodeCommand: ParsableCommand {
             guard let cert, let key else { throw ConfigError(description: "--tls-cert and --tls-key go together") }
             c.httpTLS = TLSFiles(cert: cert, key: key, ca: clientCA)
         }
+        if let m = try src.str(metricsTLS, "metrics_tls") {
+            guard m == "on" || m == "off" else { throw ConfigError(description: "invalid --metrics-tls '\(m)': use on or off") }
+            if m == "on" {
+                guard c.metricsListen != nil, c.httpTLS != nil else {
+                    throw ConfigError(description: "--metrics-tls on needs --metrics (its own listener) and --tls-cert/--tls-key (the certificate it serves)")
+                }
+                c.metricsTLS = true
+            }
+        }
         let (pc, pk, pca) = (try src.str(peerTLSCert, "peer_tls_cert"), try src.str(peerTLSKey, "peer_tls_key"), try src.str(peerTLSCA, "peer_tls_ca"))
         if pc != nil || pk != nil || pca != nil {
             guard let pc, let pk, let pca else { throw ConfigError(description: "--peer-tls-cert, --peer-tls-key and --peer-tls-ca go together") }
@@ -263,7 +273,7 @@ struct ConfigSource {
 
     static let knownKeys: Set<String> = ["id", "data", "http", "peer", "udp", "join", "rf", "trusted_proxy", "rate_limit", "short_ttl",
                                          "long_ttl", "dedupe_window", "segment_mb", "retention_days", "archive", "fsync", "fsync_interval_ms", "threads", "log_level",
-                                         "admin_token_file", "metrics", "peer_compression", "cluster_secret_file", "peer_clients",
+                                         "admin_token_file", "metrics", "metrics_tls", "peer_compression", "cluster_secret_file", "peer_clients",
                                          "http_connections_max", "http_connections_per_ip", "http_header_timeout",
                                          "tls_cert", "tls_key", "tls_client_ca", "peer_tls_cert", "peer_tls_key", "peer_tls_ca"]
 

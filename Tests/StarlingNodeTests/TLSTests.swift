@@ -206,6 +206,67 @@ func curlStatus(_ url: String, ca: String) -> Int? {
     }
 }
 
+extension TLSTests {
+    /// `--metrics-tls on`: the metrics listener serves HTTPS with the HTTP certificate, and
+    /// nothing in plain HTTP.
+    @Test func metricsOverHTTPS() throws {
+        let dir = tempDir()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        try makeCerts(dir, [])
+        let node = try LiveNode {
+            $0.httpTLS = TLSFiles(cert: dir + "/http.pem", key: dir + "/http.key")
+            $0.metricsListen = HostPort(host: "127.0.0.1", port: 0)
+            $0.metricsTLS = true
+        }
+        defer { node.stop() }
+        let port = try #require(node.server.metricsPort)
+        #expect(curlStatus("https://127.0.0.1:\(port)/metrics", ca: dir + "/ca.pem") == 200)
+        let plain = try? SimpleHTTPClient.request(host: "127.0.0.1", port: port, method: "GET", path: "/metrics")
+        #expect(plain?.status != 200, "plain HTTP is not served on the TLS metrics listener")
+    }
+
+    /// A certificate of the cluster speaks for the node its CN names and no other: node c's
+    /// certificate with a hello naming member b is refused at hello and counted; with c's own
+    /// name it is a member's connection.
+    @Test func aCertificateSpeaksOnlyForItsOwnNode() throws {
+        let dir = tempDir()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        try makeCerts(dir, ["a", "b", "c"])
+        let a = try LiveNode(id: "a") { $0.rf = 1; $0.peerTLS = TLSFiles(cert: "\(dir)/a.pem", key: "\(dir)/a.key", ca: "\(dir)/ca.pem") }
+        defer { a.stop() }
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+        defer { try? group.syncShutdownGracefully() }
+        var config = TLSConfiguration.makeClientConfiguration()
+        config.trustRoots = .file(dir + "/ca.pem")
+        config.certificateVerification = .noHostnameVerification
+        config.certificateChain = [.certificate(try NIOSSLCertificate(file: dir + "/c.pem", format: .pem))]
+        config.privateKey = .privateKey(try NIOSSLPrivateKey(file: dir + "/c.key", format: .pem))
+        let context = try NIOSSLContext(configuration: config)
+        func helloAnswer(naming id: String) throws -> Frame? {
+            let inbox = Inbox()
+            let channel = try ClientBootstrap(group: group).channelInitializer { ch in
+                ch.eventLoop.makeCompletedFuture {
+                    let sync = ch.pipeline.syncOperations
+                    try sync.addHandler(NIOSSLClientHandler(context: context, serverHostname: nil))
+                    try sync.addHandler(ByteToMessageHandler(PeerFrameDecoder()))
+                    try sync.addHandler(MessageToByteHandler(PeerFrameEncoder(compress: false)))
+                    try sync.addHandler(inbox)
+                }
+            }.connect(host: "127.0.0.1", port: a.server.peerPort!).wait()
+            defer { channel.close(promise: nil) }
+            let hello = Hello(nodeID: id, peer: "127.0.0.1:1", http: "127.0.0.1:2", incarnation: 7)
+            try channel.writeAndFlush(Frame(kind: .hello, clusterID: 0, requestID: 1, sender: id, body: hello.encode())).wait()
+            return inbox.next(within: 5)
+        }
+        let before = metricValue(a.server.engine.metrics, "starling_peer_auth_refused_total") ?? 0
+        let forged = try helloAnswer(naming: "b")
+        #expect(forged?.kind == .refuse)
+        #expect(forged.flatMap { try? Refuse.decode($0.body).reason }?.contains("certificate is for c") == true)
+        #expect(metricValue(a.server.engine.metrics, "starling_peer_auth_refused_total") == before + 1)
+        #expect(try helloAnswer(naming: "c")?.kind == .helloAck)
+    }
+}
+
 /// Frames a test connection received, in order.
 final class Inbox: ChannelInboundHandler, @unchecked Sendable {
     typealias InboundIn = Frame

@@ -216,9 +216,11 @@ public final class ClusterShell: GroupReplicator, @unchecked Sendable {
     /// The answer to a connection's first frame, the hello it accepted, and whether that hello
     /// makes the connection a member's (with a cluster secret: it proved the secret; without
     /// one: always). A connection that is not a member's may only send events as a client.
-    /// `certified`: with mTLS between nodes, whether the connection presented a certificate of
-    /// the cluster (nil without mTLS); a connection without one is not a member's.
-    func acceptHello(_ frame: Frame, certified: Bool? = nil) -> (reply: Frame, hello: Hello?, member: Bool) {
+    /// `certificate`: with mTLS between nodes, what the connection's handshake showed (nil
+    /// without mTLS). A connection without a certificate is not a member's; one whose
+    /// certificate (of the cluster CA, or the handshake would have failed) names another node
+    /// is refused: a node's certificate speaks for that node only.
+    func acceptHello(_ frame: Frame, certificate: PeerCertificate? = nil) -> (reply: Frame, hello: Hello?, member: Bool) {
         let mine = clusterID
         func refuse(_ reason: String, auth: Bool = false) -> (reply: Frame, hello: Hello?, member: Bool) {
             logger.warning("refused peer \(frame.sender): \(reason)")
@@ -243,9 +245,16 @@ public final class ClusterShell: GroupReplicator, @unchecked Sendable {
         case .member?, nil:
             break
         }
-        if certified == false {
+        switch certificate {
+        case .anonymous?:
             guard config.peerClients else { return refuse("\(hello.nodeID): no certificate of the cluster (clients are not allowed on the peer port)", auth: true) }
             member = false
+        case .named(let names)?:
+            guard names.contains(hello.nodeID) else {
+                return refuse("\(hello.nodeID): its certificate is for \(names.isEmpty ? "no node" : names.joined(separator: ", ")), not for \(hello.nodeID)", auth: true)
+            }
+        case nil:
+            break
         }
         // Only a member's hello may give this node its cluster id (then the ack carries it).
         if member && mine == 0 && frame.clusterID != 0 { _ = adopt(clusterID: frame.clusterID) }
@@ -503,4 +512,13 @@ extension Transport {
         default: self = .peer
         }
     }
+}
+
+/// What a peer connection's mTLS handshake showed (`ClusterShell.acceptHello`).
+enum PeerCertificate: Sendable, Equatable {
+    /// No client certificate: the connection may only be a client's.
+    case anonymous
+    /// A certificate of the cluster CA with these subject common names (`starling cert` writes
+    /// the node id as the CN).
+    case named([String])
 }

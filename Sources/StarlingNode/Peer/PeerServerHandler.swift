@@ -52,9 +52,13 @@ final class PeerServerHandler: ChannelDuplexHandler {
         let runtime = api.cluster
         guard let hello else {
             // With mTLS, the handshake is over by the first frame: a certificate presented was
-            // checked against the cluster CA, so its presence makes the connection a member's.
+            // checked against the cluster CA; its common name must be the node the hello names.
             let tls = try? context.pipeline.syncOperations.handler(type: NIOSSLServerHandler.self)
-            let (reply, accepted, member) = runtime.acceptHello(frame, certified: tls.map { $0.peerCertificate != nil })
+            let certificate = tls.map { h -> PeerCertificate in
+                guard let cert = h.peerCertificate else { return .anonymous }
+                return .named(cert.subjectName.filter { $0.type == .commonName }.map(\.value))
+            }
+            let (reply, accepted, member) = runtime.acceptHello(frame, certificate: certificate)
             context.writeAndFlush(wrapOutboundOut(reply), promise: nil)
             if let accepted {
                 self.hello = accepted
