@@ -120,6 +120,18 @@ public final class NodeAPI: Sendable {
         guard let (segs, rawQuery) = URLQuery.splitTarget(req.uri) else {
             return loop.makeSucceededFuture(.error(IngestError(code: "bad_request", message: "request target is not valid percent-encoded UTF-8")))
         }
+        // Browsers: ingest paths answer any origin, with credentials, and their preflights.
+        guard req.listener == .main, Self.isIngestPath(segs) else { return route(req, segs, rawQuery, loop) }
+        if req.method == .OPTIONS { return loop.makeSucceededFuture(Self.preflight(req)) }
+        guard let origin = req.headers.first(name: "Origin") else { return route(req, segs, rawQuery, loop) }
+        return route(req, segs, rawQuery, loop).map { r in
+            var r = r
+            r.extraHeaders += Self.corsHeaders(origin: origin)
+            return r
+        }
+    }
+
+    func route(_ req: APIRequest, _ segs: [String], _ rawQuery: Substring, _ loop: EventLoop) -> EventLoopFuture<APIResponse> {
         let q = URLQuery.parse(rawQuery)
         let get = req.method == .GET || req.method == .HEAD
         func only(_ ok: Bool, _ allowed: String, _ body: () -> EventLoopFuture<APIResponse>) -> EventLoopFuture<APIResponse> {
@@ -139,6 +151,8 @@ public final class NodeAPI: Sendable {
             engine.metrics.adminRefused.increment()
             return loop.makeSucceededFuture(.error(refusal))
         }
+        if let sdk = sdkRoute(segs, req, q, loop) { return sdk }
+        if segs == ["v1", "identify"] && req.method == .POST && isSegmentIdentify(req) { return segment(req, single: "identify", loop) }
         switch segs.count {
         case 1 where segs[0] == "t.gif": return only(get, "GET", { pixel(req, q, loop) })
         case 1 where segs[0] == "healthz": return only(get, "GET", { loop.makeSucceededFuture(.json(.ok, .object(JSONObject([("status", .string("ok"))])))) })

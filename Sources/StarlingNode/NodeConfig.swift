@@ -29,6 +29,10 @@ public struct NodeConfig: Sendable {
     public var adminToken: String?
     /// A separate listener for `/metrics` (and `/healthz`); the public port then serves no metrics.
     public var metricsListen: HostPort?
+    /// Write keys of the SDK endpoints (key → source name, `[write_keys]` in the config file).
+    /// Empty: any key (or none) is accepted and kept in `attrs.write_key`; else an unknown key
+    /// is answered 401 and a known one stamps `attrs.source`.
+    public var writeKeys: [String: String] = [:]
     /// `/metrics` over HTTPS with the HTTP listener's TLS context (`--metrics-tls on`).
     public var metricsTLS = false
     /// TLS on the HTTP listener (`--tls-cert`, `--tls-key`; `--tls-client-ca` requires client

@@ -19,6 +19,8 @@ public final class NodeMetrics: Sendable {
     public let peerRecordsRefused: Counter
     public let oversizeFramesRefused: Counter
     public let adminRefused: Counter
+    /// Request bodies sent compressed (`Content-Encoding: gzip`/`deflate`) and inflated.
+    public let inflatedBodies: Counter
     public let logWriteErrors: Counter
     public let writeQueueEvents: Gauge
     public let fsyncSeconds: DurationHistogram
@@ -91,6 +93,7 @@ public final class NodeMetrics: Sendable {
         logSkippedRecords = registry.makeCounter(descriptor: Self.d("log_skipped_records", "total", "Records recovery read but could not fold (times or sizes out of range), skipped"))
         peerRecordsRefused = registry.makeCounter(descriptor: Self.d("peer_records_refused", "total", "Records from peers refused by field checks (times, lengths, kinds)"))
         oversizeFramesRefused = registry.makeCounter(descriptor: Self.d("peer_oversize_frames", "total", "Answers too large for one frame, replaced by an error answer"))
+        inflatedBodies = registry.makeCounter(descriptor: Self.d("http_inflated_bodies", "total", "Request bodies inflated from gzip or deflate"))
         adminRefused = registry.makeCounter(descriptor: Self.d("admin_refused", "total", "Admin calls refused (no or wrong token, or not from this host)"))
         logWriteErrors = registry.makeCounter(descriptor: Self.d("log_write_errors", "total", "Failed log writes or fsyncs (disk full, I/O error)"))
         writeQueueEvents = registry.makeGauge(descriptor: Self.d("write_queue", "events", "Events waiting for the log writer"))

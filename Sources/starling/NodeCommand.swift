@@ -179,6 +179,15 @@ struct NodeCommand: ParsableCommand {
             guard let pc, let pk, let pca else { throw ConfigError(description: "--peer-tls-cert, --peer-tls-key and --peer-tls-ca go together") }
             c.peerTLS = TLSFiles(cert: pc, key: pk, ca: pca)
         }
+        if let table = src.file["write_keys"] {
+            // [write_keys] source = "key": the SDK endpoints' keys, named by source.
+            guard let t = table.table else { throw ConfigError(description: "config key 'write_keys' must be a table of source = \"key\"") }
+            for (source, v) in t {
+                guard let key = v.string, !key.isEmpty else { throw ConfigError(description: "write_keys.\(source) must be a non-empty string") }
+                guard c.writeKeys[key] == nil else { throw ConfigError(description: "write_keys: the key of '\(source)' is also another source's") }
+                c.writeKeys[key] = source
+            }
+        }
         if let p = try src.str(peerClients, "peer_clients") {
             guard p == "on" || p == "off" else { throw ConfigError(description: "invalid --peer-clients '\(p)': expected on or off") }
             c.peerClients = p == "on"
@@ -275,7 +284,8 @@ struct ConfigSource {
                                          "long_ttl", "dedupe_window", "segment_mb", "retention_days", "archive", "fsync", "fsync_interval_ms", "threads", "log_level",
                                          "admin_token_file", "metrics", "metrics_tls", "peer_compression", "cluster_secret_file", "peer_clients",
                                          "http_connections_max", "http_connections_per_ip", "http_header_timeout",
-                                         "tls_cert", "tls_key", "tls_client_ca", "peer_tls_cert", "peer_tls_key", "peer_tls_ca"]
+                                         "tls_cert", "tls_key", "tls_client_ca", "peer_tls_cert", "peer_tls_key", "peer_tls_ca",
+                                         "write_keys"]
 
     /// Reads a TOML config file; unknown keys are refused.
     static func load(_ path: String) throws -> [String: TOMLValueConvertible] {

@@ -74,6 +74,8 @@ extension IncomingEvent {
 /// How an event reached the node; the `transport` label of ingest metrics.
 public enum Transport: String, Sendable, CaseIterable {
     case http, pixel, udp, peer
+    /// The SDK formats (`SegmentFormat` also for RudderStack, `PostHogFormat`, `SnowplowFormat`).
+    case segment, posthog, snowplow
 }
 
 /// Builds the JSON that is stored and returned for an event: every field as sent,

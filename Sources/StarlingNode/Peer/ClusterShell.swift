@@ -502,13 +502,20 @@ extension Transport {
         case .pixel: return 1
         case .udp: return 2
         case .peer: return 3
+        case .segment: return 4
+        case .posthog: return 5
+        case .snowplow: return 6
         }
     }
+    /// Unknown codes (a newer node's) count as `peer`.
     init(wireCode: UInt8) {
         switch wireCode {
         case 0: self = .http
         case 1: self = .pixel
         case 2: self = .udp
+        case 4: self = .segment
+        case 5: self = .posthog
+        case 6: self = .snowplow
         default: self = .peer
         }
     }

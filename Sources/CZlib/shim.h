@@ -1,0 +1,4 @@
+#ifndef STARLING_CZLIB_SHIM_H
+#define STARLING_CZLIB_SHIM_H
+#include <zlib.h>
+#endif
