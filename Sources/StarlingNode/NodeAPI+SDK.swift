@@ -70,7 +70,7 @@ extension NodeAPI {
     func snowplow(_ req: APIRequest, _ loop: EventLoop) -> EventLoopFuture<APIResponse> {
         let limits = config.limits
         return sdkIngest(req, .snowplow, loop,
-                         keyOf: { _ in nil },
+                         keyOf: SnowplowFormat.appID,
                          map: { SnowplowFormat.map($0, extra: $1, limits: limits) },
                          ok: { _ in APIResponse(status: .ok, contentType: "text/plain", body: Array("ok".utf8)) },
                          failed: Self.sdkError)

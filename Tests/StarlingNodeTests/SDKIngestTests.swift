@@ -79,6 +79,9 @@ import Testing
         #expect(try post(node, "/i/v0/e/", Array(ph.utf8)).status == 200)
         #expect(try node.call("GET", "/i?e=pv&sid=sp-k&aid=other").status == 401, "Snowplow's app id is its key")
         #expect(try node.call("GET", "/i?e=pv&sid=sp-k&aid=wk-web").status == 200)
+        let tp2 = #"{"data":[{"e":"pv","sid":"sp-k","aid":"ANY"}]}"#
+        #expect(try post(node, "/com.snowplowanalytics.snowplow/tp2", Array(tp2.utf8)).status == 401)
+        #expect(try post(node, "/com.snowplowanalytics.snowplow/tp2", Array(tp2.replacingOccurrences(of: "ANY", with: "wk-web").utf8)).status == 200)
     }
 
     @Test func bothIdentifyShapesAndSnowplowAnswers() throws {

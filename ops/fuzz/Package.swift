@@ -1,7 +1,7 @@
 // swift-tools-version:6.0
 // libFuzzer targets for every parser that takes bytes from outside: HTTP ingest bodies, the
 // pixel query, UDP datagrams, peer frames and every message body, log blocks, records, index
-// files, checkpoints and state snapshots. A package of its own, so the node's build never
+// files, checkpoints, state snapshots and the SDK formats. A package of its own, so the node's build never
 // carries sanitizer flags. Build and run with ops/fuzz/run (see its header).
 import Foundation
 import PackageDescription
@@ -10,7 +10,7 @@ import PackageDescription
 let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
 let node = root.lastPathComponent.lowercased()
 
-let fuzzers = ["FuzzIngest", "FuzzPixel", "FuzzDatagram", "FuzzPeer", "FuzzLog"]
+let fuzzers = ["FuzzIngest", "FuzzPixel", "FuzzDatagram", "FuzzPeer", "FuzzLog", "FuzzSDK"]
 
 let package = Package(
     name: "starling-fuzz",

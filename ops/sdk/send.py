@@ -17,7 +17,8 @@ def segment(a, module):
         import rudderstack.analytics as analytics
         analytics.dataPlaneUrl = a.target
     analytics.write_key = a.key
-    analytics.gzip = a.gzip
+    if a.gzip:
+        analytics.gzip = True   # else the SDK's default (RudderStack gzips, Segment does not)
     analytics.max_retries = 6
     errors = []
     analytics.on_error = lambda e, batch: errors.append(str(e))

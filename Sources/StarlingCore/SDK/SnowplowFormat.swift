@@ -17,6 +17,16 @@ public enum SnowplowFormat {
     static let consumed: Set<String> = ["e", "eid", "sid", "uid", "duid", "nuid", "ttm", "dtm", "ue_pr", "ue_px", "co", "cx",
                                         "se_ca", "se_ac", "se_la", "se_pr", "se_va", "url", "page", "refr"]
 
+    /// The app id (`aid`) of a POST body's first event: Snowplow trackers send no key, so with
+    /// write keys configured the app id is checked as one.
+    public static func appID(_ body: JSONValue) -> String? {
+        var items: [JSONValue] = []
+        if case .object(let o) = body, case .array(let list)? = o["data"] { items = list }
+        if case .array(let list) = body { items = list }
+        if case .object(let first)? = items.first { return SDKMapping.text(first["aid"]) }
+        return nil
+    }
+
     /// A POST body: the `payload_data` wrapper, or (lenient) a bare array of events.
     public static func map(_ body: JSONValue, extra: JSONObject, limits: Limits) -> Result<SDKBatch, IngestError> {
         let items: [JSONValue]
