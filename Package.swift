@@ -33,6 +33,8 @@ let package = Package(
         .systemLibrary(name: "CLZ4", pkgConfig: "liblz4", providers: [.apt(["liblz4-dev"])]),
         // libcrypto from Debian's libssl-dev: HMAC-SHA256 of the peer hello (cluster secret).
         .systemLibrary(name: "CCrypto", pkgConfig: "libcrypto", providers: [.apt(["libssl-dev"])]),
+        // libmaxminddb from Debian's libmaxminddb-dev: GeoIP lookups (--geoip FILE.mmdb).
+        .systemLibrary(name: "CMaxMindDB", pkgConfig: "libmaxminddb", providers: [.apt(["libmaxminddb-dev"])]),
         // zlib from Debian's zlib1g-dev: gzip request bodies (the SDKs that send them).
         .systemLibrary(name: "CZlib", pkgConfig: "zlib", providers: [.apt(["zlib1g-dev"])]),
         // LZ4 block compression (a thin, pure wrapper): log blocks and peer frames.
@@ -44,7 +46,7 @@ let package = Package(
         .target(name: "StarlingCluster", dependencies: ["StarlingCore", "StarlingLZ4", "CCrypto"]),
         // The NIO shell: engine, HTTP, UDP, peers, metrics.
         .target(name: "StarlingNode", dependencies: [
-            "StarlingCore", "StarlingLog", "StarlingCluster", "CCrypto", "CZlib",
+            "StarlingCore", "StarlingLog", "StarlingCluster", "CCrypto", "CZlib", "CMaxMindDB",
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "NIOPosix", package: "swift-nio"),
             .product(name: "NIOHTTP1", package: "swift-nio"),

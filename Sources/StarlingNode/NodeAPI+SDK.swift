@@ -95,15 +95,20 @@ extension NodeAPI {
                 return loop.makeSucceededFuture(gif(.unauthorized, [("X-Starling-Error", "unauthorized")]))
             }
         }
+        let enrichment = enrichment(req, ip: ip)
+        var q = q
+        if let id = enrichment.cookieID, (q["nuid"] ?? "").isEmpty { q["nuid"] = id }
         switch SnowplowFormat.event(query: q, extra: keyStamp(q["aid"]), limits: config.limits) {
         case .failure(let e):
             engine.metrics.rejected(.snowplow, reason: e.reason)
             return loop.makeSucceededFuture(gif(HTTPResponseStatus(statusCode: e.status), [("X-Starling-Error", e.code)]))
         case .success(let event):
             let metrics = engine.metrics
-            return store([event], ip: ip, transport: .snowplow, bytes: req.uri.utf8.count, on: loop).map { result in
+            var events = [event]
+            enrich(&events, enrichment)
+            return store(events, ip: ip, transport: .snowplow, bytes: req.uri.utf8.count, on: loop).map { result in
                 switch result {
-                case .success: return gif(.ok)
+                case .success: return gif(.ok, enrichment.headers())
                 case .failure(let e):
                     metrics.rejected(.snowplow, reason: e.reason)
                     return gif(HTTPResponseStatus(statusCode: e.status), [("Retry-After", "1"), ("X-Starling-Error", e.code)])
@@ -196,7 +201,10 @@ extension NodeAPI {
         case .failure(let e): return refuse(e)
         case .success(let b): batch = b
         }
-        let events = batch.events, links = batch.links
+        let enrichment = enrichment(req, ip: ip)
+        var enriched = batch.events
+        enrich(&enriched, enrichment)
+        let events = enriched, links = batch.links
         let stored: EventLoopFuture<Result<Int, IngestError>> = events.isEmpty
             ? loop.makeSucceededFuture(.success(0))
             : store(events, ip: ip, transport: transport, bytes: bytes.count, on: loop)
@@ -217,7 +225,10 @@ extension NodeAPI {
             }
             return chain.map { r in
                 switch r {
-                case .success: return ok(events.count)
+                case .success:
+                    var answer = ok(events.count)
+                    answer.extraHeaders += enrichment.headers()
+                    return answer
                 case .failure(let e): return failed(e)
                 }
             }

@@ -69,6 +69,8 @@ public final class NodeAPI: Sendable {
     let limiter: Mutex<RateLimiter?>
     let rateLimitEnabled: Bool
     let threadPool: NIOThreadPool
+    /// `--geoip`: the database, opened once (memory-mapped).
+    let geoip: GeoIP?
 
     /// The 1×1 transparent GIF answered by `/t.gif`.
     public static let pixel: [UInt8] = [
@@ -77,7 +79,8 @@ public final class NodeAPI: Sendable {
         0x01, 0x00, 0x01, 0x00, 0x00, 0x02, 0x02, 0x44, 0x01, 0x00, 0x3B,
     ]
 
-    public init(engine: Engine, cluster: ClusterShell, threadPool: NIOThreadPool, onLeaveRequest: (@Sendable () -> Void)?) {
+    public init(engine: Engine, cluster: ClusterShell, threadPool: NIOThreadPool, onLeaveRequest: (@Sendable () -> Void)?) throws {
+        geoip = try engine.config.geoipPath.map { try GeoIP(path: $0) }
         self.engine = engine
         self.cluster = cluster
         self.onLeaveRequest = onLeaveRequest
@@ -198,20 +201,31 @@ public final class NodeAPI: Sendable {
             return loop.makeSucceededFuture(.error(IngestError(status: 429, code: "rate_limited", message: "too many requests from \(ip); retry in \(wait) s"),
                                                    headers: [("Retry-After", String(wait))]))
         }
-        let body = req.body ?? ByteBuffer()
+        var body = req.body ?? ByteBuffer()
+        if req.headers.first(name: "Content-Encoding") != nil {
+            switch decodedBody(req) {
+            case .failure(let e):
+                engine.metrics.rejected(.http, reason: e.reason)
+                return loop.makeSucceededFuture(.error(e))
+            case .success(let bytes): body = ByteBuffer(bytes: bytes)
+            }
+        }
         let format = EventValidator.format(contentType: req.headers.first(name: "Content-Type"))
         let parsed = body.withUnsafeReadableBytes { EventValidator.events(fromBody: $0, format: format, limits: config.limits) }
         switch parsed {
         case .failure(let e):
             engine.metrics.rejected(.http, reason: e.reason)
             return loop.makeSucceededFuture(.error(e))
-        case .success(let events):
+        case .success(var events):
             let metrics = engine.metrics
+            let enrichment = enrichment(req, ip: ip)
+            enrich(&events, enrichment)
+            let count = events.count
             return store(events, ip: ip, transport: .http, bytes: body.readableBytes, on: loop).map { result in
                 switch result {
-                case .success: return .json(.accepted, .object(JSONObject([("accepted", .number(String(events.count)))])))
+                case .success: return .json(.accepted, .object(JSONObject([("accepted", .number(String(count)))])), headers: enrichment.headers())
                 case .failure(let e):
-                    metrics.rejected(.http, reason: e.reason, count: events.count)
+                    metrics.rejected(.http, reason: e.reason, count: count)
                     return .error(e)
                 }
             }
@@ -233,15 +247,22 @@ public final class NodeAPI: Sendable {
             engine.metrics.rejected(.pixel, reason: "rate_limited")
             return loop.makeSucceededFuture(gif(.tooManyRequests, [("Retry-After", String(wait))]))
         }
+        let enrichment = enrichment(req, ip: ip)
+        var q = q
+        // The first-party id stands in for a missing terminal id before validation, so a
+        // pixel with no id of its own is stored under the visitor's.
+        if let id = enrichment.cookieID, (q["tid"] ?? "").isEmpty { q["tid"] = id }
         switch EventValidator.event(fromPixel: q, limits: config.limits) {
         case .failure(let e):
             engine.metrics.rejected(.pixel, reason: e.reason)
             return loop.makeSucceededFuture(gif(.badRequest, [("X-Starling-Error", e.code)]))
         case .success(let event):
             let metrics = engine.metrics
-            return store([event], ip: ip, transport: .pixel, bytes: req.uri.utf8.count, on: loop).map { result in
+            var events = [event]
+            enrich(&events, enrichment)
+            return store(events, ip: ip, transport: .pixel, bytes: req.uri.utf8.count, on: loop).map { result in
                 switch result {
-                case .success: return gif(.ok)
+                case .success: return gif(.ok, enrichment.headers())
                 case .failure(let e):
                     metrics.rejected(.pixel, reason: e.reason)
                     return gif(HTTPResponseStatus(statusCode: e.status), [("Retry-After", "1"), ("X-Starling-Error", e.code)])

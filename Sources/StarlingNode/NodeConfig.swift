@@ -29,6 +29,12 @@ public struct NodeConfig: Sendable {
     public var adminToken: String?
     /// A separate listener for `/metrics` (and `/healthz`); the public port then serves no metrics.
     public var metricsListen: HostPort?
+    /// A MaxMind database (`--geoip FILE.mmdb`): `attrs.geo` from the client address.
+    public var geoipPath: String?
+    /// `attrs.ua` (browser, OS, device class) from a browser's User-Agent (`--enrich-ua`).
+    public var enrichUserAgent = true
+    /// The first-party id cookie (`--id-cookie NAME`), off unless set.
+    public var idCookie: IDCookie?
     /// Write keys of the SDK endpoints (key → source name, `[write_keys]` in the config file).
     /// Empty: any key (or none) is accepted and kept in `attrs.write_key`; else an unknown key
     /// is answered 401 and a known one stamps `attrs.source`.
@@ -83,5 +89,19 @@ public enum PeerCompression: String, Sendable, CaseIterable {
             if host == "localhost" { return false }
             return !(IPAddress(host)?.isLoopback ?? false)
         }
+    }
+}
+
+/// A server-set first-party id (Snowplow's network user id idea): set on ingest answers,
+/// used as `terminal_id` for events that have none; not set or used when the request carries
+/// `SP-Anonymous`.
+public struct IDCookie: Sendable, Equatable {
+    public var name: String
+    public var domain: String?
+    public var maxAgeSeconds: Int
+    public init(name: String, domain: String? = nil, maxAgeSeconds: Int = 365 * 86_400) {
+        self.name = name
+        self.domain = domain
+        self.maxAgeSeconds = maxAgeSeconds
     }
 }

@@ -63,6 +63,7 @@ public final class NodeMetrics: Sendable {
     public let peerConnections: Gauge
     let refusedConnections = Mutex<[String: Counter]>([:])
     let timeouts = Mutex<[String: Counter]>([:])
+    let enrichedCounters = Mutex<[String: Counter]>([:])
     public let peerUnauthenticated: Counter
     public let ringShare: Gauge
     public let replicationSeconds: DurationHistogram
@@ -182,6 +183,14 @@ public final class NodeMetrics: Sendable {
     }
 
     /// A connection closed for being too slow: `phase` header|body|peer_idle.
+    /// Events enriched where they were received, by kind (`geo`, `ua`).
+    public func enriched(kind: String, _ n: Int) {
+        counter(in: enrichedCounters, kind) {
+            registry.makeCounter(descriptor: Self.d("events_enriched", "total", "Events enriched where first received, by kind (geo, ua)"),
+                                 labels: [("kind", kind)])
+        }.increment(by: Int64(n))
+    }
+
     public func timedOut(_ phase: String) {
         counter(in: timeouts, phase) {
             registry.makeCounter(descriptor: Self.d("connection_timeouts", "total", "Connections closed for sending too slowly, by phase (header, body, peer_idle)"),

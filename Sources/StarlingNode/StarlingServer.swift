@@ -58,7 +58,7 @@ public final class StarlingServer: Sendable {
             bound.append(try BoundListener.bind(host: config.peer.host, port: config.peer.port))
             let cluster = try ClusterShell(engine: engine, group: group, threadPool: threadPool, logger: logger,
                                            peerAddress: bound[1].address.description, httpAddress: bound[0].address.description)
-            api = NodeAPI(engine: engine, cluster: cluster, threadPool: threadPool, onLeaveRequest: onLeaveRequest)
+            api = try NodeAPI(engine: engine, cluster: cluster, threadPool: threadPool, onLeaveRequest: onLeaveRequest)
         } catch {
             for b in bound { close(b.fd) }
             engine.shutdown()

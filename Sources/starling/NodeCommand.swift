@@ -41,6 +41,11 @@ struct NodeCommand: ParsableCommand {
     @Option(name: .customLong("log-level"), help: "trace|debug|info|notice|warning|error|critical (default info).") var logLevel: String?
     @Option(name: .customLong("admin-token-file"), help: "File holding the token that /v1/admin/* calls must send as 'Authorization: Bearer TOKEN' (default: admin calls only from this host, not through a proxy).") var adminTokenFile: String?
     @Option(help: "Separate listen address HOST:PORT for /metrics (then the HTTP port serves no metrics).") var metrics: String?
+    @Option(help: "MaxMind database (.mmdb, City or ASN) for attrs.geo on events received over HTTP.") var geoip: String?
+    @Option(name: .customLong("enrich-ua"), help: "on | off: attrs.ua (browser, OS, device class) from browsers' User-Agent (default on).") var enrichUA: String?
+    @Option(name: .customLong("id-cookie"), help: "Name of a first-party id cookie to set on ingest answers and use as terminal_id (default off).") var idCookie: String?
+    @Option(name: .customLong("id-cookie-domain"), help: "Domain attribute of the id cookie (default: the host's).") var idCookieDomain: String?
+    @Option(name: .customLong("id-cookie-days"), help: "Lifetime of the id cookie in days, sliding (default 365).") var idCookieDays: Int?
     @Option(name: .customLong("metrics-tls"), help: "on | off: serve --metrics over HTTPS with the --tls-cert certificate (and --tls-client-ca, if set, for scrapers' certificates); default off.") var metricsTLS: String?
     @Option(name: .customLong("http-connections-max"), help: "Open HTTP connections in all (default 16384); more are closed at accept.") var httpConnectionsMax: Int?
     @Option(name: .customLong("http-connections-per-ip"), help: "Open HTTP connections from one address, trusted proxies exempt (default 512).") var httpConnectionsPerIP: Int?
@@ -179,6 +184,25 @@ struct NodeCommand: ParsableCommand {
             guard let pc, let pk, let pca else { throw ConfigError(description: "--peer-tls-cert, --peer-tls-key and --peer-tls-ca go together") }
             c.peerTLS = TLSFiles(cert: pc, key: pk, ca: pca)
         }
+        if let g = try src.str(geoip, "geoip") {
+            guard access(g, R_OK) == 0 else { throw ConfigError(description: "cannot read --geoip '\(g)'") }
+            c.geoipPath = g
+        }
+        if let u = try src.str(enrichUA, "enrich_ua") {
+            guard u == "on" || u == "off" else { throw ConfigError(description: "invalid --enrich-ua '\(u)': use on or off") }
+            c.enrichUserAgent = u == "on"
+        }
+        if let name = try src.str(idCookie, "id_cookie") {
+            guard !name.isEmpty, name.utf8.allSatisfy({ $0 > 32 && $0 < 127 && !"()<>@,;:\\\"/[]?={}".utf8.contains($0) }) else {
+                throw ConfigError(description: "invalid --id-cookie '\(name)': a cookie name is a token (letters, digits, - _ .)")
+            }
+            var cookie = IDCookie(name: name, domain: try src.str(idCookieDomain, "id_cookie_domain"))
+            if let days = try src.int(idCookieDays, "id_cookie_days") {
+                guard days >= 1 else { throw ConfigError(description: "invalid --id-cookie-days \(days): at least 1") }
+                cookie.maxAgeSeconds = days * 86_400
+            }
+            c.idCookie = cookie
+        }
         if let table = src.file["write_keys"] {
             // [write_keys] source = "key": the SDK endpoints' keys, named by source.
             guard let t = table.table else { throw ConfigError(description: "config key 'write_keys' must be a table of source = \"key\"") }
@@ -285,7 +309,7 @@ struct ConfigSource {
                                          "admin_token_file", "metrics", "metrics_tls", "peer_compression", "cluster_secret_file", "peer_clients",
                                          "http_connections_max", "http_connections_per_ip", "http_header_timeout",
                                          "tls_cert", "tls_key", "tls_client_ca", "peer_tls_cert", "peer_tls_key", "peer_tls_ca",
-                                         "write_keys"]
+                                         "write_keys", "geoip", "enrich_ua", "id_cookie", "id_cookie_domain", "id_cookie_days"]
 
     /// Reads a TOML config file; unknown keys are refused.
     static func load(_ path: String) throws -> [String: TOMLValueConvertible] {

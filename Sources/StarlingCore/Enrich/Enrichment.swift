@@ -1,0 +1,66 @@
+/// Fields the receiving node adds to an event before it is routed (`attrs.geo`, `attrs.ua`, a
+/// first-party `terminal_id`): applied once, where the event is first received, to the
+/// client's fields (`IncomingEvent.prefix`), so owners and replicas store the enriched bytes
+/// and never enrich again.
+public enum Enrichment {
+    /// Adds `fields` to the event's `attrs` (made if absent). A field the client already sent
+    /// in `attrs` is kept as sent and ours is left out: JSON objects must not repeat a key.
+    /// Returns the names added.
+    @discardableResult
+    public static func addAttrs(_ fields: JSONObject, to event: inout IncomingEvent) -> [String] {
+        guard !fields.fields.isEmpty else { return [] }
+        var text = event.prefix
+        if text.last == UInt8(ascii: ",") { text.removeLast() }
+        text.append(UInt8(ascii: "}"))
+        guard let span = try? text.withUnsafeBytes({ try JSONParser.scan($0) }), case .object(_, let members) = span else { return [] }
+        guard let attrs = members.first(where: { $0.key == "attrs" }) else {
+            var out = event.prefix
+            if out.last != UInt8(ascii: ",") && out.last != UInt8(ascii: "{") { out.append(UInt8(ascii: ",")) }
+            JSONWriter.write(.string("attrs"), into: &out)
+            out.append(UInt8(ascii: ":"))
+            JSONWriter.write(.object(fields), into: &out)
+            out.append(UInt8(ascii: ","))
+            event.prefix = out
+            return fields.fields.map(\.key)
+        }
+        // The attrs object's members: keep the client's, add ours before its closing brace.
+        let value = text.withUnsafeBytes { b in try? JSONParser.scan(UnsafeRawBufferPointer(rebasing: b[attrs.valueStart..<attrs.end])) }
+        guard case .object(_, let existing)? = value else { return [] }
+        let have = Set(existing.map(\.key))
+        let adding = fields.fields.filter { !have.contains($0.key) }
+        guard !adding.isEmpty else { return [] }
+        var insert: [UInt8] = []
+        for (k, v) in adding {
+            if !existing.isEmpty || !insert.isEmpty { insert.append(UInt8(ascii: ",")) }
+            JSONWriter.write(.string(k), into: &insert)
+            insert.append(UInt8(ascii: ":"))
+            JSONWriter.write(v, into: &insert)
+        }
+        // attrs.end is just past the object's closing brace.
+        var out = Array(text[..<(attrs.end - 1)])
+        out.append(contentsOf: insert)
+        out.append(contentsOf: text[(attrs.end - 1)..<(text.count - 1)])
+        out.append(UInt8(ascii: ","))
+        event.prefix = out
+        return adding.map(\.key)
+    }
+
+    /// Gives an event without a terminal id this one (the first-party cookie's id).
+    public static func setTerminal(_ id: String, on event: inout IncomingEvent) {
+        guard event.terminalID == nil else { return }
+        // An empty terminal_id counts as absent but is in the bytes: do not repeat the key.
+        var text = event.prefix
+        if text.last == UInt8(ascii: ",") { text.removeLast() }
+        text.append(UInt8(ascii: "}"))
+        guard let span = try? text.withUnsafeBytes({ try JSONParser.scan($0) }), case .object(_, let members) = span,
+              !members.contains(where: { $0.key == "terminal_id" }) else { return }
+        var out = event.prefix
+        if out.last != UInt8(ascii: ",") && out.last != UInt8(ascii: "{") { out.append(UInt8(ascii: ",")) }
+        JSONWriter.write(.string("terminal_id"), into: &out)
+        out.append(UInt8(ascii: ":"))
+        JSONWriter.write(.string(id), into: &out)
+        out.append(UInt8(ascii: ","))
+        event.prefix = out
+        event.terminalID = id
+    }
+}
