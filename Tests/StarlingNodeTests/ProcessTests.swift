@@ -409,4 +409,54 @@ final class AckLog: @unchecked Sendable {
         p.waitUntilExit()
         #expect(p.terminationStatus == 0)
     }
+
+    /// The SDK settings from a config file: `[write_keys]` and the id cookie.
+    @Test func writeKeysAndIdCookieFromTheConfigFile() throws {
+        guard let bin = starlingBinary() else {
+            Issue.record("starling binary not found")
+            return
+        }
+        let dir = NSTemporaryDirectory() + "starling-cfg-" + UUID().uuidString
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let toml = """
+        id = "keys"
+        data = "\(dir)/data"
+        http = "127.0.0.1:0"
+        peer = "127.0.0.1:0"
+        rf = 1
+        id_cookie = "vid"
+        id_cookie_days = 30
+
+        [write_keys]
+        web = "wk-web"
+        backend = "wk-backend"
+        """
+        try toml.write(toFile: dir + "/node.toml", atomically: true, encoding: .utf8)
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: bin)
+        p.arguments = ["node", "--config", dir + "/node.toml", "--log-level", "error"]
+        let out = Pipe()
+        p.standardOutput = out
+        try p.run()
+        defer {
+            kill(p.processIdentifier, SIGTERM)
+            p.waitUntilExit()
+        }
+        let line = String(decoding: out.fileHandleForReading.availableData, as: UTF8.self)
+        // "starling node keys: http 127.0.0.1:PORT, peer ..."
+        let http = line.split(separator: ",").first?.split(separator: ":").last
+        let port = try #require(http.flatMap { Int($0.prefix { $0.isNumber }) }, "stdout: \(line)")
+        let body = Array(#"{"batch":[{"type":"track","event":"e","userId":"u","messageId":"cfg-1","context":{"sessionId":"cfg"}}]}"#.utf8)
+        func post(_ auth: String) throws -> SimpleHTTPClient.Response {
+            try SimpleHTTPClient.request(host: "127.0.0.1", port: port, method: "POST", path: "/v1/batch",
+                                         headers: [("Content-Type", "application/json"), ("Authorization", "Basic " + auth)], body: body)
+        }
+        #expect(try post("b3RoZXI6").status == 401)                      // "other:"
+        let ok = try post("d2stYmFja2VuZDo=")                             // "wk-backend:"
+        #expect(ok.status == 200)
+        #expect(ok.header("Set-Cookie")?.hasPrefix("vid=") == true && ok.header("Set-Cookie")?.contains("Max-Age=2592000") == true)
+        let session = try SimpleHTTPClient.request(host: "127.0.0.1", port: port, method: "GET", path: "/v1/sessions/cfg")
+        #expect(session.text.contains(#""source":"backend""#), "\(session.text)")
+    }
 }

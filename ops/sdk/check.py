@@ -5,7 +5,8 @@ nodes are stopped by PID at the end). Two parts:
 1. Delivery: `starling dev` (3 nodes, rf=2). Each SDK (Segment, RudderStack, PostHog, Snowplow
    POST and GET) sends through ops/sdk/send.py to node 1, unchanged but for the host; node 3
    must return every event of the session exactly once, with the mapped keys and ids.
-2. Retry: 2 nodes, rf=2, node 2 killed with -9 before the SDK sends, so node 1 answers 503
+2. Retry (Segment, RudderStack, PostHog, Snowplow POST): 2 nodes, rf=2, node 2 killed with -9
+   before the SDK sends, so node 1 answers 503
    (after appending locally). Node 2 restarts with its data; the SDK's own retry then succeeds,
    and both nodes must hold each event exactly once.
 
@@ -109,7 +110,7 @@ def retry(binary, work, report, base=18400):
     try:
         if not wait(lambda: ready(base + 1) and ready(base + 2), 30):
             raise SystemExit("FAIL: the retry cluster did not become ready")
-        for sdk in ["segment", "rudderstack", "posthog"]:
+        for sdk in ["segment", "rudderstack", "posthog", "snowplow-post"]:
             rejected = lambda: sum(float(l.split()[-1]) for l in urllib.request.urlopen(f"http://127.0.0.1:{base + 1}/metrics", timeout=5)
                                    .read().decode().splitlines() if l.startswith("starling_events_rejected_total{"))
             before = rejected()
