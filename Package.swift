@@ -46,7 +46,7 @@ let package = Package(
         .target(name: "StarlingCluster", dependencies: ["StarlingCore", "StarlingLZ4", "CCrypto"]),
         // The NIO shell: engine, HTTP, UDP, peers, metrics.
         .target(name: "StarlingNode", dependencies: [
-            "StarlingCore", "StarlingLog", "StarlingCluster", "CCrypto", "CZlib", "CMaxMindDB",
+            "StarlingCore", "StarlingLog", "StarlingCluster", "CCrypto", "CZlib", "CMaxMindDB", "CLZ4",
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "NIOPosix", package: "swift-nio"),
             .product(name: "NIOHTTP1", package: "swift-nio"),

@@ -376,6 +376,9 @@ public final class SegmentedLog: @unchecked Sendable {
     }
 
     /// The segments known to the log (sealed and active), in order. Safe from any thread.
+    /// The UTC day (`YYYY-MM-DD`) a segment belongs to, if it exists.
+    public func segmentDay(_ number: UInt32) -> String? { shared.withLock { $0.segments[number]?.day } }
+
     public var segmentNumbers: [UInt32] { shared.withLock { Array($0.segments.keys) }.sorted() }
 
     /// The current size of a known segment's file (nil once retention removed it).

@@ -1,3 +1,6 @@
+#if canImport(Glibc)
+import Glibc
+#endif
 import Dispatch
 import Logging
 import NIOCore
@@ -136,6 +139,11 @@ public final class Engine: @unchecked Sendable {
             t.resume()
             list.append(t)
         }
+        let d = DispatchSource.makeTimerSource(queue: indexer)
+        d.schedule(deadline: .now(), repeating: .seconds(10))
+        d.setEventHandler { [weak self] in self?.gaugeDisk() }
+        d.resume()
+        list.append(d)
         let r = DispatchSource.makeTimerSource(queue: writer)
         r.schedule(deadline: .now() + .seconds(5), repeating: .seconds(600))
         r.setEventHandler { [weak self] in self?.runRetention() }
@@ -485,6 +493,14 @@ public final class Engine: @unchecked Sendable {
 
     func syncNow() {
         do { try timedSync() } catch { logger.error("fsync failed: \(error)") }
+    }
+
+    /// Free and total bytes of the data directory's filesystem (for the disk-full alert).
+    func gaugeDisk() {
+        var st = statvfs()
+        guard statvfs(config.dataDir, &st) == 0 else { return }
+        metrics.diskFreeBytes.set(Double(UInt64(st.f_bavail) &* UInt64(st.f_frsize)))
+        metrics.diskSizeBytes.set(Double(UInt64(st.f_blocks) &* UInt64(st.f_frsize)))
     }
 
     func runRetention() {

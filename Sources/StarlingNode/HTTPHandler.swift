@@ -154,6 +154,7 @@ final class HTTPHandler: ChannelInboundHandler, RemovableChannelHandler {
             context.write(wrapOutboundOut(.body(.byteBuffer(buf))), promise: nil)
         }
         api.engine.metrics.requestSeconds.record(ContinuousClock.now - started)
+        api.engine.metrics.responded(Int(response.status.code))
         if keepAlive {
             context.writeAndFlush(wrapOutboundOut(.end(nil)), promise: nil)
             arm(context: context, phase: "header")

@@ -177,6 +177,8 @@ public final class NodeAPI: Sendable {
                 loop.scheduleTask(in: .milliseconds(50)) { stop() }
                 return loop.makeSucceededFuture(.json(.accepted, .object(JSONObject([("leaving", .string(config.id))]))))
             })
+        case 3 where segs[0] == "v1" && segs[1] == "admin" && segs[2] == "export":
+            return only(req.method == .POST, "POST", { export(req, loop) })
         case 4 where segs[0] == "v1" && segs[1] == "admin" && segs[2] == "remove":
             return only(req.method == .POST, "POST", { loop.makeSucceededFuture(removeMember(segs[3])) })
         case 3 where segs[0] == "v1" && segs[1] == "stats" && segs[2] == "components": return only(get, "GET", { loop.makeSucceededFuture(components()) })

@@ -19,6 +19,9 @@ public final class NodeMetrics: Sendable {
     public let peerRecordsRefused: Counter
     public let oversizeFramesRefused: Counter
     public let adminRefused: Counter
+    /// `starling export`: events written, and blocks or records that could not be.
+    public let exportedEvents: Counter
+    public let exportErrors: Counter
     /// Request bodies sent compressed (`Content-Encoding: gzip`/`deflate`) and inflated.
     public let inflatedBodies: Counter
     public let logWriteErrors: Counter
@@ -26,6 +29,13 @@ public final class NodeMetrics: Sendable {
     public let fsyncSeconds: DurationHistogram
     public let groupCommitEvents: ValueHistogram
     public let requestSeconds: DurationHistogram
+    /// HTTP answers by status code (`starling_http_responses_total{status}`), made once: the
+    /// codes the API answers, and `other`. Read without a lock on every answer.
+    let responses: [Int: Counter]
+    let otherResponses: Counter
+    /// The data directory's filesystem (`statvfs`), refreshed every 10 s by the engine.
+    public let diskFreeBytes: Gauge
+    public let diskSizeBytes: Gauge
     public let rateLimited: Counter
     public let httpErrors: Counter
     public let retentionDeletedDays: Counter
@@ -95,6 +105,8 @@ public final class NodeMetrics: Sendable {
         peerRecordsRefused = registry.makeCounter(descriptor: Self.d("peer_records_refused", "total", "Records from peers refused by field checks (times, lengths, kinds)"))
         oversizeFramesRefused = registry.makeCounter(descriptor: Self.d("peer_oversize_frames", "total", "Answers too large for one frame, replaced by an error answer"))
         inflatedBodies = registry.makeCounter(descriptor: Self.d("http_inflated_bodies", "total", "Request bodies inflated from gzip or deflate"))
+        exportedEvents = registry.makeCounter(descriptor: Self.d("export_events", "total", "Events written by exports of sealed days"))
+        exportErrors = registry.makeCounter(descriptor: Self.d("export_errors", "total", "Blocks or records an export could not read"))
         adminRefused = registry.makeCounter(descriptor: Self.d("admin_refused", "total", "Admin calls refused (no or wrong token, or not from this host)"))
         logWriteErrors = registry.makeCounter(descriptor: Self.d("log_write_errors", "total", "Failed log writes or fsyncs (disk full, I/O error)"))
         writeQueueEvents = registry.makeGauge(descriptor: Self.d("write_queue", "events", "Events waiting for the log writer"))
@@ -105,6 +117,16 @@ public final class NodeMetrics: Sendable {
         groupCommitEvents = registry.makeValueHistogram(
             descriptor: Self.d("group_commit", "events", "Events written per group commit"),
             buckets: [1, 2, 5, 10, 50, 100, 500, 1000, 5000, 10000])
+        var byStatus: [Int: Counter] = [:]
+        for code in [200, 202, 204, 400, 401, 403, 404, 405, 409, 413, 415, 429, 500, 501, 503, 507] {
+            byStatus[code] = registry.makeCounter(descriptor: Self.d("http_responses", "total", "HTTP answers by status code"),
+                                                  labels: [("status", String(code))])
+        }
+        responses = byStatus
+        otherResponses = registry.makeCounter(descriptor: Self.d("http_responses", "total", "HTTP answers by status code"),
+                                              labels: [("status", "other")])
+        diskFreeBytes = registry.makeGauge(descriptor: Self.d("data_disk_free", "bytes", "Bytes available to the node on its data directory's filesystem"))
+        diskSizeBytes = registry.makeGauge(descriptor: Self.d("data_disk_size", "bytes", "Size of the data directory's filesystem"))
         requestSeconds = registry.makeDurationHistogram(
             descriptor: Self.d("http_request_duration", "seconds", "HTTP request latency, from request head to response"),
             buckets: Self.latencyBuckets)
@@ -148,6 +170,10 @@ public final class NodeMetrics: Sendable {
         replicationSeconds = registry.makeDurationHistogram(
             descriptor: Self.d("replication", "seconds", "Time from shipping a write group to every follower's answer"),
             buckets: Self.latencyBuckets)
+    }
+
+    public func responded(_ status: Int) {
+        (responses[status] ?? otherResponses).increment()
     }
 
     public func ingested(_ t: Transport, _ n: Int) {

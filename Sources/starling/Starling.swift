@@ -9,7 +9,7 @@ struct Starling: ParsableCommand {
         commandName: "starling",
         abstract: "Starling: a cluster that collects events per session and answers session queries in milliseconds.",
         version: "0.1.0",
-        subcommands: [NodeCommand.self, DevCommand.self, SendCommand.self, QueryCommand.self, ClusterCommand.self, BenchCommand.self, CertCommand.self]
+        subcommands: [NodeCommand.self, DevCommand.self, SendCommand.self, QueryCommand.self, ClusterCommand.self, ExportCommand.self, BenchCommand.self, CertCommand.self]
     )
 
     /// Bad flags or config exit with code 2 and a first line naming the problem (SPEC).
