@@ -172,6 +172,7 @@ extension Engine {
         unlink(manifestPath)
         let writer = try ExportFileWriter(path: "\(dir)/\(name)", compression: compression)
         let columns = ExportFormat.columns(extra: extraColumns)
+        let paths = ExportFormat.paths(columns)
         try writer.write(format.header(columns: columns))
         var seen = Set<UInt64>()
         var events = 0, notOwned = 0, repeats = 0, unreadable = 0
@@ -194,7 +195,7 @@ extension Engine {
                     guard owns(r) else { notOwned += 1; continue }
                     let routing = r.sessionID.isEmpty ? (NodeIndex.subjects(listing: r).first?.ringKey ?? "") : r.sessionID
                     guard seen.insert(StableHash.fnv1a64(routing + "\u{0}" + r.eventID)).inserted else { repeats += 1; continue }
-                    guard let row = format.row(r.json, columns: columns) else {
+                    guard let row = format.row(r.json, paths: paths) else {
                         metrics.exportErrors.increment()
                         continue
                     }

@@ -88,7 +88,12 @@ struct NodeCommand: ParsableCommand {
         let done = DispatchSemaphore(value: 0)
         let server: StarlingServer
         do {
-            server = try StarlingServer(config: cfg, logger: logger, onLeaveRequest: { done.signal() })
+            // STARLING_CLOCK_OFFSET_MS shifts the node's clock (benchmarks and drills only: it
+            // makes "yesterday" without waiting a day; never set it on a real cluster).
+            let offset = ProcessInfoEnv.int("STARLING_CLOCK_OFFSET_MS") ?? 0
+            if offset != 0 { logger.warning("clock shifted by \(offset) ms (STARLING_CLOCK_OFFSET_MS)") }
+            server = try StarlingServer(config: cfg, logger: logger, clock: { StarlingServer.systemMillis() + offset },
+                                        onLeaveRequest: { done.signal() })
             try server.start()
         } catch {
             throw CommandFailure(description: "error: node \(cfg.id) could not start: \(error)", code: 1)
@@ -347,4 +352,12 @@ struct ConfigSource {
 extension String {
     /// Without leading and trailing whitespace (a file's final newline).
     var trimmingWhitespace: String { String(drop { $0.isWhitespace }.reversed().drop { $0.isWhitespace }.reversed()) }
+}
+
+/// Reads the environment without Foundation.
+enum ProcessInfoEnv {
+    static func int(_ name: String) -> Int64? {
+        guard let v = getenv(name) else { return nil }
+        return Int64(String(cString: v))
+    }
 }

@@ -32,45 +32,62 @@ public enum ExportFormat: String, Sendable, CaseIterable {
 
     /// One line for a stored event's JSON. nil when the bytes are not a JSON object (a damaged
     /// record; the caller counts it).
-    public func row(_ json: [UInt8], columns: [String]) -> [UInt8]? {
+    public func row(_ json: [UInt8], columns: [String]) -> [UInt8]? { row(json, paths: Self.paths(columns)) }
+
+    /// Columns split into their keys once, for `row(_:paths:)` over many events.
+    public static func paths(_ columns: [String]) -> [[String]] {
+        columns.map { $0.split(separator: ".", omittingEmptySubsequences: false).map(String.init) }
+    }
+
+    public func row(_ json: [UInt8], paths: [[String]]) -> [UInt8]? {
         if self == .ndjson {
             guard json.first == UInt8(ascii: "{") else { return nil }
             return json + [UInt8(ascii: "\n")]
         }
-        guard case .object(let event)? = try? JSONParser.parse(json) else { return nil }
-        var out: [UInt8] = []
-        out.reserveCapacity(json.count + 32)
-        for (i, column) in columns.enumerated() {
-            if i > 0 { out.append(self == .tsv ? UInt8(ascii: "\t") : UInt8(ascii: ",")) }
-            let text = Self.cell(Self.value(at: column, in: event))
-            if self == .tsv { Self.tsvField(text, into: &out) } else { Self.csvField(text, into: &out) }
-        }
-        out.append(UInt8(ascii: "\n"))
-        return out
-    }
-
-    /// The value at a dot-separated path of object keys.
-    static func value(at path: String, in event: JSONObject) -> JSONValue? {
-        var current: JSONValue = .object(event)
-        for part in path.split(separator: ".", omittingEmptySubsequences: false) {
-            guard case .object(let o) = current, let next = o[String(part)] else { return nil }
-            current = next
-        }
-        return current
-    }
-
-    static func cell(_ v: JSONValue?) -> [UInt8] {
-        switch v {
-        case nil, .null?: return []
-        case .string(let s)?: return Array(s.utf8)
-        case let v?:
+        // Spans, not a parsed tree: a cell is the value's bytes (a string's decoded), so a row
+        // costs one validating scan of the event plus one per nested object a path enters.
+        return json.withUnsafeBytes { b -> [UInt8]? in
+            guard case .object(_, let members)? = try? JSONParser.scan(b) else { return nil }
             var out: [UInt8] = []
-            JSONWriter.write(v, into: &out)
+            out.reserveCapacity(json.count + 32)
+            for (i, path) in paths.enumerated() {
+                if i > 0 { out.append(self == .tsv ? UInt8(ascii: "\t") : UInt8(ascii: ",")) }
+                let text = Self.cell(at: path, members: members, in: b)
+                if self == .tsv { Self.tsvField(text, into: &out) } else { Self.csvField(text, into: &out) }
+            }
+            out.append(UInt8(ascii: "\n"))
             return out
         }
     }
 
+    /// The cell for a dot-separated path of object keys: a string decoded, null or absent empty,
+    /// anything else its JSON text as stored.
+    static func cell(at parts: [String], members top: [JSONMemberSpan], in b: UnsafeRawBufferPointer) -> [UInt8] {
+        var members = top
+        var base = 0
+        for (n, part) in parts.enumerated() {
+            guard let m = members.last(where: { $0.key == part }) else { return [] }
+            let start = base + m.valueStart, end = base + m.end
+            if n == parts.count - 1 {
+                switch b[start] {
+                case UInt8(ascii: "\""): return JSONParser.decodeString(b, at: start).map { Array($0.utf8) } ?? []
+                case UInt8(ascii: "n"): return []
+                default: return Array(b[start..<end])
+                }
+            }
+            guard b[start] == UInt8(ascii: "{"),
+                  case .object(_, let inner)? = try? JSONParser.scan(UnsafeRawBufferPointer(rebasing: b[start..<end])) else { return [] }
+            members = inner
+            base = start
+        }
+        return []
+    }
+
     static func tsvField(_ text: [UInt8], into out: inout [UInt8]) {
+        if !text.contains(where: { $0 == UInt8(ascii: "\\") || $0 < 0x20 }) {
+            out.append(contentsOf: text)
+            return
+        }
         for b in text {
             switch b {
             case UInt8(ascii: "\\"): out.append(contentsOf: [UInt8(ascii: "\\"), UInt8(ascii: "\\")])
