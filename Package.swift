@@ -35,6 +35,8 @@ let package = Package(
         .systemLibrary(name: "CCrypto", pkgConfig: "libcrypto", providers: [.apt(["libssl-dev"])]),
         // libmaxminddb from Debian's libmaxminddb-dev: GeoIP lookups (--geoip FILE.mmdb).
         .systemLibrary(name: "CMaxMindDB", pkgConfig: "libmaxminddb", providers: [.apt(["libmaxminddb-dev"])]),
+        // libpq from Debian's libpq-dev: the PostgreSQL sink (--sink-postgres).
+        .systemLibrary(name: "CLibPQ", pkgConfig: "libpq", providers: [.apt(["libpq-dev"])]),
         // zlib from Debian's zlib1g-dev: gzip request bodies (the SDKs that send them).
         .systemLibrary(name: "CZlib", pkgConfig: "zlib", providers: [.apt(["zlib1g-dev"])]),
         // LZ4 block compression (a thin, pure wrapper): log blocks and peer frames.
@@ -46,7 +48,7 @@ let package = Package(
         .target(name: "StarlingCluster", dependencies: ["StarlingCore", "StarlingLZ4", "CCrypto"]),
         // The NIO shell: engine, HTTP, UDP, peers, metrics.
         .target(name: "StarlingNode", dependencies: [
-            "StarlingCore", "StarlingLog", "StarlingCluster", "CCrypto", "CZlib", "CMaxMindDB", "CLZ4",
+            "StarlingCore", "StarlingLog", "StarlingCluster", "CCrypto", "CZlib", "CMaxMindDB", "CLZ4", "CLibPQ",
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "NIOPosix", package: "swift-nio"),
             .product(name: "NIOHTTP1", package: "swift-nio"),

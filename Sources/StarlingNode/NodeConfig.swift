@@ -35,6 +35,10 @@ public struct NodeConfig: Sendable {
     public var enrichUserAgent = true
     /// The first-party id cookie (`--id-cookie NAME`), off unless set.
     public var idCookie: IDCookie?
+    /// `--sink-postgres CONNINFO` (libpq's), `--sink-table`, `--sink-batch`: the PostgreSQL sink.
+    public var sinkPostgres: String?
+    public var sinkTable = "starling_events"
+    public var sinkBatch = 1000
     /// Write keys of the SDK endpoints (key → source name, `[write_keys]` in the config file).
     /// Empty: any key (or none) is accepted and kept in `attrs.write_key`; else an unknown key
     /// is answered 401 and a known one stamps `attrs.source`.

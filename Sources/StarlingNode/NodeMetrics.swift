@@ -19,6 +19,13 @@ public final class NodeMetrics: Sendable {
     public let peerRecordsRefused: Counter
     public let oversizeFramesRefused: Counter
     public let adminRefused: Counter
+    /// The PostgreSQL sink: events confirmed, failed attempts, events PostgreSQL refused,
+    /// segments removed before it read them, and how far behind the log it is.
+    public let sinkEvents: Counter
+    public let sinkErrors: Counter
+    public let sinkRejected: Counter
+    public let sinkSkippedSegments: Counter
+    public let sinkLagBytes: Gauge
     /// `starling export`: events written, and blocks or records that could not be.
     public let exportedEvents: Counter
     public let exportErrors: Counter
@@ -107,6 +114,11 @@ public final class NodeMetrics: Sendable {
         inflatedBodies = registry.makeCounter(descriptor: Self.d("http_inflated_bodies", "total", "Request bodies inflated from gzip or deflate"))
         exportedEvents = registry.makeCounter(descriptor: Self.d("export_events", "total", "Events written by exports of sealed days"))
         exportErrors = registry.makeCounter(descriptor: Self.d("export_errors", "total", "Blocks or records an export could not read"))
+        sinkEvents = registry.makeCounter(descriptor: Self.d("sink_events", "total", "Events the PostgreSQL sink sent and PostgreSQL confirmed"))
+        sinkErrors = registry.makeCounter(descriptor: Self.d("sink_errors", "total", "Failed sink attempts (connection or statement), retried"))
+        sinkRejected = registry.makeCounter(descriptor: Self.d("sink_rejected_events", "total", "Events PostgreSQL refused one by one (skipped)"))
+        sinkSkippedSegments = registry.makeCounter(descriptor: Self.d("sink_skipped_segments", "total", "Log segments removed by retention before the sink read them"))
+        sinkLagBytes = registry.makeGauge(descriptor: Self.d("sink_lag", "bytes", "Bytes of the log after the sink's cursor"))
         adminRefused = registry.makeCounter(descriptor: Self.d("admin_refused", "total", "Admin calls refused (no or wrong token, or not from this host)"))
         logWriteErrors = registry.makeCounter(descriptor: Self.d("log_write_errors", "total", "Failed log writes or fsyncs (disk full, I/O error)"))
         writeQueueEvents = registry.makeGauge(descriptor: Self.d("write_queue", "events", "Events waiting for the log writer"))

@@ -122,6 +122,8 @@ public final class StarlingServer: Sendable {
     public var udpPort: Int? { udpAddress.withLock { $0?.port } }
     public var peerPort: Int? { peerAddress.withLock { $0?.port } }
     public var metricsPort: Int? { metricsAddress.withLock { $0?.port } }
+    /// `--sink-postgres`: started with the node, stopped before the log closes.
+    let sink: Mutex<PostgresSink?> = Mutex(nil)
 
     public func start() throws {
         // Peers first, and the cluster shell started, before clients are let in.
@@ -130,6 +132,12 @@ public final class StarlingServer: Sendable {
         try acceptHTTP()
         try bindMetrics()
         try bindUDP()
+        if let conninfo = config.sinkPostgres {
+            let s = PostgresSink(conninfo: conninfo, table: config.sinkTable, batchMax: config.sinkBatch, log: engine.log,
+                                 dataDir: config.dataDir, metrics: engine.metrics, logger: logger)
+            s.start()
+            sink.withLock { $0 = s }
+        }
         logger.info("node started", metadata: [
             "id": "\(config.id)", "http": "\(httpAddress.withLock { $0 }.map { "\($0)" } ?? "-")",
             "udp": "\(udpAddress.withLock { $0 }.map { "\($0)" } ?? "-")", "peer": "\(peerAddress.withLock { $0 }.map { "\($0)" } ?? "-")",
@@ -257,6 +265,7 @@ public final class StarlingServer: Sendable {
             usleep(5_000)
         }
         cluster.leave()
+        sink.withLock { $0 }?.stop()
         engine.shutdown()
         cluster.closeConnections()
         try? threadPool.syncShutdownGracefully()

@@ -46,6 +46,9 @@ struct NodeCommand: ParsableCommand {
     @Option(name: .customLong("id-cookie"), help: "Name of a first-party id cookie to set on ingest answers and use as terminal_id (default off).") var idCookie: String?
     @Option(name: .customLong("id-cookie-domain"), help: "Domain attribute of the id cookie (default: the host's).") var idCookieDomain: String?
     @Option(name: .customLong("id-cookie-days"), help: "Lifetime of the id cookie in days, sliding (default 365).") var idCookieDays: Int?
+    @Option(name: .customLong("sink-postgres"), help: "libpq connection string: stream every stored event into PostgreSQL (at least once; one row per event).") var sinkPostgres: String?
+    @Option(name: .customLong("sink-table"), help: "Table of the PostgreSQL sink, made if missing (default starling_events).") var sinkTable: String?
+    @Option(name: .customLong("sink-batch"), help: "Events per sink statement (default 1000).") var sinkBatch: Int?
     @Option(name: .customLong("metrics-tls"), help: "on | off: serve --metrics over HTTPS with the --tls-cert certificate (and --tls-client-ca, if set, for scrapers' certificates); default off.") var metricsTLS: String?
     @Option(name: .customLong("http-connections-max"), help: "Open HTTP connections in all (default 16384); more are closed at accept.") var httpConnectionsMax: Int?
     @Option(name: .customLong("http-connections-per-ip"), help: "Open HTTP connections from one address, trusted proxies exempt (default 512).") var httpConnectionsPerIP: Int?
@@ -208,6 +211,18 @@ struct NodeCommand: ParsableCommand {
             }
             c.idCookie = cookie
         }
+        if let pg = try src.str(sinkPostgres, "sink_postgres") { c.sinkPostgres = pg }
+        if let t = try src.str(sinkTable, "sink_table") {
+            guard let first = t.utf8.first, (first >= 97 && first <= 122) || first == 95,
+                  t.utf8.count <= 63, t.utf8.allSatisfy({ ($0 >= 97 && $0 <= 122) || ($0 >= 48 && $0 <= 57) || $0 == 95 }) else {
+                throw ConfigError(description: "invalid --sink-table '\(t)': lowercase letters, digits and _, starting with a letter")
+            }
+            c.sinkTable = t
+        }
+        if let b = try src.int(sinkBatch, "sink_batch") {
+            guard b >= 1 && b <= 10_000 else { throw ConfigError(description: "invalid --sink-batch \(b): 1 to 10000") }
+            c.sinkBatch = b
+        }
         if let table = src.file["write_keys"] {
             // [write_keys] source = "key": the SDK endpoints' keys, named by source.
             guard let t = table.table else { throw ConfigError(description: "config key 'write_keys' must be a table of source = \"key\"") }
@@ -314,7 +329,7 @@ struct ConfigSource {
                                          "admin_token_file", "metrics", "metrics_tls", "peer_compression", "cluster_secret_file", "peer_clients",
                                          "http_connections_max", "http_connections_per_ip", "http_header_timeout",
                                          "tls_cert", "tls_key", "tls_client_ca", "peer_tls_cert", "peer_tls_key", "peer_tls_ca",
-                                         "write_keys", "geoip", "enrich_ua", "id_cookie", "id_cookie_domain", "id_cookie_days"]
+                                         "write_keys", "sink_postgres", "sink_table", "sink_batch", "geoip", "enrich_ua", "id_cookie", "id_cookie_domain", "id_cookie_days"]
 
     /// Reads a TOML config file; unknown keys are refused.
     static func load(_ path: String) throws -> [String: TOMLValueConvertible] {

@@ -71,3 +71,15 @@ import StarlingCore
         }
     }
 }
+
+@Suite struct SinkCursorTests {
+    @Test func roundTripsAndRefusesTornOrAlteredLines() {
+        let c = SinkCursor(segment: 7, offset: 123_456)
+        #expect(SinkCursor.decode(c.encoded) == c)
+        #expect(SinkCursor.decode(Array(c.encoded.dropLast())) == nil, "torn: no newline")
+        var altered = c.encoded
+        altered[3] = UInt8(ascii: "8")
+        #expect(SinkCursor.decode(altered) == nil, "the CRC catches a changed number")
+        #expect(SinkCursor.decode(Array("S1 7\n".utf8)) == nil)
+    }
+}

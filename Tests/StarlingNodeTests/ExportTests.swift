@@ -106,6 +106,11 @@ import Testing
         }
     }
 
+    @Test func postgresArrayLiteralsQuoteEveryElement() {
+        #expect(PostgresSink.arrayLiteral(["a", #"b"c"#, #"d\e"#, "", "{x,y}"]) == #"{"a","b\"c","d\\e","","{x,y}"}"#)
+        #expect(PostgresSink.arrayLiteral([]) == "{}")
+    }
+
     @Test func rowsOfEachFormat() {
         let json = Array(#"{"event_id":"e1","session_id":"s","ts":5,"key":"k","value":{"a":"x,y"},"attrs":{"n":"say \"hi\""},"ip":"1.2.3.4"}"#.utf8)
         let cols = ExportFormat.columns(extra: ["attrs.n"])
