@@ -345,19 +345,30 @@ public final class NodeAPI: Sendable {
             return loop.makeSucceededFuture(.error(IngestError(code: "invalid_parameter", message: "'format' must be json, ndjson or html")))
         }
         let now = engine.now
-        return cluster.query(scope: 0, id: id, query: query, on: loop).map { answer in
+        let cluster = self.cluster
+        return cluster.query(scope: 0, id: id, query: query, on: loop).flatMap { answer in
             let stateValue: JSONValue? = answer.stateJSON.flatMap { try? JSONParser.parse($0) }
             switch fmt {
             case .json:
-                return APIResponse(status: .ok, body: QueryRender.json(
+                return loop.makeSucceededFuture(APIResponse(status: .ok, body: QueryRender.json(
                     subjectKey: "session_id", subject: id, records: answer.records,
-                    state: .some(stateValue), partial: answer.partial, truncated: answer.truncated))
+                    state: .some(stateValue), partial: answer.partial, truncated: answer.truncated)))
             case .ndjson:
-                return APIResponse(status: .ok, contentType: "application/x-ndjson", body: QueryRender.ndjson(records: answer.records))
+                return loop.makeSucceededFuture(APIResponse(status: .ok, contentType: "application/x-ndjson", body: QueryRender.ndjson(records: answer.records)))
             case .html:
-                return APIResponse(status: .ok, contentType: "text/html; charset=utf-8", body: QueryRender.html(
-                    title: "Session \(id)", records: answer.records, state: stateValue.flatMap(SessionState.init(json:)), now: now,
-                    partial: answer.partial, truncated: answer.truncated))
+                let state = stateValue.flatMap(SessionState.init(json:))
+                // The user's other sessions, for the links at the top.
+                let links = state?.userID.map { cluster.links(user: true, id: $0, on: loop) } ?? loop.makeSucceededFuture([])
+                return links.map { links in
+                    var context = QueryRender.PageContext()
+                    context.filters = q
+                    context.path = "/v1/sessions/" + QueryRender.percentEncode(id)
+                    context.otherSessions = links.sorted { $0.linkedAt > $1.linkedAt }.map { ($0.sessionID, $0.linkedAt) }
+                    context.nonce = Self.newNonce()
+                    return Self.htmlPage(QueryRender.html(title: "Session \(id)", records: answer.records, state: state, now: now,
+                                                          partial: answer.partial, truncated: answer.truncated, context: context),
+                                         nonce: context.nonce)
+                }
             }
         }
     }
@@ -381,11 +392,29 @@ public final class NodeAPI: Sendable {
             case .ndjson:
                 return APIResponse(status: .ok, contentType: "application/x-ndjson", body: QueryRender.ndjson(records: answer.records))
             case .html:
-                return APIResponse(status: .ok, contentType: "text/html; charset=utf-8", body: QueryRender.html(
-                    title: "\(user ? "User" : "Terminal") \(id)", records: answer.records, state: nil, now: now,
-                    partial: answer.partial, truncated: answer.truncated))
+                var context = QueryRender.PageContext()
+                context.filters = q
+                context.path = "/v1/\(user ? "users" : "terminals")/\(QueryRender.percentEncode(id))/events"
+                context.nonce = Self.newNonce()
+                return Self.htmlPage(QueryRender.html(title: "\(user ? "User" : "Terminal") \(id)", records: answer.records, state: nil, now: now,
+                                                      partial: answer.partial, truncated: answer.truncated, context: context),
+                                     nonce: context.nonce)
             }
         }
+    }
+
+    /// An HTML page whose only script is the one carrying `nonce`: the Content-Security-Policy
+    /// lets nothing else run or load, should an event's text ever get past the escaping.
+    static func htmlPage(_ body: [UInt8], nonce: String) -> APIResponse {
+        APIResponse(status: .ok, contentType: "text/html; charset=utf-8", body: body, extraHeaders: [
+            ("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'; script-src 'nonce-\(nonce)'; form-action 'self'; base-uri 'none'"),
+            ("X-Content-Type-Options", "nosniff"),
+        ])
+    }
+
+    static func newNonce() -> String {
+        var rng = SystemRandomNumberGenerator()
+        return String(rng.next() as UInt64, radix: 36) + String(rng.next() as UInt64, radix: 36)
     }
 
     /// The owner's session state (asked over the peer protocol when another node owns it).

@@ -52,7 +52,8 @@ import StarlingCore
         #expect(nd.header("Content-Type") == "application/x-ndjson")
         let html = try node.call("GET", "/v1/sessions/f", headers: [("Accept", "text/html")])
         #expect(html.header("Content-Type")?.hasPrefix("text/html") == true)
-        #expect(html.text.contains("<table>"))
+        #expect(html.text.contains("<table id=\"events\">"))
+        #expect(html.header("Content-Security-Policy")?.contains("script-src 'nonce-") == true, "only the page's own script may run")
         #expect(try node.call("GET", "/v1/sessions/f?format=xml").status == 400)
         #expect(try node.call("GET", "/v1/sessions/f?limit=abc").status == 400)
     }
