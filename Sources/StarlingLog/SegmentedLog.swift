@@ -376,6 +376,9 @@ public final class SegmentedLog: @unchecked Sendable {
     }
 
     /// The segments known to the log (sealed and active), in order. Safe from any thread.
+    /// The UTC days that have segments, oldest first.
+    public var days: [String] { Array(Set(shared.withLock { $0.segments.values.map(\.day) })).sorted() }
+
     /// The UTC day (`YYYY-MM-DD`) a segment belongs to, if it exists.
     public func segmentDay(_ number: UInt32) -> String? { shared.withLock { $0.segments[number]?.day } }
 

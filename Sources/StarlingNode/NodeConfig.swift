@@ -39,6 +39,11 @@ public struct NodeConfig: Sendable {
     public var sinkPostgres: String?
     public var sinkTable = "starling_events"
     public var sinkBatch = 1000
+    /// `--export-dir DIR`: every sealed day is exported there once, automatically (checked
+    /// every 10 minutes), as `--export-format` / `--export-compress`.
+    public var exportDir: String?
+    public var exportFormat: ExportFormat = .ndjson
+    public var exportCompression: ExportCompression = .gzip
     /// Write keys of the SDK endpoints (key → source name, `[write_keys]` in the config file).
     /// Empty: any key (or none) is accepted and kept in `attrs.write_key`; else an unknown key
     /// is answered 401 and a known one stamps `attrs.source`.

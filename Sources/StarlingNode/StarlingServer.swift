@@ -1,3 +1,5 @@
+import Dispatch
+import StarlingLog
 import Logging
 import NIOCore
 import NIOHTTP1
@@ -48,6 +50,7 @@ public final class StarlingServer: Sendable {
                 onLeaveRequest: (@Sendable () -> Void)? = nil) throws {
         self.config = config
         self.logger = logger
+        exportTimer = config.exportDir == nil ? nil : DispatchSource.makeTimerSource(queue: exportQueue)
         engine = try Engine(config: config, metrics: NodeMetrics(), logger: logger, clock: clock)
         group = MultiThreadedEventLoopGroup(numberOfThreads: max(1, config.threads))
         threadPool = NIOThreadPool(numberOfThreads: 2)
@@ -124,6 +127,10 @@ public final class StarlingServer: Sendable {
     public var metricsPort: Int? { metricsAddress.withLock { $0?.port } }
     /// `--sink-postgres`: started with the node, stopped before the log closes.
     let sink: Mutex<PostgresSink?> = Mutex(nil)
+    /// `--export-dir`: the timer of the automatic export of sealed days (made here, started by
+    /// `start`, cancelled by `stop`).
+    let exportQueue = DispatchQueue(label: "starling.export")
+    nonisolated(unsafe) let exportTimer: DispatchSourceTimer?
 
     public func start() throws {
         // Peers first, and the cluster shell started, before clients are let in.
@@ -132,6 +139,11 @@ public final class StarlingServer: Sendable {
         try acceptHTTP()
         try bindMetrics()
         try bindUDP()
+        if let t = exportTimer {
+            t.schedule(deadline: .now() + .seconds(60), repeating: .seconds(600))
+            t.setEventHandler { [weak self] in _ = self?.exportSealedDays() }
+            t.resume()
+        }
         if let conninfo = config.sinkPostgres {
             let s = PostgresSink(conninfo: conninfo, table: config.sinkTable, batchMax: config.sinkBatch, log: engine.log,
                                  dataDir: config.dataDir, metrics: engine.metrics, logger: logger)
@@ -265,6 +277,8 @@ public final class StarlingServer: Sendable {
             usleep(5_000)
         }
         cluster.leave()
+        exportTimer?.cancel()
+        exportQueue.sync {}
         sink.withLock { $0 }?.stop()
         engine.shutdown()
         cluster.closeConnections()
@@ -277,3 +291,31 @@ public final class StarlingServer: Sendable {
 #if canImport(Glibc)
 import Glibc
 #endif
+
+extension StarlingServer {
+    /// `--export-dir`: exports each sealed day of the log that has no manifest there yet (days
+    /// before today, UTC, oldest first), as `starling export` would, and returns the days done.
+    /// Runs on its own queue every 10 minutes, so a day is exported shortly after midnight and
+    /// before retention can remove it.
+    @discardableResult
+    public func exportSealedDays() -> [String] {
+        guard let dir = config.exportDir else { return [] }
+        let today = Timestamps.utcDay(engine.now)
+        let cluster = api.cluster, me = config.id
+        let name = "\(me).\(config.exportFormat.fileExtension)\(config.exportCompression.suffix)"
+        var done: [String] = []
+        for day in engine.log.days where day < today && !FileIO.exists("\(dir)/\(day)/\(name).manifest.json") {
+            do {
+                let m = try engine.export(day: day, format: config.exportFormat, compression: config.exportCompression, extraColumns: [],
+                                          outDir: dir) { r in
+                    cluster.owner(of: r.sessionID.isEmpty ? (NodeIndex.subjects(listing: r).first?.ringKey ?? "") : r.sessionID) == me
+                }
+                logger.info("exported \(day)", metadata: ["events": "\(m.events)", "file": "\(dir)/\(day)/\(m.file)"])
+                done.append(day)
+            } catch {
+                logger.error("automatic export of \(day) failed: \(error)")
+            }
+        }
+        return done
+    }
+}

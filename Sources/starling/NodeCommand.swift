@@ -46,6 +46,9 @@ struct NodeCommand: ParsableCommand {
     @Option(name: .customLong("id-cookie"), help: "Name of a first-party id cookie to set on ingest answers and use as terminal_id (default off).") var idCookie: String?
     @Option(name: .customLong("id-cookie-domain"), help: "Domain attribute of the id cookie (default: the host's).") var idCookieDomain: String?
     @Option(name: .customLong("id-cookie-days"), help: "Lifetime of the id cookie in days, sliding (default 365).") var idCookieDays: Int?
+    @Option(name: .customLong("export-dir"), help: "Export every sealed day here automatically (checked every 10 minutes; each member its own events).") var exportDir: String?
+    @Option(name: .customLong("export-format"), help: "ndjson | tsv | csv for --export-dir (default ndjson).") var exportFormat: String?
+    @Option(name: .customLong("export-compress"), help: "none | gzip | lz4 for --export-dir (default gzip).") var exportCompress: String?
     @Option(name: .customLong("sink-postgres"), help: "libpq connection string: stream every stored event into PostgreSQL (at least once; one row per event).") var sinkPostgres: String?
     @Option(name: .customLong("sink-table"), help: "Table of the PostgreSQL sink, made if missing (default starling_events).") var sinkTable: String?
     @Option(name: .customLong("sink-batch"), help: "Events per sink statement (default 1000).") var sinkBatch: Int?
@@ -212,6 +215,18 @@ struct NodeCommand: ParsableCommand {
             c.idCookie = cookie
         }
         if let pg = try src.str(sinkPostgres, "sink_postgres") { c.sinkPostgres = pg }
+        if let d = try src.str(exportDir, "export_dir") {
+            guard d.hasPrefix("/") else { throw ConfigError(description: "invalid --export-dir '\(d)': an absolute directory") }
+            c.exportDir = d
+        }
+        if let f = try src.str(exportFormat, "export_format") {
+            guard let v = ExportFormat(rawValue: f) else { throw ConfigError(description: "invalid --export-format '\(f)': ndjson, tsv or csv") }
+            c.exportFormat = v
+        }
+        if let f = try src.str(exportCompress, "export_compress") {
+            guard let v = ExportCompression(rawValue: f) else { throw ConfigError(description: "invalid --export-compress '\(f)': none, gzip or lz4") }
+            c.exportCompression = v
+        }
         if let t = try src.str(sinkTable, "sink_table") {
             guard let first = t.utf8.first, (first >= 97 && first <= 122) || first == 95,
                   t.utf8.count <= 63, t.utf8.allSatisfy({ ($0 >= 97 && $0 <= 122) || ($0 >= 48 && $0 <= 57) || $0 == 95 }) else {
@@ -329,7 +344,7 @@ struct ConfigSource {
                                          "admin_token_file", "metrics", "metrics_tls", "peer_compression", "cluster_secret_file", "peer_clients",
                                          "http_connections_max", "http_connections_per_ip", "http_header_timeout",
                                          "tls_cert", "tls_key", "tls_client_ca", "peer_tls_cert", "peer_tls_key", "peer_tls_ca",
-                                         "write_keys", "sink_postgres", "sink_table", "sink_batch", "geoip", "enrich_ua", "id_cookie", "id_cookie_domain", "id_cookie_days"]
+                                         "write_keys", "export_dir", "export_format", "export_compress", "sink_postgres", "sink_table", "sink_batch", "geoip", "enrich_ua", "id_cookie", "id_cookie_domain", "id_cookie_days"]
 
     /// Reads a TOML config file; unknown keys are refused.
     static func load(_ path: String) throws -> [String: TOMLValueConvertible] {

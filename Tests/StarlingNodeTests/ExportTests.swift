@@ -106,6 +106,24 @@ import Testing
         }
     }
 
+    @Test func sealedDaysAreExportedOnceAutomatically() throws {
+        let now = Mutex_<Int64>(Self.day1)
+        let out = NSTemporaryDirectory() + "starling-autoexport-" + UUID().uuidString
+        defer { try? FileManager.default.removeItem(atPath: out) }
+        let node = try LiveNode(configure: { $0.exportDir = out; $0.exportFormat = .tsv; $0.exportCompression = .gzip }, clock: { now.get() })
+        defer { node.stop() }
+        for i in 0..<25 {
+            #expect(try node.call("POST", "/v1/events", #"{"session_id":"auto-\#(i % 3)","key":"k","value":\#(i)}"#).status == 202)
+        }
+        #expect(node.server.exportSealedDays().isEmpty, "nothing is sealed yet")
+        now.set(Self.day2)
+        #expect(try node.call("POST", "/v1/events", #"{"session_id":"auto-0","key":"k","value":1}"#).status == 202)
+        #expect(node.server.exportSealedDays() == ["2026-03-01"])
+        let manifest = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: "\(out)/2026-03-01/n1.tsv.gz.manifest.json"))) as? [String: Any]
+        #expect(manifest?["events"] as? Int == 25)
+        #expect(node.server.exportSealedDays().isEmpty, "a day with its manifest is not exported again")
+    }
+
     @Test func postgresArrayLiteralsQuoteEveryElement() {
         #expect(PostgresSink.arrayLiteral(["a", #"b"c"#, #"d\e"#, "", "{x,y}"]) == #"{"a","b\"c","d\\e","","{x,y}"}"#)
         #expect(PostgresSink.arrayLiteral([]) == "{}")
