@@ -173,15 +173,7 @@ func curlStatus(_ url: String, ca: String) -> Int? {
         config.certificateVerification = .noHostnameVerification
         let context = try NIOSSLContext(configuration: config)
         let inbox = Inbox()
-        let channel = try ClientBootstrap(group: group).channelInitializer { ch in
-            ch.eventLoop.makeCompletedFuture {
-                let sync = ch.pipeline.syncOperations
-                try sync.addHandler(NIOSSLClientHandler(context: context, serverHostname: nil))
-                try sync.addHandler(ByteToMessageHandler(PeerFrameDecoder()))
-                try sync.addHandler(MessageToByteHandler(PeerFrameEncoder(compress: false)))
-                try sync.addHandler(inbox)
-            }
-        }.connect(host: "127.0.0.1", port: a.server.peerPort!).wait()
+        let channel = try tlsPeerChannel(group: group, context: context, port: a.server.peerPort!, inbox: inbox)
         defer { channel.close(promise: nil) }
         func ask(_ frame: Frame) throws -> Frame? {
             try channel.writeAndFlush(frame).wait()
@@ -244,15 +236,7 @@ extension TLSTests {
         let context = try NIOSSLContext(configuration: config)
         func helloAnswer(naming id: String) throws -> Frame? {
             let inbox = Inbox()
-            let channel = try ClientBootstrap(group: group).channelInitializer { ch in
-                ch.eventLoop.makeCompletedFuture {
-                    let sync = ch.pipeline.syncOperations
-                    try sync.addHandler(NIOSSLClientHandler(context: context, serverHostname: nil))
-                    try sync.addHandler(ByteToMessageHandler(PeerFrameDecoder()))
-                    try sync.addHandler(MessageToByteHandler(PeerFrameEncoder(compress: false)))
-                    try sync.addHandler(inbox)
-                }
-            }.connect(host: "127.0.0.1", port: a.server.peerPort!).wait()
+            let channel = try tlsPeerChannel(group: group, context: context, port: a.server.peerPort!, inbox: inbox)
             defer { channel.close(promise: nil) }
             let hello = Hello(nodeID: id, peer: "127.0.0.1:1", http: "127.0.0.1:2", incarnation: 7)
             try channel.writeAndFlush(Frame(kind: .hello, clusterID: 0, requestID: 1, sender: id, body: hello.encode())).wait()
@@ -265,6 +249,19 @@ extension TLSTests {
         #expect(metricValue(a.server.engine.metrics, "starling_peer_auth_refused_total") == before + 1)
         #expect(try helloAnswer(naming: "c")?.kind == .helloAck)
     }
+}
+
+/// A TLS connection to a peer port that speaks frames, delivering what it receives to `inbox`.
+func tlsPeerChannel(group: EventLoopGroup, context: NIOSSLContext, port: Int, inbox: Inbox) throws -> Channel {
+    try ClientBootstrap(group: group).channelInitializer { ch in
+        ch.eventLoop.makeCompletedFuture {
+            let sync = ch.pipeline.syncOperations
+            try sync.addHandler(NIOSSLClientHandler(context: context, serverHostname: nil))
+            try sync.addHandler(ByteToMessageHandler(PeerFrameDecoder()))
+            try sync.addHandler(MessageToByteHandler(PeerFrameEncoder(compress: false)))
+            try sync.addHandler(inbox)
+        }
+    }.connect(host: "127.0.0.1", port: port).wait()
 }
 
 /// Frames a test connection received, in order.

@@ -9,18 +9,9 @@ public enum Enrichment {
     @discardableResult
     public static func addAttrs(_ fields: JSONObject, to event: inout IncomingEvent) -> [String] {
         guard !fields.fields.isEmpty else { return [] }
-        var text = event.prefix
-        if text.last == UInt8(ascii: ",") { text.removeLast() }
-        text.append(UInt8(ascii: "}"))
-        guard let span = try? text.withUnsafeBytes({ try JSONParser.scan($0) }), case .object(_, let members) = span else { return [] }
+        guard let (text, members) = closed(event.prefix) else { return [] }
         guard let attrs = members.first(where: { $0.key == "attrs" }) else {
-            var out = event.prefix
-            if out.last != UInt8(ascii: ",") && out.last != UInt8(ascii: "{") { out.append(UInt8(ascii: ",")) }
-            JSONWriter.write(.string("attrs"), into: &out)
-            out.append(UInt8(ascii: ":"))
-            JSONWriter.write(.object(fields), into: &out)
-            out.append(UInt8(ascii: ","))
-            event.prefix = out
+            append("attrs", .object(fields), to: &event.prefix)
             return fields.fields.map(\.key)
         }
         // The attrs object's members: keep the client's, add ours before its closing brace.
@@ -49,18 +40,26 @@ public enum Enrichment {
     public static func setTerminal(_ id: String, on event: inout IncomingEvent) {
         guard event.terminalID == nil else { return }
         // An empty terminal_id counts as absent but is in the bytes: do not repeat the key.
-        var text = event.prefix
+        guard let (_, members) = closed(event.prefix), !members.contains(where: { $0.key == "terminal_id" }) else { return }
+        append("terminal_id", .string(id), to: &event.prefix)
+        event.terminalID = id
+    }
+
+    /// The client fields as a closed object, and its members (nil if they do not scan).
+    static func closed(_ prefix: [UInt8]) -> ([UInt8], [JSONMemberSpan])? {
+        var text = prefix
         if text.last == UInt8(ascii: ",") { text.removeLast() }
         text.append(UInt8(ascii: "}"))
-        guard let span = try? text.withUnsafeBytes({ try JSONParser.scan($0) }), case .object(_, let members) = span,
-              !members.contains(where: { $0.key == "terminal_id" }) else { return }
-        var out = event.prefix
-        if out.last != UInt8(ascii: ",") && out.last != UInt8(ascii: "{") { out.append(UInt8(ascii: ",")) }
-        JSONWriter.write(.string("terminal_id"), into: &out)
-        out.append(UInt8(ascii: ":"))
-        JSONWriter.write(.string(id), into: &out)
-        out.append(UInt8(ascii: ","))
-        event.prefix = out
-        event.terminalID = id
+        guard case .object(_, let members)? = try? text.withUnsafeBytes({ try JSONParser.scan($0) }) else { return nil }
+        return (text, members)
+    }
+
+    /// One more member at the end of the client fields (which stay open for the stamps).
+    static func append(_ key: String, _ value: JSONValue, to prefix: inout [UInt8]) {
+        if prefix.last != UInt8(ascii: ",") && prefix.last != UInt8(ascii: "{") { prefix.append(UInt8(ascii: ",")) }
+        JSONWriter.write(.string(key), into: &prefix)
+        prefix.append(UInt8(ascii: ":"))
+        JSONWriter.write(value, into: &prefix)
+        prefix.append(UInt8(ascii: ","))
     }
 }
