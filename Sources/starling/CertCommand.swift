@@ -45,7 +45,9 @@ struct CertCommand: ParsableCommand {
                          "-out", "\(dir)/ca.pem"])
         }
         let ext = "\(dir)/ext.cnf"
-        FileManager.default.createFile(atPath: ext, contents: Data("subjectAltName=DNS:localhost,IP:127.0.0.1\nextendedKeyUsage=serverAuth,clientAuth\nkeyUsage=digitalSignature\n".utf8))
+        guard FileManager.default.createFile(atPath: ext, contents: Data("subjectAltName=DNS:localhost,IP:127.0.0.1\nextendedKeyUsage=serverAuth,clientAuth\nkeyUsage=digitalSignature\n".utf8)) else {
+            throw CommandFailure(description: "error: cannot write \(ext)")
+        }
         defer { try? FileManager.default.removeItem(atPath: ext) }
         for id in ids + ["http"] {
             // Written under temporary names, then renamed: a node reloading meanwhile sees old or new files.
