@@ -13,7 +13,8 @@ import Synchronization
 /// Ships the records a write group appended as owner to their followers and calls `done` with
 /// nil once every follower stored them (the ack rule), else with the failure.
 public protocol GroupReplicator: AnyObject, Sendable {
-    func replicate(_ records: [Record], done: @escaping @Sendable (IngestError?) -> Void)
+    /// `traces`: the traces of the group's requests, which its replication frames carry.
+    func replicate(_ records: [Record], traces: [TraceContext], done: @escaping @Sendable (IngestError?) -> Void)
 }
 
 /// The node's storage engine: admits validated events, writes them to the log with group
@@ -70,6 +71,8 @@ public final class Engine: @unchecked Sendable {
         /// Who ships this node's own records to their followers (nil: rf 1, or a replica job).
         /// It travels with the job, so the engine holds no reference to the cluster.
         var replicator: (any GroupReplicator)? = nil
+        /// The request's trace contexts (tracing on, the request sampled).
+        var traces: [TraceContext] = []
     }
     struct Pending {
         var jobs: [Job] = []
@@ -166,7 +169,7 @@ public final class Engine: @unchecked Sendable {
 
     /// Queues validated events; `completion` runs once they are in the log (or refused).
     public func submit(_ events: [IncomingEvent], ip: String, transport: Transport, bytes: Int, on loop: EventLoop? = nil,
-                       replicator: (any GroupReplicator)? = nil, completion: @escaping Completion) {
+                       replicator: (any GroupReplicator)? = nil, traces: [TraceContext] = [], completion: @escaping Completion) {
         if let reason = unavailableReason() {
             completion(.failure(reason))
             return
@@ -180,20 +183,20 @@ public final class Engine: @unchecked Sendable {
         }
         let prepared = zip(events, records).map { GroupCommit.Prepared(event: $0, record: $1, clientID: $0.eventID != nil) }
         enqueue(Job(payload: .events(prepared, ip: ip), transport: transport, count: events.count, bytes: bytes, completion: completion,
-                    loop: loop, replicator: replicator))
+                    loop: loop, replicator: replicator, traces: traces))
     }
 
     /// Appends events that another node validated and stamped for this node (their owner), as
     /// this node's own: deduped when the client gave the id, then replicated like local events.
     public func submit(forwarded items: [(record: Record, clientID: Bool)], transport: Transport, bytes: Int, on loop: EventLoop? = nil,
-                       replicator: (any GroupReplicator)? = nil, completion: @escaping Completion) {
+                       replicator: (any GroupReplicator)? = nil, traces: [TraceContext] = [], completion: @escaping Completion) {
         if let reason = unavailableReason() {
             completion(.failure(reason))
             return
         }
         let prepared = items.map { GroupCommit.Prepared(event: nil, record: $0.record, clientID: $0.clientID) }
         enqueue(Job(payload: .events(prepared, ip: ""), transport: transport, count: items.count, bytes: bytes, completion: completion,
-                    loop: loop, replicator: replicator))
+                    loop: loop, replicator: replicator, traces: traces))
     }
 
     /// Appends records written by another node (replication, catch-up); completion once stored.
@@ -454,7 +457,13 @@ public final class Engine: @unchecked Sendable {
                 return (job, .success(job.count))
             })
         }
-        if shipping, let replicator { replicator.replicate(own, done: join.arrive) }
+        if shipping, let replicator {
+            var traces: [TraceContext] = []
+            for (job, _) in waitingJobs where !job.traces.isEmpty {
+                for t in job.traces where !traces.contains(t) && traces.count < Frame.tracesMax { traces.append(t) }
+            }
+            replicator.replicate(own, traces: traces, done: join.arrive)
+        }
         return { error in
             answerReplicas(error)
             join.arrive(error)

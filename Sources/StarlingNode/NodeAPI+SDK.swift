@@ -106,7 +106,7 @@ extension NodeAPI {
             let metrics = engine.metrics
             var events = [event]
             enrich(&events, enrichment)
-            return store(events, ip: ip, transport: .snowplow, bytes: req.uri.utf8.count, on: loop).map { result in
+            return store(events, ip: ip, transport: .snowplow, bytes: req.uri.utf8.count, on: loop, trace: req.trace).map { result in
                 switch result {
                 case .success: return gif(.ok, enrichment.headers())
                 case .failure(let e):
@@ -207,7 +207,7 @@ extension NodeAPI {
         let events = enriched, links = batch.links
         let stored: EventLoopFuture<Result<Int, IngestError>> = events.isEmpty
             ? loop.makeSucceededFuture(.success(0))
-            : store(events, ip: ip, transport: transport, bytes: bytes.count, on: loop)
+            : store(events, ip: ip, transport: transport, bytes: bytes.count, on: loop, trace: req.trace)
         let cluster = self.cluster
         return stored.flatMap { result -> EventLoopFuture<APIResponse> in
             if case .failure(let e) = result {

@@ -14,6 +14,8 @@ public struct APIRequest: Sendable {
     public var remoteIP: String?
     /// Which listener the request came to.
     public var listener: Listener = .main
+    /// The request's span on this node, when it is traced (`Tracer.startRequest`).
+    public var trace: TraceContext?
     public enum Listener: Sendable { case main, metrics }
 
     public init(method: HTTPMethod, uri: String, headers: HTTPHeaders = [:], body: ByteBuffer? = nil, remoteIP: String? = nil) {
@@ -120,6 +122,45 @@ public final class NodeAPI: Sendable {
     // MARK: Routing
 
     public func handle(_ req: APIRequest, on loop: EventLoop) -> EventLoopFuture<APIResponse> {
+        let tracer = cluster.tracer
+        guard tracer.enabled, req.listener == .main,
+              let started = tracer.startRequest(traceparent: req.headers.first(name: "traceparent")) else { return handleRequest(req, on: loop) }
+        var traced = req
+        traced.trace = started.context
+        let name = "\(req.method) \(Self.routeName(req.uri))"
+        return handleRequest(traced, on: loop).map { r in
+            tracer.finish(started, name: name, kind: .server,
+                          attributes: [("http.request.method", .string("\(req.method)")), ("url.path", .string(String(req.uri.prefix { $0 != "?" }))),
+                                       ("http.response.status_code", .int(Int64(r.status.code)))],
+                          error: r.status.code >= 500)
+            return r
+        }
+    }
+
+    /// `GET /v1/admin/traces/TRACE_ID`: this node's recent spans of one trace, as OTLP JSON
+    /// (what the exporter would send), for a look without a collector and for tests.
+    func traceAnswer(_ id: String) -> APIResponse {
+        guard cluster.tracer.enabled else {
+            return .error(IngestError(status: 404, code: "tracing_off", message: "tracing is off on this node (--tracing on or --otlp-endpoint)"))
+        }
+        guard let (hi, lo) = TraceContext.parseTraceID(id) else {
+            return .error(IngestError(code: "bad_trace_id", message: "a trace id is 32 lower-case hex digits, not all zero"))
+        }
+        let body = OTLPJSON.encode(cluster.tracer.spans(traceHigh: hi, traceLow: lo), service: "starling", node: config.id)
+        return APIResponse(status: .ok, contentType: "application/json", body: body)
+    }
+
+    /// A span name without ids: `/v1/sessions/{id}`, `/v1/users/{id}/events`.
+    static func routeName(_ uri: String) -> String {
+        let path = uri.prefix { $0 != "?" }
+        var segs = path.split(separator: "/", omittingEmptySubsequences: true).map(String.init)
+        if segs.count >= 3, segs[0] == "v1", ["sessions", "users", "terminals", "traces"].contains(segs[1]) || (segs[1] == "admin" && segs.count >= 4) {
+            segs[segs[1] == "admin" ? 3 : 2] = "{id}"
+        }
+        return "/" + segs.joined(separator: "/")
+    }
+
+    func handleRequest(_ req: APIRequest, on loop: EventLoop) -> EventLoopFuture<APIResponse> {
         guard let (segs, rawQuery) = URLQuery.splitTarget(req.uri) else {
             return loop.makeSucceededFuture(.error(IngestError(code: "bad_request", message: "request target is not valid percent-encoded UTF-8")))
         }
@@ -179,6 +220,8 @@ public final class NodeAPI: Sendable {
             })
         case 3 where segs[0] == "v1" && segs[1] == "admin" && segs[2] == "export":
             return only(req.method == .POST, "POST", { export(req, loop) })
+        case 4 where segs[0] == "v1" && segs[1] == "admin" && segs[2] == "traces":
+            return only(get, "GET", { loop.makeSucceededFuture(traceAnswer(segs[3])) })
         case 4 where segs[0] == "v1" && segs[1] == "admin" && segs[2] == "remove":
             return only(req.method == .POST, "POST", { loop.makeSucceededFuture(removeMember(segs[3])) })
         case 3 where segs[0] == "v1" && segs[1] == "stats" && segs[2] == "components": return only(get, "GET", { loop.makeSucceededFuture(components()) })
@@ -223,7 +266,7 @@ public final class NodeAPI: Sendable {
             let enrichment = enrichment(req, ip: ip)
             enrich(&events, enrichment)
             let count = events.count
-            return store(events, ip: ip, transport: .http, bytes: body.readableBytes, on: loop).map { result in
+            return store(events, ip: ip, transport: .http, bytes: body.readableBytes, on: loop, trace: req.trace).map { result in
                 switch result {
                 case .success: return .json(.accepted, .object(JSONObject([("accepted", .number(String(count)))])), headers: enrichment.headers())
                 case .failure(let e):
@@ -235,8 +278,9 @@ public final class NodeAPI: Sendable {
     }
 
     /// Routes events through the cluster.
-    public func store(_ events: [IncomingEvent], ip: String, transport: Transport, bytes: Int, on loop: EventLoop) -> EventLoopFuture<Result<Int, IngestError>> {
-        return cluster.ingest(events, ip: ip, transport: transport, bytes: bytes, on: loop)
+    public func store(_ events: [IncomingEvent], ip: String, transport: Transport, bytes: Int, on loop: EventLoop,
+                      trace: TraceContext? = nil) -> EventLoopFuture<Result<Int, IngestError>> {
+        return cluster.ingest(events, ip: ip, transport: transport, bytes: bytes, on: loop, trace: trace)
     }
 
     func pixel(_ req: APIRequest, _ q: [String: String], _ loop: EventLoop) -> EventLoopFuture<APIResponse> {
@@ -262,7 +306,7 @@ public final class NodeAPI: Sendable {
             let metrics = engine.metrics
             var events = [event]
             enrich(&events, enrichment)
-            return store(events, ip: ip, transport: .pixel, bytes: req.uri.utf8.count, on: loop).map { result in
+            return store(events, ip: ip, transport: .pixel, bytes: req.uri.utf8.count, on: loop, trace: req.trace).map { result in
                 switch result {
                 case .success: return gif(.ok, enrichment.headers())
                 case .failure(let e):
@@ -346,7 +390,7 @@ public final class NodeAPI: Sendable {
         }
         let now = engine.now
         let cluster = self.cluster
-        return cluster.query(scope: 0, id: id, query: query, on: loop).flatMap { answer in
+        return cluster.query(scope: 0, id: id, query: query, on: loop, trace: req.trace).flatMap { answer in
             let stateValue: JSONValue? = answer.stateJSON.flatMap { try? JSONParser.parse($0) }
             switch fmt {
             case .json:
@@ -383,7 +427,7 @@ public final class NodeAPI: Sendable {
             return loop.makeSucceededFuture(.error(IngestError(code: "invalid_parameter", message: "'format' must be json, ndjson or html")))
         }
         let now = engine.now
-        return cluster.query(scope: user ? 1 : 2, id: id, query: query, on: loop).map { answer in
+        return cluster.query(scope: user ? 1 : 2, id: id, query: query, on: loop, trace: req.trace).map { answer in
             switch fmt {
             case .json:
                 return APIResponse(status: .ok, body: QueryRender.json(

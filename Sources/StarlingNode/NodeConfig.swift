@@ -37,6 +37,12 @@ public struct NodeConfig: Sendable {
     public var idCookie: IDCookie?
     /// `--sink-postgres CONNINFO` (libpq's), `--sink-table`, `--sink-batch`: the PostgreSQL sink.
     public var sinkPostgres: String?
+    /// Tracing (`--tracing on`, implied by `--otlp-endpoint`): requests with a sampled
+    /// `traceparent`, and `--trace-sample` of those without, are traced across nodes. Spans go
+    /// to `--otlp-endpoint` (OTLP/HTTP JSON) and the last ones to `GET /v1/admin/traces/ID`.
+    public var tracing = false
+    public var traceSample = 0.0
+    public var otlpEndpoint: OTLPEndpoint?
     public var sinkTable = "starling_events"
     public var sinkBatch = 1000
     /// `--export-dir DIR`: every sealed day is exported there once, automatically (checked

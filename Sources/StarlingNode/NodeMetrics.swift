@@ -22,6 +22,10 @@ public final class NodeMetrics: Sendable {
     /// The PostgreSQL sink: events confirmed, failed attempts, events PostgreSQL refused,
     /// segments removed before it read them, and how far behind the log it is.
     public let sinkEvents: Counter
+    public let traceSpans: Counter
+    public let traceSpansExported: Counter
+    public let traceSpansDropped: Counter
+    public let traceExportErrors: Counter
     public let sinkErrors: Counter
     public let sinkRejected: Counter
     public let sinkSkippedSegments: Counter
@@ -114,6 +118,10 @@ public final class NodeMetrics: Sendable {
         inflatedBodies = registry.makeCounter(descriptor: Self.d("http_inflated_bodies", "total", "Request bodies inflated from gzip or deflate"))
         exportedEvents = registry.makeCounter(descriptor: Self.d("export_events", "total", "Events written by exports of sealed days"))
         exportErrors = registry.makeCounter(descriptor: Self.d("export_errors", "total", "Blocks or records an export could not read"))
+        traceSpans = registry.makeCounter(descriptor: Self.d("trace_spans", "total", "Spans recorded by this node"))
+        traceSpansExported = registry.makeCounter(descriptor: Self.d("trace_spans_exported", "total", "Spans the OTLP endpoint accepted"))
+        traceSpansDropped = registry.makeCounter(descriptor: Self.d("trace_spans_dropped", "total", "Spans dropped: the export queue was full or the endpoint refused them"))
+        traceExportErrors = registry.makeCounter(descriptor: Self.d("trace_export_errors", "total", "Failed OTLP exports (connection or status)"))
         sinkEvents = registry.makeCounter(descriptor: Self.d("sink_events", "total", "Events the PostgreSQL sink sent and PostgreSQL confirmed"))
         sinkErrors = registry.makeCounter(descriptor: Self.d("sink_errors", "total", "Failed sink attempts (connection or statement), retried"))
         sinkRejected = registry.makeCounter(descriptor: Self.d("sink_rejected_events", "total", "Events PostgreSQL refused one by one (skipped)"))

@@ -144,6 +144,7 @@ public final class StarlingServer: Sendable {
             t.setEventHandler { [weak self] in _ = self?.exportSealedDays() }
             t.resume()
         }
+        api.cluster.tracer.start()
         if let conninfo = config.sinkPostgres {
             let s = PostgresSink(conninfo: conninfo, table: config.sinkTable, batchMax: config.sinkBatch, log: engine.log,
                                  dataDir: config.dataDir, metrics: engine.metrics, logger: logger)
@@ -280,6 +281,7 @@ public final class StarlingServer: Sendable {
         exportTimer?.cancel()
         exportQueue.sync {}
         sink.withLock { $0 }?.stop()
+        api.cluster.tracer.stop()
         engine.shutdown()
         cluster.closeConnections()
         try? threadPool.syncShutdownGracefully()

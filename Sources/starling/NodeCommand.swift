@@ -49,6 +49,9 @@ struct NodeCommand: ParsableCommand {
     @Option(name: .customLong("export-dir"), help: "Export every sealed day here automatically (checked every 10 minutes; each member its own events).") var exportDir: String?
     @Option(name: .customLong("export-format"), help: "ndjson | tsv | csv for --export-dir (default ndjson).") var exportFormat: String?
     @Option(name: .customLong("export-compress"), help: "none | gzip | lz4 for --export-dir (default gzip).") var exportCompress: String?
+    @Option(name: .customLong("tracing"), help: "on: trace requests that carry a sampled traceparent (W3C) across nodes; spans at GET /v1/admin/traces/ID (default off).") var tracing: String?
+    @Option(name: .customLong("trace-sample"), help: "Share (0 to 1) of requests without a traceparent that start a trace (default 0).") var traceSample: String?
+    @Option(name: .customLong("otlp-endpoint"), help: "Export spans by OTLP/HTTP JSON to http://HOST:PORT[/v1/traces] (turns tracing on).") var otlpEndpoint: String?
     @Option(name: .customLong("sink-postgres"), help: "libpq connection string: stream every stored event into PostgreSQL (at least once; one row per event).") var sinkPostgres: String?
     @Option(name: .customLong("sink-table"), help: "Table of the PostgreSQL sink, made if missing (default starling_events).") var sinkTable: String?
     @Option(name: .customLong("sink-batch"), help: "Events per sink statement (default 1000).") var sinkBatch: Int?
@@ -215,6 +218,18 @@ struct NodeCommand: ParsableCommand {
             c.idCookie = cookie
         }
         if let pg = try src.str(sinkPostgres, "sink_postgres") { c.sinkPostgres = pg }
+        if let t = try src.str(tracing, "tracing") {
+            guard t == "on" || t == "off" else { throw ConfigError(description: "invalid --tracing '\(t)': use on or off") }
+            c.tracing = t == "on"
+        }
+        if let s = try src.str(traceSample, "trace_sample") {
+            guard let v = Double(s), v >= 0, v <= 1 else { throw ConfigError(description: "invalid --trace-sample '\(s)': a number from 0 to 1") }
+            c.traceSample = v
+        }
+        if let e = try src.str(otlpEndpoint, "otlp_endpoint") {
+            guard let v = OTLPEndpoint(e) else { throw ConfigError(description: "invalid --otlp-endpoint '\(e)': http://HOST:PORT[/PATH] (https: send to a local collector)") }
+            c.otlpEndpoint = v
+        }
         if let d = try src.str(exportDir, "export_dir") {
             guard d.hasPrefix("/") else { throw ConfigError(description: "invalid --export-dir '\(d)': an absolute directory") }
             c.exportDir = d

@@ -386,14 +386,14 @@ final class ClusterSim: SimHarness {
             let n = nodes[i].store.appendReplica(records, now: now, node: nodes[i].id)
             if case .catchUp = source { catchUpStores += n }
             run(i) { $0.replicaStored(ticket: ticket, result: .success(n), now: now) }
-        case .appendOwned(let items, _, _, let ticket):
+        case .appendOwned(let items, _, _, let ticket, _):
             let group = newWaiterID()
             waiters[i]![group] = .owned(ticket: ticket)
             appendOwned(items, at: i, group: group)
         case .readCatchUp(let read, let ticket):
             let (records, next) = nodes[i].store.catchUp(read, vnodes: config.vnodes, pageKeys: config.catchUpPageKeys)
             run(i) { $0.catchUpRead(ticket: ticket, records: records, next: next) }
-        case .appendIncoming(let events, let ip, _, _, let ticket):
+        case .appendIncoming(let events, let ip, _, _, let ticket, _):
             // The engine's part: stamp the node's own events, then append them as owned records.
             var rng = SplitMix64(seed: nextSeed())
             let records = StoredEvent.records(of: events, receivedAt: now, node: nodes[i].id, ip: ip, using: &rng)

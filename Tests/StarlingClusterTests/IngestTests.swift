@@ -37,7 +37,7 @@ import StarlingCore
     @Test func ownPartIsAnsweredOnceStored() {
         var n = soloNode()
         let d = n.ingest([.own([event("s1", "e1"), event("s1", "e2")], bytes: 100)], ip: "1.2.3.4", transport: 0, ticket: 42, now: 10)
-        guard case .appendIncoming(let events, let ip, _, let bytes, let part)? = d.first, d.count == 1 else {
+        guard case .appendIncoming(let events, let ip, _, let bytes, let part, _)? = d.first, d.count == 1 else {
             Issue.record("expected one .appendIncoming, got \(d)")
             return
         }
@@ -56,7 +56,7 @@ import StarlingCore
         let d = n.ingest([.own([event("s1", "e1")], bytes: 50), .records(owner: "b", [item])], ip: "", transport: 0, ticket: 9, now: 10)
         // "b" is no member: its part fails at once, but the request waits for the own part.
         #expect(!d.contains { if case .ingested = $0 { true } else { false } })
-        guard let part = d.compactMap({ if case .appendIncoming(_, _, _, _, let t) = $0 { t } else { nil } }).first else {
+        guard let part = d.compactMap({ if case .appendIncoming(_, _, _, _, let t, _) = $0 { t } else { nil } }).first else {
             Issue.record("no own part in \(d)")
             return
         }

@@ -259,7 +259,7 @@ let wireBodyCases: [WireBodyCase] = [
 
     @Test func rejectsReservedBits() {
         let base = FrameCodec.encode(wireSampleFrame(), compress: false)
-        for flagBit in 2..<8 {
+        for flagBit in 3..<8 {
             var bytes = base
             bytes[4] |= UInt8(1) << UInt8(flagBit)
             #expect(throws: FrameError.reservedBitsSet) { try wireParse(wireResealed(bytes)) }
@@ -268,6 +268,40 @@ let wireBodyCases: [WireBodyCase] = [
             var bytes = base
             bytes[offset] = 1
             #expect(throws: FrameError.reservedBitsSet) { try wireParse(wireResealed(bytes)) }
+        }
+    }
+
+    @Test func traceContextsTravelInTheBody() throws {
+        let t1 = TraceContext(traceHigh: 0x0af7651916cd43dd, traceLow: 0x8448eb211c80319c, spanID: 0xb7ad6b7169203331)
+        let t2 = TraceContext(traceHigh: 1, traceLow: 2, spanID: 3, sampled: false)
+        var frame = wireSampleFrame()
+        frame.traces = [t1, t2]
+        for compress in [false, true] {
+            var f = frame
+            if compress { f.body = Array(repeating: 0x61, count: 4000) }
+            let bytes = FrameCodec.encode(f, compress: compress)
+            #expect(bytes[4] & 0b100 != 0)
+            #expect(try wireParseWhole(bytes) == f)
+        }
+        // No traces: the flag is clear and the body is as before.
+        let plain = FrameCodec.encode(wireSampleFrame(), compress: false)
+        #expect(plain[4] & 0b100 == 0)
+        #expect(try wireParseWhole(plain)?.traces == [])
+        // More than tracesMax: the first ones are kept.
+        frame.traces = (1...12).map { TraceContext(traceHigh: 0, traceLow: UInt64($0), spanID: UInt64($0)) }
+        #expect(try wireParseWhole(FrameCodec.encode(frame, compress: false))?.traces == Array(frame.traces.prefix(Frame.tracesMax)))
+    }
+
+    @Test func badTraceSectionsAreBodyErrors() throws {
+        var frame = wireSampleFrame(body: [])
+        frame.traces = [TraceContext(traceHigh: 1, traceLow: 2, spanID: 3)]
+        let good = FrameCodec.encode(frame, compress: false)
+        // Count 0, a count past the body, a zero span id, unknown flag bits.
+        for (offset, value) in [(72, UInt8(0)), (72, 2), (72, 9), (72 + 17, 0), (72 + 25, 0x80)] {
+            var b = good
+            b[offset] = value
+            if offset == 72 + 17 { for i in 72 + 17..<72 + 25 { b[i] = 0 } }
+            #expect(throws: FrameError.self) { try wireParse(wireResealed(b)) }
         }
     }
 

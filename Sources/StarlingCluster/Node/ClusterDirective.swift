@@ -119,12 +119,13 @@ public enum ClusterDirective: Sendable {
     case storeReplica([Record], ticket: UInt64, source: ReplicaSource)
     /// Append records forwarded by a ring member as this node's own (deduped, replicated);
     /// then `appended(ticket:result:)`.
-    case appendOwned([(record: Record, clientID: Bool)], transport: UInt8, bytes: Int, ticket: UInt64)
+    /// `traces`: the forward frame's trace contexts, for the replication frames of its group.
+    case appendOwned([(record: Record, clientID: Bool)], transport: UInt8, bytes: Int, ticket: UInt64, traces: [TraceContext])
     /// Read one catch-up page; then `catchUpRead(ticket:records:next:)`.
     case readCatchUp(CatchUpRead, ticket: UInt64)
     /// Append validated events this node owns (they are stamped, deduped and replicated by the
     /// storage's group commit); then `appended(ticket:result:)`.
-    case appendIncoming([IncomingEvent], ip: String, transport: UInt8, bytes: Int, ticket: UInt64)
+    case appendIncoming([IncomingEvent], ip: String, transport: UInt8, bytes: Int, ticket: UInt64, traces: [TraceContext])
     /// An ingest request (`ingest(_:ip:transport:ticket:now:)`) is answered: the events stored on
     /// `rf` nodes, or the first failure of any of its parts.
     case ingested(ticket: UInt64, result: Result<Int, IngestError>)

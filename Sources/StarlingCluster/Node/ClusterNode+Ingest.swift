@@ -40,6 +40,8 @@ extension ClusterNode {
         /// The part's ticket (`Waiting.ingestPart`).
         var part: UInt64
         var payload: Payload
+        /// The request's trace, carried by the frame that takes this piece.
+        var trace: TraceContext? = nil
     }
 
     /// An item's bytes in a frame body (what `Limits.frameItemBytesMax` bounds).
@@ -48,7 +50,10 @@ extension ClusterNode {
 
     /// Stores a validated request: `parts` as `IngestRoute` grouped it. `.ingested(ticket:)` answers
     /// with the number of events stored once every part is on `rf` nodes, or the first failure.
-    public mutating func ingest(_ parts: [IngestPart], ip: String, transport: UInt8, ticket: UInt64, now: Int64) -> [ClusterDirective] {
+    /// `trace`: the request's trace (its span on this node as the parent), which the frames that
+    /// carry its parts and their replicas carry on.
+    public mutating func ingest(_ parts: [IngestPart], ip: String, transport: UInt8, ticket: UInt64, now: Int64,
+                                trace: TraceContext? = nil) -> [ClusterDirective] {
         if let reason = unavailableReason() {
             out.append(.ingested(ticket: ticket, result: .failure(reason)))
             return take()
@@ -82,15 +87,26 @@ extension ClusterNode {
         ingests[ticket] = PendingIngest(parts: own.count + pieces.count)
         for o in own {
             let t = newTicket(.ingestPart(request: ticket, count: o.events.count))
-            out.append(.appendIncoming(o.events, ip: ip, transport: transport, bytes: o.bytes, ticket: t))
+            out.append(.appendIncoming(o.events, ip: ip, transport: transport, bytes: o.bytes, ticket: t, traces: trace.map { [$0] } ?? []))
         }
         let forwarded = pieces.reduce(0) { $0 + $1.count }
         if forwarded > 0 { out.append(.count(.forwardedEvents(forwarded))) }
         for p in pieces {
             let t = newTicket(.ingestPart(request: ticket, count: p.count))
-            enqueueForward(ForwardPiece(part: t, payload: p.payload), to: p.key, count: p.count, bytes: p.bytes, now: now)
+            enqueueForward(ForwardPiece(part: t, payload: p.payload, trace: trace), to: p.key, count: p.count, bytes: p.bytes, now: now)
         }
         return take()
+    }
+
+    /// The first `Frame.tracesMax` distinct contexts, in order.
+    static func distinct(_ traces: [TraceContext]) -> [TraceContext] {
+        guard traces.count > 1 else { return traces }
+        var out: [TraceContext] = []
+        for t in traces where !out.contains(t) {
+            out.append(t)
+            if out.count == Frame.tracesMax { break }
+        }
+        return out
     }
 
     func runs(_ sizes: [Int]) -> [Range<Int>] {
@@ -155,7 +171,8 @@ extension ClusterNode {
             }
             let body = key.json ? EventBatch(events: events).encode() : RecordBatch(items: records).encode()
             request(key.json ? .forwardEvents : .forwardRecords, body: body, to: peer,
-                    what: .forward(parts: batch.map(\.part), key: key), timeoutMs: settings.forwardTimeoutMs, now: now)
+                    what: .forward(parts: batch.map(\.part), key: key), timeoutMs: settings.forwardTimeoutMs, now: now,
+                    traces: Self.distinct(batch.compactMap(\.trace)))
         }
     }
 

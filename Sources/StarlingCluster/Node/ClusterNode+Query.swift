@@ -25,14 +25,16 @@ extension ClusterNode {
         var targets: [String]
         /// The session asked for (nil: an identity's sessions, spread over many keys).
         var key: String?
+        /// The query's trace: every page request carries it.
+        var trace: TraceContext? = nil
     }
 
     /// Starts a fan-out of `request` (offset 0); `.queryAnswered(ticket:)` brings the merged answer.
-    public mutating func query(_ request: QueryRequest, ticket: UInt64, now: Int64) -> [ClusterDirective] {
+    public mutating func query(_ request: QueryRequest, ticket: UInt64, now: Int64, trace: TraceContext? = nil) -> [ClusterDirective] {
         let targets = members.filter { $0.status != .left }
         precondition(fanouts[ticket] == nil, "query ticket \(ticket) is already pending (\(fanouts.count) fan-outs in progress)")
         fanouts[ticket] = Fanout(slots: Array(repeating: .waiting(nil), count: targets.count), limit: Int(request.limit),
-                                 targets: targets.map(\.id), key: request.scope == 0 ? request.id : nil)
+                                 targets: targets.map(\.id), key: request.scope == 0 ? request.id : nil, trace: trace)
         for (slot, m) in targets.enumerated() {
             if m.id == id {
                 let t = newTicket(.querySlot(fanout: ticket, slot: slot))
@@ -41,7 +43,7 @@ extension ClusterNode {
                 settle(fanout: ticket, slot: slot, page: nil, request: request, peer: m.peer, now: now)
             } else {
                 self.request(.query, body: request.encode(), to: m.peer, what: .queryPage(fanout: ticket, slot: slot, request: request),
-                        timeoutMs: settings.queryTimeoutMs, now: now)
+                        timeoutMs: settings.queryTimeoutMs, now: now, traces: trace.map { [$0] } ?? [])
             }
         }
         finishIfDone(ticket)
@@ -70,7 +72,7 @@ extension ClusterNode {
             more.limit = UInt32(remaining)
             more.wantState = false
             self.request(.query, body: more.encode(), to: peer, what: .queryPage(fanout: ticket, slot: slot, request: more),
-                    timeoutMs: settings.queryTimeoutMs, now: now)
+                    timeoutMs: settings.queryTimeoutMs, now: now, traces: f.trace.map { [$0] } ?? [])
             return
         }
         f.slots[slot] = .answered(all)

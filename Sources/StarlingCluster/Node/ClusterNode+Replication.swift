@@ -38,7 +38,7 @@ extension ClusterNode {
             bytes += item.record.count
         }
         let ticket = newTicket(.ownedReply(inbound, count: items.count))
-        out.append(.appendOwned(items, transport: transport ?? 3, bytes: bytes, ticket: ticket))
+        out.append(.appendOwned(items, transport: transport ?? 3, bytes: bytes, ticket: ticket, traces: frame.traces))
     }
 
     /// The storage appended (and replicated) the records of `.appendOwned` or `.appendIncoming`.
@@ -70,7 +70,8 @@ extension ClusterNode {
     /// The storage appended write group `group`; `records` are this node's own records of it and
     /// the stored copies of repeated client ids. Ships them (`ReplicationPlan`); the decision
     /// comes as `.groupReplicated` once every follower answered or timed out.
-    public mutating func committed(group: UInt64, records: [Record], now: Int64) -> [ClusterDirective] {
+    /// `traces`: the traces of the group's requests; its replication frames carry them.
+    public mutating func committed(group: UInt64, records: [Record], traces: [TraceContext] = [], now: Int64) -> [ClusterDirective] {
         let plan: ReplicationPlan
         switch ReplicationPlan.plan(records, ring: ring, rf: settings.rf, me: id, frameBytes: settings.limits.frameItemBytesMax) {
         case .success(let p): plan = p
@@ -92,7 +93,7 @@ extension ClusterNode {
                 continue
             }
             request(.replicate, body: ReplicateBatch(records: s.records).encode(), to: peer, what: .replicate(group: group, slot: slot),
-                    timeoutMs: settings.replicateTimeoutMs, now: now)
+                    timeoutMs: settings.replicateTimeoutMs, now: now, traces: traces)
         }
         return take()
     }

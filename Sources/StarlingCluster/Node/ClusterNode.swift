@@ -299,11 +299,14 @@ public struct ClusterNode: Sendable {
     }
 
     /// Sends a request and remembers it until its answer, a lost connection or `timeoutMs`.
-    mutating func request(_ kind: MessageKind, body: [UInt8], to peer: String, what: Outstanding, timeoutMs: Int64, now: Int64) {
+    mutating func request(_ kind: MessageKind, body: [UInt8], to peer: String, what: Outstanding, timeoutMs: Int64, now: Int64,
+                          traces: [TraceContext] = []) {
         let rid = Self.requestIDBase | nextRequest
         nextRequest += 1
         requests[rid] = Request(what: what, peer: peer, deadline: TimeMath.add(now, timeoutMs))
-        out.append(.send(peer: peer, frame: frame(kind, requestID: rid, body: body)))
+        var f = frame(kind, requestID: rid, body: body)
+        f.traces = traces
+        out.append(.send(peer: peer, frame: f))
     }
 
     mutating func newTicket(_ w: Waiting) -> UInt64 {

@@ -37,16 +37,24 @@ public struct Frame: Sendable, Equatable {
     /// The sending node's id; must match `[a-z0-9-]{1,32}` (see `Frame.isValidSenderID`).
     public var sender: String
     public var body: [UInt8]
+    /// The traces this frame's work belongs to (a forward or replication batch gathers the
+    /// events of several requests), each with the sender's span as the parent. Empty unless
+    /// tracing is on; at most `tracesMax`.
+    public var traces: [TraceContext]
 
     public init(kind: MessageKind, isResponse: Bool = false, clusterID: UInt64, requestID: UInt64,
-                sender: String, body: [UInt8] = []) {
+                sender: String, body: [UInt8] = [], traces: [TraceContext] = []) {
         self.kind = kind
         self.isResponse = isResponse
         self.clusterID = clusterID
         self.requestID = requestID
         self.sender = sender
         self.body = body
+        self.traces = traces
     }
+
+    /// Most trace contexts one frame carries; a batch of more requests keeps the first ones.
+    public static let tracesMax = 8
 
     /// Largest sender id in bytes.
     public static let senderBytesMax = 32

@@ -13,7 +13,7 @@ public enum FrameError: Error, Sendable, Equatable {
     case badBodyChecksum
     /// The compressed body does not decompress to the declared length, or the lengths are inconsistent.
     case badCompression
-    /// Reserved header bytes or flag bits 2–7 are not zero.
+    /// Reserved header bytes or flag bits 3–7 are not zero.
     case reservedBitsSet
     /// A message body is malformed (truncated, a count that cannot fit, bad UTF-8, trailing bytes...).
     case badBody(String)
@@ -34,6 +34,7 @@ public struct FrameParser: Sendable {
         var kind: MessageKind
         var isCompressed: Bool
         var isResponse: Bool
+        var hasTraces: Bool
         var clusterID: UInt64
         var requestID: UInt64
         var storedCount: Int
@@ -57,7 +58,7 @@ public struct FrameParser: Sendable {
         guard bytes.count >= total else { return nil }
         let stored = UnsafeRawBufferPointer(rebasing: bytes[FrameCodec.headerBytes..<total])
         guard CRC32C.checksum(stored) == header.bodyCRC else { throw .badBodyChecksum }
-        let body: [UInt8]
+        var body: [UInt8]
         if header.isCompressed {
             guard let plain = LZ4.decompress(stored, originalCount: header.uncompressedCount),
                   plain.count == header.uncompressedCount else { throw .badCompression }
@@ -65,8 +66,20 @@ public struct FrameParser: Sendable {
         } else {
             body = Array(stored)
         }
+        var traces: [TraceContext] = []
+        if header.hasTraces {
+            guard let n = body.first.map(Int.init), n >= 1, n <= Frame.tracesMax, body.count >= 1 + n * TraceContext.wireBytes else {
+                throw .badBody("trace contexts: bad count or truncated")
+            }
+            for i in 0..<n {
+                let at = 1 + i * TraceContext.wireBytes
+                guard let t = TraceContext.decode(body[at..<at + TraceContext.wireBytes]) else { throw .badBody("trace context \(i) is invalid") }
+                traces.append(t)
+            }
+            body.removeFirst(1 + n * TraceContext.wireBytes)
+        }
         let frame = Frame(kind: header.kind, isResponse: header.isResponse, clusterID: header.clusterID,
-                          requestID: header.requestID, sender: header.sender, body: body)
+                          requestID: header.requestID, sender: header.sender, body: body, traces: traces)
         return (frame, total)
     }
 
@@ -118,6 +131,7 @@ public struct FrameParser: Sendable {
             guard uncompressed == stored else { throw .badCompression }
         }
         return Header(kind: kind, isCompressed: isCompressed, isResponse: flags & FrameCodec.flagResponse != 0,
+                      hasTraces: flags & FrameCodec.flagTraces != 0,
                       clusterID: clusterID, requestID: requestID, storedCount: stored,
                       uncompressedCount: uncompressed, sender: sender, bodyCRC: bodyCRC)
     }

@@ -27,15 +27,15 @@ extension ClusterShell {
             engine.submitReplica(records) { [weak self] result in
                 self?.input { n, now in n.replicaStored(ticket: ticket, result: result, now: now) }
             }
-        case .appendOwned(let items, let transport, let bytes, let ticket):
-            engine.submit(forwarded: items, transport: Transport(wireCode: transport), bytes: bytes, replicator: replicator) { [weak self] result in
+        case .appendOwned(let items, let transport, let bytes, let ticket, let traces):
+            engine.submit(forwarded: items, transport: Transport(wireCode: transport), bytes: bytes, replicator: replicator, traces: traces) { [weak self] result in
                 self?.input { n, _ in n.appended(ticket: ticket, result: result) }
             }
         case .readCatchUp(let read, let ticket):
             readCatchUp(read, ticket: ticket)
-        case .appendIncoming(let events, let ip, let transport, let bytes, let ticket):
+        case .appendIncoming(let events, let ip, let transport, let bytes, let ticket, let traces):
             engine.submit(events, ip: ip, transport: Transport(wireCode: transport), bytes: bytes,
-                          on: MultiThreadedEventLoopGroup.currentEventLoop, replicator: replicator) { [weak self] result in
+                          on: MultiThreadedEventLoopGroup.currentEventLoop, replicator: replicator, traces: traces) { [weak self] result in
                 self?.input { n, _ in n.appended(ticket: ticket, result: result) }
             }
         case .ingested(let ticket, let result):

@@ -13,21 +13,23 @@ extension ClusterShell {
     }
 
     /// Routes validated events to their owners and completes once every owner stored its share.
-    func ingest(_ events: [IncomingEvent], ip: String, transport: Transport, bytes: Int, on loop: EventLoop) -> EventLoopFuture<Result<Int, IngestError>> {
+    func ingest(_ events: [IncomingEvent], ip: String, transport: Transport, bytes: Int, on loop: EventLoop,
+                trace: TraceContext? = nil) -> EventLoopFuture<Result<Int, IngestError>> {
         if let reason = unavailableReason() ?? engine.unavailableReason() { return loop.makeSucceededFuture(.failure(reason)) }
         // The common case (every event names its session) routes at once, without a future hop.
         if !events.contains(where: { $0.sessionID == nil }) {
-            return route(events, ip: ip, transport: transport, bytes: bytes, on: loop)
+            return route(events, ip: ip, transport: transport, bytes: bytes, on: loop, trace: trace)
         }
         return resolveIdentities(events, on: loop).flatMap { [self] resolved in
-            route(resolved, ip: ip, transport: transport, bytes: bytes, on: loop)
+            route(resolved, ip: ip, transport: transport, bytes: bytes, on: loop, trace: trace)
         }
     }
 
     /// Groups the events by owner (`IngestRoute`, on a snapshot of the ring), stamps and encodes the
     /// events of other owners here on the I/O thread, and hands the parts to the node, which stores
     /// its own, forwards the rest in batches and answers once every part is on `rf` nodes.
-    func route(_ events: [IncomingEvent], ip: String, transport: Transport, bytes: Int, on loop: EventLoop) -> EventLoopFuture<Result<Int, IngestError>> {
+    func route(_ events: [IncomingEvent], ip: String, transport: Transport, bytes: Int, on loop: EventLoop,
+               trace: TraceContext? = nil) -> EventLoopFuture<Result<Int, IngestError>> {
         let ring = self.ring
         let route = IngestRoute(keys: events.map { SubjectKey(sessionID: $0.sessionID, userID: $0.userID, terminalID: $0.terminalID) },
                                 ring: ring, me: config.id)
@@ -60,7 +62,7 @@ extension ClusterShell {
         let p = loop.makePromise(of: Result<Int, IngestError>.self)
         let t = ticket { $0.ingests[$1] = p }
         let part = parts
-        input { n, now in n.ingest(part, ip: ip, transport: transport.wireCode, ticket: t, now: now) }
+        input { n, now in n.ingest(part, ip: ip, transport: transport.wireCode, ticket: t, now: now, trace: trace) }
         return p.futureResult
     }
 
@@ -134,12 +136,12 @@ extension ClusterShell {
 
     /// Asks every member (in parallel, with a deadline, page by page) and merges the answers:
     /// the node's fan-out (`ClusterNode.query`). `partial` when a member did not answer.
-    func query(scope: UInt8, id: String, query: EventQuery, on loop: EventLoop) -> EventLoopFuture<Merged> {
+    func query(scope: UInt8, id: String, query: EventQuery, on loop: EventLoop, trace: TraceContext? = nil) -> EventLoopFuture<Merged> {
         let request = QueryRequest(scope: scope, id: id, from: query.from, to: query.to, key: query.key, component: query.component,
                                    limit: UInt32(query.limit), wantState: scope == 0)
         let p = loop.makePromise(of: Merged.self)
         let t = ticket { $0.queries[$1] = p }
-        input { n, now in n.query(request, ticket: t, now: now) }
+        input { n, now in n.query(request, ticket: t, now: now, trace: trace) }
         return p.futureResult
     }
 

@@ -33,6 +33,8 @@ public final class ClusterShell: GroupReplicator, @unchecked Sendable {
     /// Who waits for what the node will answer: write groups being replicated (by group id),
     /// inbound requests (by connection and request id), forwards (by ticket).
     let waiters = Mutex(Waiters())
+    /// Spans of traced requests (`--tracing`); peer frames carry their contexts.
+    public let tracer: Tracer
     struct Waiters {
         var groups: [UInt64: @Sendable (IngestError?) -> Void] = [:]
         var inbound: [Inbound: EventLoopPromise<Frame?>] = [:]
@@ -55,6 +57,7 @@ public final class ClusterShell: GroupReplicator, @unchecked Sendable {
         self.logger = logger
         self.group = group
         self.threadPool = threadPool
+        tracer = Tracer(config: engine.config, metrics: engine.metrics, logger: logger)
         var m = ClusterMeta.load(config.dataDir) ?? ClusterMeta()
         let fresh = m.clusterID == 0
         if fresh && config.join.isEmpty {
@@ -109,14 +112,14 @@ public final class ClusterShell: GroupReplicator, @unchecked Sendable {
     var replicator: (any GroupReplicator)? { config.rf > 1 ? self : nil }
 
     /// A write group this node appended as owner: the node ships it and decides (the ack rule).
-    public func replicate(_ records: [Record], done: @escaping @Sendable (IngestError?) -> Void) {
+    public func replicate(_ records: [Record], traces: [TraceContext], done: @escaping @Sendable (IngestError?) -> Void) {
         let id: UInt64 = waiters.withLock { w in
             let id = w.nextGroup
             w.nextGroup += 1
             w.groups[id] = done
             return id
         }
-        input { n, now in n.committed(group: id, records: records, now: now) }
+        input { n, now in n.committed(group: id, records: records, traces: traces, now: now) }
     }
 
     /// Shutdown, step 1: new writes are refused (`shutting_down`) while the ones in flight finish.
@@ -354,6 +357,28 @@ public final class ClusterShell: GroupReplicator, @unchecked Sendable {
     /// `forwardEvents` is served, as a client's.
     func handle(_ frame: Frame, from hello: Hello, member: Bool = true, remoteIP: String? = nil, connection: UInt64 = 0,
                 on loop: EventLoop) -> EventLoopFuture<Frame?> {
+        guard !frame.traces.isEmpty, tracer.enabled else {
+            return handleFrame(frame, from: hello, member: member, remoteIP: remoteIP, connection: connection, on: loop)
+        }
+        // A traced request: one span per trace it carries, which become the parents of what
+        // this node sends on for it (replication, pages).
+        let spans = tracer
+        let started = frame.traces.map { spans.startChild(of: $0) }
+        var traced = frame
+        traced.traces = started.map(\.context)
+        let (kind, count) = (frame.kind, frame.body.count)
+        return handleFrame(traced, from: hello, member: member, remoteIP: remoteIP, connection: connection, on: loop).map { reply in
+            for s in started {
+                spans.finish(s, name: "peer \(kind)", kind: .server,
+                              attributes: [("starling.peer.sender", .string(hello.nodeID)), ("starling.frame.bytes", .int(Int64(count)))],
+                              error: reply?.kind == .error)
+            }
+            return reply
+        }
+    }
+
+    func handleFrame(_ frame: Frame, from hello: Hello, member: Bool, remoteIP: String?, connection: UInt64,
+                     on loop: EventLoop) -> EventLoopFuture<Frame?> {
         @Sendable func reply(_ kind: MessageKind, _ body: [UInt8]) -> Frame {
             Frame(kind: kind, isResponse: true, clusterID: clusterID, requestID: frame.requestID, sender: config.id, body: body)
         }
