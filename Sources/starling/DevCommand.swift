@@ -12,6 +12,8 @@ struct DevCommand: ParsableCommand {
     @Option(help: "Directory for the nodes' data (one subdirectory per node).") var data: String = ".starling-dev"
     @Option(help: "Copies of every event (default 2, or 1 for a single node).") var rf: Int?
     @Flag(help: "HTTPS on every node and mTLS between them, with a CA and certificates made (by openssl) in the data directory.") var tls = false
+    @Flag(help: "Trace requests that carry a sampled traceparent; spans at GET /v1/admin/traces/ID on each node.") var tracing = false
+    @Option(name: .customLong("otlp-endpoint"), help: "Export every node's spans by OTLP/HTTP JSON to http://HOST:PORT (an OpenTelemetry collector).") var otlpEndpoint: String?
     @Option(name: .customLong("base-port"), help: "HTTP/UDP port of node 1 minus one; peer ports are this minus 1000.") var basePort: Int = 8080
 
     func validate() throws {
@@ -48,6 +50,8 @@ struct DevCommand: ParsableCommand {
             var args = ["node", "--id", id, "--data", "\(data)/\(id)", "--http", http, "--udp", http, "--peer", peer, "--rf", String(rf),
                         "--cluster-secret-file", secretPath]
             if k > 1 { args += ["--join", "127.0.0.1:\(basePort - 1000 + 1)"] }
+            if tracing { args += ["--tracing", "on"] }
+            if let otlpEndpoint { args += ["--otlp-endpoint", otlpEndpoint] }
             if tls {
                 let t = "\(data)/tls"
                 args += ["--tls-cert", "\(t)/http.pem", "--tls-key", "\(t)/http.key",
