@@ -39,6 +39,8 @@ let package = Package(
         .systemLibrary(name: "CLibPQ", pkgConfig: "libpq", providers: [.apt(["libpq-dev"])]),
         // zlib from Debian's zlib1g-dev: gzip request bodies (the SDKs that send them).
         .systemLibrary(name: "CZlib", pkgConfig: "zlib", providers: [.apt(["zlib1g-dev"])]),
+        // zstd from Debian's libzstd-dev: compressed exports (`--compress zstd`).
+        .systemLibrary(name: "CZstd", pkgConfig: "libzstd", providers: [.apt(["libzstd-dev"])]),
         // LZ4 block compression (a thin, pure wrapper): log blocks and peer frames.
         .target(name: "StarlingLZ4", dependencies: ["CLZ4"]),
         // The append-only log: block codec (pure) and segment files (I/O).
@@ -48,7 +50,7 @@ let package = Package(
         .target(name: "StarlingCluster", dependencies: ["StarlingCore", "StarlingLZ4", "CCrypto"]),
         // The NIO shell: engine, HTTP, UDP, peers, metrics.
         .target(name: "StarlingNode", dependencies: [
-            "StarlingCore", "StarlingLog", "StarlingCluster", "CCrypto", "CZlib", "CMaxMindDB", "CLZ4", "CLibPQ",
+            "StarlingCore", "StarlingLog", "StarlingCluster", "CCrypto", "CZlib", "CZstd", "CMaxMindDB", "CLZ4", "CLibPQ",
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "NIOPosix", package: "swift-nio"),
             .product(name: "NIOHTTP1", package: "swift-nio"),

@@ -19,7 +19,7 @@ extension NodeAPI {
             return loop.makeSucceededFuture(.error(IngestError(code: "bad_request", message: "'format' must be ndjson, tsv or csv")))
         }
         guard let compression = ExportCompression(rawValue: text("compress") ?? "none") else {
-            return loop.makeSucceededFuture(.error(IngestError(code: "bad_request", message: "'compress' must be none, gzip or lz4 (zstd is not built in)")))
+            return loop.makeSucceededFuture(.error(IngestError(code: "bad_request", message: "'compress' must be none, gzip, lz4 or zstd")))
         }
         var columns: [String] = []
         if case .array(let list)? = o["columns"] {

@@ -10,7 +10,7 @@ struct ExportCommand: ParsableCommand {
         commandName: "export",
         abstract: "Export a sealed day's events from every member (POST /v1/admin/export on each).",
         discussion: """
-        Each member writes OUT/DAY/<node>.<format>[.gz|.lz4] and a manifest beside it (events, bytes,
+        Each member writes OUT/DAY/<node>.<format>[.gz|.lz4|.zst] and a manifest beside it (events, bytes,
         SHA-256) on its own filesystem: the events of DAY whose session it owns in the current ring,
         each event id once, so the files of all members together hold every event of the day once.
         TSV/CSV columns: event_id, session_id, ts, received_at, key, value, user_id, terminal_id,
@@ -19,7 +19,7 @@ struct ExportCommand: ParsableCommand {
     @OptionGroup var address: NodeAddress
     @Option(help: "The UTC day, YYYY-MM-DD (before today).") var day: String
     @Option(help: "ndjson | tsv | csv") var format: String = "ndjson"
-    @Option(help: "none | gzip | lz4") var compress: String = "none"
+    @Option(help: "none | gzip | lz4 | zstd") var compress: String = "none"
     @Option(help: "Extra TSV/CSV columns, comma-separated paths into the event (attrs.geo.country,value.sku).") var columns: String?
     @Option(help: "Directory on the nodes' filesystem (made if missing).") var out: String
     @Option(name: .customLong("token-file"), help: "File holding the members' admin token (their --admin-token-file).") var tokenFile: String?

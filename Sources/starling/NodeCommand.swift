@@ -48,7 +48,7 @@ struct NodeCommand: ParsableCommand {
     @Option(name: .customLong("id-cookie-days"), help: "Lifetime of the id cookie in days, sliding (default 365).") var idCookieDays: Int?
     @Option(name: .customLong("export-dir"), help: "Export every sealed day here automatically (checked every 10 minutes; each member its own events).") var exportDir: String?
     @Option(name: .customLong("export-format"), help: "ndjson | tsv | csv for --export-dir (default ndjson).") var exportFormat: String?
-    @Option(name: .customLong("export-compress"), help: "none | gzip | lz4 for --export-dir (default gzip).") var exportCompress: String?
+    @Option(name: .customLong("export-compress"), help: "none | gzip | lz4 | zstd for --export-dir (default gzip).") var exportCompress: String?
     @Option(name: .customLong("tracing"), help: "on: trace requests that carry a sampled traceparent (W3C) across nodes; spans at GET /v1/admin/traces/ID (default off).") var tracing: String?
     @Option(name: .customLong("trace-sample"), help: "Share (0 to 1) of requests without a traceparent that start a trace (default 0).") var traceSample: String?
     @Option(name: .customLong("otlp-endpoint"), help: "Export spans by OTLP/HTTP JSON to http://HOST:PORT[/v1/traces] (turns tracing on).") var otlpEndpoint: String?
@@ -239,7 +239,7 @@ struct NodeCommand: ParsableCommand {
             c.exportFormat = v
         }
         if let f = try src.str(exportCompress, "export_compress") {
-            guard let v = ExportCompression(rawValue: f) else { throw ConfigError(description: "invalid --export-compress '\(f)': none, gzip or lz4") }
+            guard let v = ExportCompression(rawValue: f) else { throw ConfigError(description: "invalid --export-compress '\(f)': none, gzip, lz4 or zstd") }
             c.exportCompression = v
         }
         if let t = try src.str(sinkTable, "sink_table") {

@@ -92,6 +92,18 @@ import Testing
         let lzBytes = Array(try Data(contentsOf: URL(fileURLWithPath: "\(out)/2026-03-01/\(lz["file"] as? String ?? "")")))
         #expect(lzBytes.prefix(4) == [0x04, 0x22, 0x4D, 0x18])
 
+        // NDJSON and zstd: its frame magic, and `zstd -d` gives back the 100 events b owns.
+        let (st3, zs) = try b.json("POST", "/v1/admin/export", #"{"day":"2026-03-01","format":"ndjson","compress":"zstd","out":"\#(out)"}"#)
+        #expect(st3 == 200)
+        let zsPath = "\(out)/2026-03-01/\(zs["file"] as? String ?? "")"
+        #expect(zsPath.hasSuffix(".ndjson.zst"))
+        #expect(Array(try Data(contentsOf: URL(fileURLWithPath: zsPath))).prefix(4) == [0x28, 0xB5, 0x2F, 0xFD])
+        let unz = run("zstd", ["-dc", zsPath])
+        #expect(unz.status == 0, "zstd is needed (apt-get install zstd)")
+        let lines = String(decoding: unz.out, as: UTF8.self).split(separator: "\n")
+        #expect(lines.count == zs["events"] as? Int && lines.count > 0)
+        #expect(lines.allSatisfy { (try? JSONSerialization.jsonObject(with: Data($0.utf8))) != nil })
+
         // The day being written is refused; so is a bad request.
         #expect(try a.call("POST", "/v1/admin/export", #"{"day":"2026-03-02","out":"\#(out)"}"#).status == 409)
         #expect(try a.call("POST", "/v1/admin/export", #"{"day":"2026-03-01","format":"parquet","out":"\#(out)"}"#).status == 400)

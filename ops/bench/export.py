@@ -39,7 +39,7 @@ def main():
         p.send_signal(signal.SIGTERM); p.wait(60)
         p = node(binary, data, a.port, 0)
         wait_http(a.port, "/readyz", 60)
-        for fmt, comp in [("ndjson", "none"), ("tsv", "none"), ("tsv", "gzip"), ("csv", "lz4")]:
+        for fmt, comp in [("ndjson", "none"), ("tsv", "none"), ("tsv", "gzip"), ("csv", "lz4"), ("ndjson", "zstd")]:
             body = json.dumps({"day": day, "format": fmt, "compress": comp, "out": os.path.join(work, "out")}).encode()
             before, t0 = cpu_seconds([p.pid]), time.time()
             req = urllib.request.Request(f"http://127.0.0.1:{a.port}/v1/admin/export", data=body, method="POST")
