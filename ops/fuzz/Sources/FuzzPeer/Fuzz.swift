@@ -57,7 +57,9 @@ func seeds() -> [[UInt8]] {
     // Frames, plain and compressed, one after another.
     var stream: [UInt8] = [0]
     for (i, (kind, body)) in bodies.enumerated() {
-        let frame = Frame(kind: kind, isResponse: i % 2 == 1, clusterID: 0xABC, requestID: UInt64(i), sender: "n1", body: body)
+        var frame = Frame(kind: kind, isResponse: i % 2 == 1, clusterID: 0xABC, requestID: UInt64(i), sender: "n1", body: body)
+        // Every other request carries trace contexts (flag bit 2).
+        if i % 2 == 0 { frame.traces = (0...(i % 3)).map { TraceContext(traceHigh: 1, traceLow: UInt64($0 + 1), spanID: UInt64(i + 1)) } }
         stream += FrameCodec.encode(frame, compress: i % 3 == 0)
         out.append([0] + FrameCodec.encode(frame, compress: true))
     }
