@@ -22,6 +22,8 @@ public struct NodeConfig: Sendable {
     public var limits = Limits()
     /// Event-loop threads for HTTP/UDP (default: one per core).
     public var threads = System.coreCount
+    /// UDP sockets sharing the port (SO_REUSEPORT), one per event loop by default (`--udp-sockets`).
+    public var udpSockets: Int?
     /// Seed of the node's randomness (`NodeRandom`); nil draws one from the system at start.
     public var seed: UInt64?
     /// `/v1/admin/*` requires `Authorization: Bearer <token>` when set; when not, admin calls

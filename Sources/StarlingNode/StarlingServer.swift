@@ -241,9 +241,18 @@ public final class StarlingServer: Sendable {
 
     func bindUDP() throws {
         let api = self.api
-        if let udp = config.udp {
-            let u = try DatagramBootstrap(group: group)
+        guard let udp = config.udp else { return }
+        // One socket per event loop on the same port (SO_REUSEPORT): the kernel spreads
+        // senders over them by address, so datagrams are read and parsed on every core instead
+        // of one. The first socket takes the port (an ephemeral one in tests); the others join it.
+        let sockets = max(1, config.udpSockets ?? config.threads)
+        var loops: [EventLoop] = []
+        for l in group.makeIterator() { loops.append(l) }
+        var port = udp.port
+        for k in 0..<sockets {
+            let u = try DatagramBootstrap(group: loops[k % loops.count])
                 .channelOption(.socketOption(.so_reuseaddr), value: 1)
+                .channelOption(ChannelOptions.socket(SocketOptionLevel(SOL_SOCKET), SO_REUSEPORT), value: sockets > 1 ? 1 : 0)
                 .channelOption(.socketOption(.so_rcvbuf), value: 8 * 1024 * 1024)
                 .channelOption(.maxMessagesPerRead, value: 64)
                 // recvmmsg: up to 32 datagrams per system call, each in its own slot of one
@@ -253,8 +262,11 @@ public final class StarlingServer: Sendable {
                 .channelInitializer { channel in
                     channel.eventLoop.makeCompletedFuture { try channel.pipeline.syncOperations.addHandler(UDPHandler(api: api)) }
                 }
-                .bind(host: udp.host, port: udp.port).wait()
-            udpAddress.withLock { $0 = u.localAddress }
+                .bind(host: udp.host, port: port).wait()
+            if k == 0 {
+                udpAddress.withLock { $0 = u.localAddress }
+                port = u.localAddress?.port ?? port
+            }
             channels.withLock { $0.append(u) }
         }
     }

@@ -259,6 +259,35 @@ import StarlingCore
         #expect(gotRejects)
     }
 
+    @Test func udpSocketsShareThePort() throws {
+        let node = try LiveNode { $0.udpSockets = 4 }
+        defer { node.stop() }
+        let port = node.server.udpPort!
+        // Four sockets of this process on the port (SO_REUSEPORT), as /proc/net/udp lists them.
+        let table = (try? String(contentsOfFile: "/proc/net/udp", encoding: .utf8)) ?? ""
+        let local = String(format: "0100007F:%04X", port)
+        #expect(table.split(separator: "\n").filter { $0.split(separator: " ").dropFirst().first.map(String.init) == local }.count == 4)
+        // 32 senders (32 source ports, which the kernel spreads over the sockets), 5 datagrams each.
+        var addr = sockaddr_in()
+        addr.sin_family = sa_family_t(AF_INET)
+        addr.sin_port = in_port_t(UInt16(port).bigEndian)
+        addr.sin_addr.s_addr = inet_addr("127.0.0.1")
+        for sender in 0..<32 {
+            let fd = socket(AF_INET, Int32(SOCK_DGRAM.rawValue), 0)
+            defer { close(fd) }
+            for i in 0..<5 {
+                let bytes = Array(#"{"session_id":"rp","key":"k","value":1,"event_id":"s\#(sender)-\#(i)"}"#.utf8)
+                _ = withUnsafePointer(to: &addr) { p in
+                    p.withMemoryRebound(to: sockaddr.self, capacity: 1) { sa in
+                        bytes.withUnsafeBytes { sendto(fd, $0.baseAddress, $0.count, 0, sa, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+                    }
+                }
+            }
+        }
+        let all = try eventually { events(try node.json("GET", "/v1/sessions/rp?limit=1000").1).count == 160 }
+        #expect(all)
+    }
+
     @Test func garbageAndSlowClientsDoNotHurtTheNode() throws {
         let node = try LiveNode()
         defer { node.stop() }
