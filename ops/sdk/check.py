@@ -14,6 +14,8 @@ nodes are stopped by PID at the end). Two parts:
     python3 ops/sdk/check.py --bin .build/debug/starling [--report FILE]
 """
 import argparse, collections, json, os, shutil, signal, subprocess, sys, tempfile, time, urllib.request, uuid
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+from checklib import wait  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 SDKS = ["segment", "rudderstack", "posthog", "snowplow-post", "snowplow-get"]
@@ -21,15 +23,6 @@ SDKS = ["segment", "rudderstack", "posthog", "snowplow-post", "snowplow-get"]
 def get(port, path, timeout=5):
     return json.loads(urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=timeout).read())
 
-def wait(cond, seconds):
-    end = time.time() + seconds
-    while time.time() < end:
-        try:
-            if cond(): return True
-        except (OSError, ValueError, KeyError):
-            pass
-        time.sleep(0.3)
-    return False
 
 def ready(port):
     try:

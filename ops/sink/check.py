@@ -12,19 +12,12 @@ a temp dir on 127.0.0.1, stopped by PID) and real nodes (2 nodes, rf=2, both sin
     python3 ops/sink/check.py --bin .build/debug/starling [--bench 10] [--report FILE]
 """
 import argparse, glob, json, os, pwd, shutil, signal, subprocess, sys, tempfile, threading, time, urllib.request
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+from checklib import wait  # noqa: E402
 
 def get(url, timeout=5):
     return urllib.request.urlopen(url, timeout=timeout).read().decode()
 
-def wait(cond, seconds):
-    end = time.time() + seconds
-    while time.time() < end:
-        try:
-            if cond(): return True
-        except (OSError, ValueError, KeyError):
-            pass
-        time.sleep(0.3)
-    return False
 
 def metric(port, name):
     for line in get(f"http://127.0.0.1:{port}/metrics").splitlines():

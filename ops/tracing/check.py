@@ -8,6 +8,8 @@ trace, each node's span the child of the one before. A query fan-out with a trac
 """
 import argparse, json, os, shutil, signal, subprocess, sys, tempfile, threading, time, urllib.request
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+from checklib import wait  # noqa: E402
 
 received, lock = [], threading.Lock()
 
@@ -34,15 +36,6 @@ class Receiver(BaseHTTPRequestHandler):
 def get(url):
     return urllib.request.urlopen(url, timeout=5).read().decode()
 
-def wait(cond, seconds):
-    end = time.time() + seconds
-    while time.time() < end:
-        try:
-            if cond(): return True
-        except (OSError, ValueError, KeyError):
-            pass
-        time.sleep(0.2)
-    return False
 
 def main():
     ap = argparse.ArgumentParser()
