@@ -251,6 +251,26 @@ extension TLSTests {
     }
 }
 
+extension TLSTests {
+    /// The dialling side: a member's answer counts only when the server's certificate (already
+    /// checked against the cluster CA in the handshake) names the node the `helloAck` names.
+    /// The wiring (names read from the TLS handler) is what every mTLS test above goes through.
+    @Test func aServersCertificateMustNameTheNodeItsAckNames() throws {
+        let a = try LiveNode(id: "a")
+        defer { a.stop() }
+        let shell = a.server.api.cluster
+        let sent = Hello(nodeID: "a", peer: "127.0.0.1:1", http: "127.0.0.1:2", incarnation: 1)
+        let ack = Frame(kind: .helloAck, isResponse: true, clusterID: 1, requestID: 1, sender: "b",
+                        body: Hello(nodeID: "b", peer: "127.0.0.1:3", http: "127.0.0.1:4", incarnation: 2).encode())
+        let before = metricValue(a.server.engine.metrics, "starling_peer_auth_refused_total") ?? 0
+        #expect(!shell.ackProves(sent: sent, ack: ack, certificateNames: ["c"], peer: "127.0.0.1:3"))
+        #expect(!shell.ackProves(sent: sent, ack: ack, certificateNames: [], peer: "127.0.0.1:3"))
+        #expect(metricValue(a.server.engine.metrics, "starling_peer_auth_refused_total") == before + 2)
+        #expect(shell.ackProves(sent: sent, ack: ack, certificateNames: ["b"], peer: "127.0.0.1:3"))
+        #expect(shell.ackProves(sent: sent, ack: ack, certificateNames: nil, peer: "127.0.0.1:3"))   // no TLS: nothing to check
+    }
+}
+
 /// A TLS connection to a peer port that speaks frames, delivering what it receives to `inbox`.
 func tlsPeerChannel(group: EventLoopGroup, context: NIOSSLContext, port: Int, inbox: Inbox) throws -> Channel {
     try ClientBootstrap(group: group).channelInitializer { ch in

@@ -168,7 +168,9 @@ public final class ClusterShell: GroupReplicator, @unchecked Sendable {
                                      return (cid, ownHello(clusterID: cid))
                                  },
                                  onClusterID: { [weak self] id in self?.adopt(clusterID: id) ?? false },
-                                 acceptsAck: { [weak self] sent, ack in self?.ackProves(sent: sent, ack: ack, peer: peer) ?? false },
+                                 acceptsAck: { [weak self] sent, ack, names in
+                                     self?.ackProves(sent: sent, ack: ack, certificateNames: names, peer: peer) ?? false
+                                 },
                                  onNodeFrame: { [weak self] frame in
                                      self?.input { n, now in n.on(frame: frame, connection: 0, fromPeer: peer, now: now) }
                                  },
@@ -278,7 +280,17 @@ public final class ClusterShell: GroupReplicator, @unchecked Sendable {
     }
 
     /// Whether a peer's `helloAck` to `sent` proves the cluster secret (always, without one).
-    func ackProves(sent: Hello, ack: Frame, peer: String) -> Bool {
+    func ackProves(sent: Hello, ack: Frame, certificateNames: [String]? = nil, peer: String) -> Bool {
+        if let names = certificateNames {
+            // mTLS: the server's certificate must speak for the node its ack names, as ours must
+            // for the node our hello names (`acceptHello`).
+            let named = (try? Hello.decode(ack.body))?.nodeID
+            guard let named, names.contains(named) else {
+                logger.error("peer \(peer) answered as '\(named ?? "?")' with a certificate for \(names): not using it")
+                engine.metrics.peerAuthRefused.increment()
+                return false
+            }
+        }
         guard let nonce = sent.proof?.nonce else { return true }
         if let hello = try? Hello.decode(ack.body), helloAuth.withLock({ $0?.verifyAck(hello, clusterID: ack.clusterID, answering: nonce) ?? true }) {
             return true

@@ -20,8 +20,10 @@ final class PeerClient: Sendable {
     let group: EventLoopGroup
     let identity: @Sendable () -> (clusterID: UInt64, hello: Hello)
     let onClusterID: @Sendable (UInt64) -> Bool
-    /// Whether the `helloAck` to the hello we sent is good (the cluster secret proven, where one is set).
-    let acceptsAck: @Sendable (Hello, Frame) -> Bool
+    /// Whether the `helloAck` to the hello we sent is good: the cluster secret proven, where one
+    /// is set, and with mTLS the server's certificate naming the node its ack names (the common
+    /// names are passed; nil without TLS).
+    let acceptsAck: @Sendable (Hello, Frame, [String]?) -> Bool
     /// Answers to requests the cluster node sent (`ClusterNode.requestIDBase` ids).
     let onNodeFrame: @Sendable (Frame) -> Void
     /// The connection closed or could not be made (the node fails its requests to this peer).
@@ -53,7 +55,7 @@ final class PeerClient: Sendable {
     init(address: String, group: EventLoopGroup, logger: Logger, compression: PeerCompression = .auto, tls: TLSContext? = nil,
          identity: @escaping @Sendable () -> (clusterID: UInt64, hello: Hello),
          onClusterID: @escaping @Sendable (UInt64) -> Bool,
-         acceptsAck: @escaping @Sendable (Hello, Frame) -> Bool = { _, _ in true },
+         acceptsAck: @escaping @Sendable (Hello, Frame, [String]?) -> Bool = { _, _, _ in true },
          onNodeFrame: @escaping @Sendable (Frame) -> Void = { _ in },
          onLost: @escaping @Sendable () -> Void = {},
          onUnsent: @escaping @Sendable (UInt64) -> Void = { _ in }) {
@@ -116,9 +118,13 @@ final class PeerClient: Sendable {
             return p.futureResult.flatMapThrowing { [self] reply -> Channel in
                 switch reply.kind {
                 case .helloAck:
-                    guard acceptsAck(hello, reply) else {
+                    // With mTLS the handshake is over: the server's certificate passed the cluster CA.
+                    let names: [String]? = tls == nil ? nil
+                        : ((try? channel.pipeline.syncOperations.handler(type: NIOSSLClientHandler.self))?.peerCertificate?
+                            .subjectName.filter { $0.type == .commonName }.map(\.value) ?? [])
+                    guard acceptsAck(hello, reply, names) else {
                         channel.close(promise: nil)
-                        throw PeerUnavailable(description: "peer \(address) did not prove the cluster secret")
+                        throw PeerUnavailable(description: "peer \(address) did not prove it is the member it names")
                     }
                     guard onClusterID(reply.clusterID) else {
                         channel.close(promise: nil)
