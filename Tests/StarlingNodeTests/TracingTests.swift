@@ -55,6 +55,28 @@ import StarlingCore
         #expect(try a.json("GET", "/v1/admin/traces/nothex").0 == 400)
     }
 
+    @Test func identityOnlyEventsForwardedAsJSONStayInTheTrace() throws {
+        let (a, b, c) = try threeTracedNodes()
+        defer { c.stop(); b.stop(); a.stop() }
+        // A user whose key ("u:" + id) b owns and c follows, with no session: it travels as JSON
+        // (`forwardEvents`) to b, which stores it and replicates it to c.
+        let ring = HashRing(members: ["a", "b", "c"])
+        let user = try #require((0..<10_000).lazy.map { "tu-\($0)" }.first { ring.replicas(of: "u:" + $0, count: 2) == ["b", "c"] })
+        let trace = "7bf92f3577b34da6a3ce929d0e0e4739"
+        let r = try a.call("POST", "/v1/events", #"{"user_id":"\#(user)","key":"login","value":1}"#,
+                           headers: [("traceparent", "00-\(trace)-\(Self.clientSpan)-01")])
+        #expect(r.status == 202)
+        var sb: [[String: Any]] = [], sc: [[String: Any]] = []
+        let found = try eventually(5) {
+            (sb, sc) = (try spans(b, trace), try spans(c, trace))
+            return !sb.isEmpty && !sc.isEmpty
+        }
+        #expect(found)
+        let forward = try #require(sb.first { $0["name"] as? String == "peer forwardEvents" })
+        let replicate = try #require(sc.first { $0["name"] as? String == "peer replicate" })
+        #expect(replicate["parentSpanId"] as? String == forward["spanId"] as? String)
+    }
+
     @Test func queryFanOutJoinsTheTrace() throws {
         let (a, b, c) = try threeTracedNodes()
         defer { c.stop(); b.stop(); a.stop() }

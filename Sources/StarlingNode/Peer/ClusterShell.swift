@@ -413,9 +413,9 @@ public final class ClusterShell: GroupReplicator, @unchecked Sendable {
             // A ring member forwards events it routed to us; anyone else (a client on the peer
             // port) gets HTTP-ingest semantics: validated whole, routed to owners and replicas.
             if member && ring.members.contains(hello.nodeID) {
-                return storeForwarded(batch, on: loop).map { reply(.forwardResult, $0.encode()) }
+                return storeForwarded(batch, on: loop, traces: frame.traces).map { reply(.forwardResult, $0.encode()) }
             }
-            return ingestFromClient(batch, ip: remoteIP ?? "", on: loop).map { reply(.forwardResult, $0.encode()) }
+            return ingestFromClient(batch, ip: remoteIP ?? "", on: loop, trace: frame.traces.first).map { reply(.forwardResult, $0.encode()) }
         default:
             return loop.makeSucceededFuture(reply(.error, ErrorBody(code: "unsupported", message: "no handler for \(frame.kind)").encode()))
         }
@@ -436,7 +436,7 @@ public final class ClusterShell: GroupReplicator, @unchecked Sendable {
     }
 
     /// Stores events another node forwarded to us as JSON (we own their sessions).
-    func storeForwarded(_ batch: EventBatch, on loop: EventLoop) -> EventLoopFuture<ForwardResult> {
+    func storeForwarded(_ batch: EventBatch, on loop: EventLoop, traces: [TraceContext] = []) -> EventLoopFuture<ForwardResult> {
         var groups: [String: [IncomingEvent]] = [:]     // "transport|ip" -> events
         var bytes = 0
         for (i, f) in batch.events.enumerated() {
@@ -455,7 +455,7 @@ public final class ClusterShell: GroupReplicator, @unchecked Sendable {
             let transport = Transport(wireCode: parts.first.flatMap { UInt8($0) } ?? 3)
             let ip = parts.count > 1 ? String(parts[1]) : ""
             let p = loop.makePromise(of: Result<Int, IngestError>.self)
-            engine.submit(events, ip: ip, transport: transport, bytes: bytes, on: loop, replicator: replicator) { p.succeed($0) }
+            engine.submit(events, ip: ip, transport: transport, bytes: bytes, on: loop, replicator: replicator, traces: traces) { p.succeed($0) }
             futures.append(p.futureResult)
         }
         return Self.forwardResult(of: futures, on: loop)
@@ -467,7 +467,7 @@ public final class ClusterShell: GroupReplicator, @unchecked Sendable {
     /// through `ingest` — grouped by owner, forwarded, replicated to `rf` nodes — and the answer
     /// is the same `forwardResult` a member gets. The client address is the connection's, the
     /// transport `peer`; the `transport`, `ip` and `received_at` fields the client sent are ignored.
-    func ingestFromClient(_ batch: EventBatch, ip: String, on loop: EventLoop) -> EventLoopFuture<ForwardResult> {
+    func ingestFromClient(_ batch: EventBatch, ip: String, on loop: EventLoop, trace: TraceContext? = nil) -> EventLoopFuture<ForwardResult> {
         let metrics = engine.metrics
         guard !batch.events.isEmpty else {
             metrics.rejected(.peer, reason: "empty_batch")
@@ -500,7 +500,7 @@ public final class ClusterShell: GroupReplicator, @unchecked Sendable {
             }
         }
         let count = events.count
-        return ingest(events, ip: ip, transport: .peer, bytes: bytes, on: loop).map { result in
+        return ingest(events, ip: ip, transport: .peer, bytes: bytes, on: loop, trace: trace).map { result in
             if let e = result.failureValue { metrics.rejected(.peer, reason: e.reason, count: count) }
             return ForwardResult(result.map { _ in count })
         }
