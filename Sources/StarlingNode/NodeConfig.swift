@@ -22,8 +22,13 @@ public struct NodeConfig: Sendable {
     public var limits = Limits()
     /// Event-loop threads for HTTP/UDP (default: one per core).
     public var threads = System.coreCount
-    /// UDP sockets sharing the port (SO_REUSEPORT), one per event loop by default (`--udp-sockets`).
+    /// UDP sockets sharing the port (SO_REUSEPORT, `--udp-sockets`); default half the event
+    /// loops, at least one (`udpSocketCount`).
     public var udpSockets: Int?
+    /// One socket per two event loops by default: on 2 cores shared with the senders, a second
+    /// socket lost more at 100k datagrams/s (docs/measurements.md, "UDP sockets"); the other
+    /// loops keep serving HTTP and peers.
+    public var udpSocketCount: Int { max(1, udpSockets ?? threads / 2) }
     /// Seed of the node's randomness (`NodeRandom`); nil draws one from the system at start.
     public var seed: UInt64?
     /// `/v1/admin/*` requires `Authorization: Bearer <token>` when set; when not, admin calls

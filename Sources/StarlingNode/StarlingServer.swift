@@ -242,10 +242,10 @@ public final class StarlingServer: Sendable {
     func bindUDP() throws {
         let api = self.api
         guard let udp = config.udp else { return }
-        // One socket per event loop on the same port (SO_REUSEPORT): the kernel spreads
-        // senders over them by address, so datagrams are read and parsed on every core instead
-        // of one. The first socket takes the port (an ephemeral one in tests); the others join it.
-        let sockets = max(1, config.udpSockets ?? config.threads)
+        // Several sockets on the same port (SO_REUSEPORT), on different event loops: the kernel
+        // spreads senders over them by address, so datagrams are read and parsed on several
+        // cores. The first socket takes the port (an ephemeral one in tests); the others join it.
+        let sockets = config.udpSocketCount
         var loops: [EventLoop] = []
         for l in group.makeIterator() { loops.append(l) }
         var port = udp.port

@@ -38,7 +38,7 @@ struct NodeCommand: ParsableCommand {
     var segmentMB: Int?
     @Option(name: .customLong("fsync-interval-ms"), help: "fsync period for --fsync interval (default 100).") var fsyncIntervalMs: Int?
     @Option(help: "Event-loop threads (default: cores).") var threads: Int?
-    @Option(name: .customLong("udp-sockets"), help: "UDP sockets sharing the --udp port with SO_REUSEPORT, spread over the event loops (default: one per thread; 1 turns sharing off).") var udpSockets: Int?
+    @Option(name: .customLong("udp-sockets"), help: "UDP sockets sharing the --udp port with SO_REUSEPORT, spread over the event loops (default: half the threads, at least 1; 1 turns sharing off).") var udpSockets: Int?
     @Option(name: .customLong("log-level"), help: "trace|debug|info|notice|warning|error|critical (default info).") var logLevel: String?
     @Option(name: .customLong("admin-token-file"), help: "File holding the token that /v1/admin/* calls must send as 'Authorization: Bearer TOKEN' (default: admin calls only from this host, not through a proxy).") var adminTokenFile: String?
     @Option(help: "Separate listen address HOST:PORT for /metrics (then the HTTP port serves no metrics).") var metrics: String?
