@@ -159,6 +159,9 @@ final class ClusterSim: SimHarness {
     private(set) var fencingRefusals = 0
     private(set) var catchUpStores = 0
     private(set) var malformed = 0
+    /// Per receiving node, the kinds of the frames that arrived (parsed) with trace contexts, and
+    /// those contexts: what a traced write or query left on the wire.
+    private(set) var tracedFrames: [(to: Int, kind: MessageKind, traces: [TraceContext])] = []
     /// When set, the nodes' log lines and ring changes are kept in `traceLog` (to study a seed).
     var trace = false
     private(set) var traceLog: [String] = []
@@ -248,7 +251,7 @@ final class ClusterSim: SimHarness {
 
     /// A client writes event `eventID` (of the session it names) to node `c`, as the HTTP path
     /// does: refused when the node cannot take writes, else stored by the owner or forwarded.
-    func submit(eventID: String, to c: Int) {
+    func submit(eventID: String, to c: Int, trace: TraceContext? = nil) {
         guard var n = nodes[c].instance else { return }
         submitted += 1
         if n.unavailableReason() != nil {
@@ -273,7 +276,7 @@ final class ClusterSim: SimHarness {
         }
         let ticket = newWaiterID()
         waiters[c]![ticket] = .client(eventID: eventID)
-        let d = n.ingest([part], ip: "", transport: 0, ticket: ticket, now: now)
+        let d = n.ingest([part], ip: "", transport: 0, ticket: ticket, now: now, trace: trace)
         nodes[c].instance = n
         execute(d, at: c)
     }
@@ -349,6 +352,7 @@ final class ClusterSim: SimHarness {
             return
         }
         mix([UInt64(bitPattern: p.deliverAt), UInt64(p.from), UInt64(p.to), UInt64(frame.kind.rawValue), frame.requestID, UInt64(p.bytes.count)])
+        if !frame.traces.isEmpty { tracedFrames.append((p.to, frame.kind, frame.traces)) }
         run(p.to) { $0.on(frame: frame, connection: UInt64(p.from), fromPeer: nodes[p.from].peer, now: now) }
     }
 
@@ -386,20 +390,20 @@ final class ClusterSim: SimHarness {
             let n = nodes[i].store.appendReplica(records, now: now, node: nodes[i].id)
             if case .catchUp = source { catchUpStores += n }
             run(i) { $0.replicaStored(ticket: ticket, result: .success(n), now: now) }
-        case .appendOwned(let items, _, _, let ticket, _):
+        case .appendOwned(let items, _, _, let ticket, let traces):
             let group = newWaiterID()
             waiters[i]![group] = .owned(ticket: ticket)
-            appendOwned(items, at: i, group: group)
+            appendOwned(items, at: i, group: group, traces: traces)
         case .readCatchUp(let read, let ticket):
             let (records, next) = nodes[i].store.catchUp(read, vnodes: config.vnodes, pageKeys: config.catchUpPageKeys)
             run(i) { $0.catchUpRead(ticket: ticket, records: records, next: next) }
-        case .appendIncoming(let events, let ip, _, _, let ticket, _):
+        case .appendIncoming(let events, let ip, _, _, let ticket, let traces):
             // The engine's part: stamp the node's own events, then append them as owned records.
             var rng = SplitMix64(seed: nextSeed())
             let records = StoredEvent.records(of: events, receivedAt: now, node: nodes[i].id, ip: ip, using: &rng)
             let group = newWaiterID()
             waiters[i]![group] = .owned(ticket: ticket)
-            appendOwned(zip(events, records).map { ($1!, $0.eventID != nil) }, at: i, group: group)
+            appendOwned(zip(events, records).map { ($1!, $0.eventID != nil) }, at: i, group: group, traces: traces)
         case .ingested(let ticket, let result):
             if case .client(let eventID)? = waiters[i]?.removeValue(forKey: ticket) {
                 clientAnswered(eventID, acknowledged: result.failureValue == nil)
@@ -421,9 +425,9 @@ final class ClusterSim: SimHarness {
     }
 
     /// The engine's part of an owner write: append (deduped), then hand the group to the node.
-    private func appendOwned(_ items: [(record: Record, clientID: Bool)], at i: Int, group: UInt64) {
+    private func appendOwned(_ items: [(record: Record, clientID: Bool)], at i: Int, group: UInt64, traces: [TraceContext] = []) {
         let ship = nodes[i].store.appendOwn(items, now: now, node: nodes[i].id, dropRepeats: config.dropRepeats)
-        run(i) { $0.committed(group: group, records: ship, now: now) }
+        run(i) { $0.committed(group: group, records: ship, traces: traces, now: now) }
     }
 
     /// Invariant 3: a replica stored through `replicate` passed fencing in the follower's view.
@@ -449,6 +453,15 @@ final class ClusterSim: SimHarness {
         for e in ackedOrder where holders(of: e).count < config.rf {
             fail("invariant 1: acknowledged event \(e) has copies on \(holders(of: e)), rf \(config.rf)")
         }
+    }
+
+    /// One query fan-out from node `i` carrying `trace`, run until answered (nil: no answer in 5 s).
+    func query(session: String, at i: Int, trace: TraceContext?) -> QueryMerge.Merged? {
+        let ticket = newWaiterID()
+        run(i) { $0.query(QueryRequest(scope: 0, id: session, limit: 10_000, wantState: false), ticket: ticket, now: now, trace: trace) }
+        let deadline = now + 5_000
+        while answers[ticket] == nil && now < deadline { run(forMs: 10) }
+        return answers.removeValue(forKey: ticket)
     }
 
     /// Reads every session with an acknowledged event through the production query fan-out of

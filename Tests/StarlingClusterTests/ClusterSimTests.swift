@@ -111,6 +111,35 @@ enum ClusterSimScenario {
                 "rf \(rf) seeds \(first)...: acknowledged \(acknowledged), refused \(refused), pulled \(pulled)")
     }
 
+    /// Trace contexts ride the production protocol over encoded frames: a traced write's forward
+    /// and replication frames carry its context, an untraced write's carry none, and a traced
+    /// query asks every other member with it.
+    @Test func traceContextsTravelWithWritesAndQueries() throws {
+        let sim = ClusterSim(seed: 11, nodes: 3, config: ClusterSimConfig(rf: 2))
+        sim.start(0, seeds: [])
+        for i in 1..<3 { sim.start(i, seeds: ClusterSimScenario.seeds(of: i, in: sim)) }
+        sim.run(seconds: 3)
+        let t = TraceContext(traceHigh: 1, traceLow: 2, spanID: 3)
+        for k in 0..<30 { sim.submit(eventID: "traced-\(k)", to: 0, trace: t) }
+        sim.run(seconds: 2)
+        #expect(sim.acknowledgements == 30)
+        let kinds = Set(sim.tracedFrames.filter { $0.traces == [t] }.map(\.kind))
+        #expect(kinds.contains(.forwardRecords), "node 0 forwarded traced events to their owners")
+        #expect(kinds.contains(.replicate), "owners replicated them with the trace")
+        #expect(sim.tracedFrames.allSatisfy { $0.traces == [t] })
+        let traced = sim.tracedFrames.count
+        for k in 0..<30 { sim.submit(eventID: "plain-\(k)", to: 1) }
+        sim.run(seconds: 2)
+        #expect(sim.acknowledgements == 60)
+        #expect(sim.tracedFrames.count == traced, "untraced writes leave no context on the wire")
+        let q = TraceContext(traceHigh: 4, traceLow: 5, spanID: 6)
+        let answer = try #require(sim.query(session: "any", at: 2, trace: q))
+        #expect(!answer.partial)
+        let queries = sim.tracedFrames.filter { $0.traces == [q] }
+        #expect(queries.count == 2 && queries.allSatisfy { $0.kind == .query } && Set(queries.map(\.to)) == [0, 1])
+        #expect(sim.failures.isEmpty, "\(sim.failures.prefix(5).joined(separator: "\n"))")
+    }
+
     @Test func aSeedReplaysExactly() {
         let a = ClusterSimScenario.run(seed: 42, rf: 2)
         let b = ClusterSimScenario.run(seed: 42, rf: 2)
