@@ -458,11 +458,8 @@ public final class Engine: @unchecked Sendable {
             })
         }
         if shipping, let replicator {
-            var traces: [TraceContext] = []
-            for (job, _) in waitingJobs where !job.traces.isEmpty {
-                for t in job.traces where !traces.contains(t) && traces.count < Frame.tracesMax { traces.append(t) }
-            }
-            replicator.replicate(own, traces: traces, done: join.arrive)
+            replicator.replicate(own, traces: TraceContext.distinct(waitingJobs.lazy.flatMap(\.0.traces), max: Frame.tracesMax),
+                                 done: join.arrive)
         }
         return { error in
             answerReplicas(error)

@@ -42,6 +42,8 @@ public final class Tracer: Sendable {
     let endpoint: OTLPEndpoint?
     let metrics: NodeMetrics
     let logger: Logger
+    /// The node's one randomness (`NodeRandom`): span and trace ids, and the sampling draw.
+    let random: NodeRandom
     let recent = Mutex<(spans: [Span], next: Int)>(([], 0))
     let queue = Mutex<[Span]>([])
     let stopped = Atomic<Bool>(false)
@@ -51,7 +53,8 @@ public final class Tracer: Sendable {
     static let queueMax = 20_000
     static let batchMax = 1_000
 
-    init(config: NodeConfig, metrics: NodeMetrics, logger: Logger) {
+    init(config: NodeConfig, random: NodeRandom, metrics: NodeMetrics, logger: Logger) {
+        self.random = random
         enabled = config.tracing || config.otlpEndpoint != nil
         sample = config.traceSample
         node = config.id
@@ -85,13 +88,6 @@ public final class Tracer: Sendable {
         return Int64(ts.tv_sec) * 1_000_000_000 + Int64(ts.tv_nsec)
     }
 
-    static func newID() -> UInt64 {
-        var g = SystemRandomNumberGenerator()
-        while true {
-            let v = g.next()
-            if v != 0 { return v }
-        }
-    }
 
     /// A span begun: its context (this span as the parent of what follows) and its parent.
     public struct Started: Sendable {
@@ -106,16 +102,16 @@ public final class Tracer: Sendable {
         guard enabled else { return nil }
         if let header = traceparent, let parent = TraceContext.parse(traceparent: header) {
             guard parent.sampled else { return nil }
-            return Started(context: parent.child(Self.newID()), parent: parent.spanID, startNanos: Self.nowNanos())
+            return Started(context: parent.child(random.nonZero()), parent: parent.spanID, startNanos: Self.nowNanos())
         }
-        guard sample > 0, Double.random(in: 0..<1) < sample else { return nil }
-        let root = TraceContext(traceHigh: Self.newID(), traceLow: Self.newID(), spanID: Self.newID())
+        guard sample > 0, Double(random.next() >> 11) * 0x1p-53 < sample else { return nil }
+        let root = TraceContext(traceHigh: random.next(), traceLow: random.nonZero(), spanID: random.nonZero())
         return Started(context: root, parent: 0, startNanos: Self.nowNanos())
     }
 
     /// A span that continues a context received from a peer.
     func startChild(of parent: TraceContext) -> Started {
-        Started(context: parent.child(Self.newID()), parent: parent.spanID, startNanos: Self.nowNanos())
+        Started(context: parent.child(random.nonZero()), parent: parent.spanID, startNanos: Self.nowNanos())
     }
 
     func finish(_ s: Started, name: String, kind: Span.Kind, attributes: [(String, Span.Value)] = [], error: Bool = false) {

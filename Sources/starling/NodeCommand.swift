@@ -185,9 +185,8 @@ struct NodeCommand: ParsableCommand {
             guard let cert, let key else { throw ConfigError(description: "--tls-cert and --tls-key go together") }
             c.httpTLS = TLSFiles(cert: cert, key: key, ca: clientCA)
         }
-        if let m = try src.str(metricsTLS, "metrics_tls") {
-            guard m == "on" || m == "off" else { throw ConfigError(description: "invalid --metrics-tls '\(m)': use on or off") }
-            if m == "on" {
+        if let on = try src.onOff(metricsTLS, "metrics_tls", flag: "metrics-tls") {
+            if on {
                 guard c.metricsListen != nil, c.httpTLS != nil else {
                     throw ConfigError(description: "--metrics-tls on needs --metrics (its own listener) and --tls-cert/--tls-key (the certificate it serves)")
                 }
@@ -203,10 +202,7 @@ struct NodeCommand: ParsableCommand {
             guard access(g, R_OK) == 0 else { throw ConfigError(description: "cannot read --geoip '\(g)'") }
             c.geoipPath = g
         }
-        if let u = try src.str(enrichUA, "enrich_ua") {
-            guard u == "on" || u == "off" else { throw ConfigError(description: "invalid --enrich-ua '\(u)': use on or off") }
-            c.enrichUserAgent = u == "on"
-        }
+        if let on = try src.onOff(enrichUA, "enrich_ua", flag: "enrich-ua") { c.enrichUserAgent = on }
         if let name = try src.str(idCookie, "id_cookie") {
             guard !name.isEmpty, name.utf8.allSatisfy({ $0 > 32 && $0 < 127 && !"()<>@,;:\\\"/[]?={}".utf8.contains($0) }) else {
                 throw ConfigError(description: "invalid --id-cookie '\(name)': a cookie name is a token (letters, digits, - _ .)")
@@ -219,11 +215,11 @@ struct NodeCommand: ParsableCommand {
             c.idCookie = cookie
         }
         if let pg = try src.str(sinkPostgres, "sink_postgres") { c.sinkPostgres = pg }
-        if let t = try src.str(tracing, "tracing") {
-            guard t == "on" || t == "off" else { throw ConfigError(description: "invalid --tracing '\(t)': use on or off") }
-            c.tracing = t == "on"
-        }
-        if let s = try src.str(traceSample, "trace_sample") {
+        if let on = try src.onOff(tracing, "tracing", flag: "tracing") { c.tracing = on }
+        if traceSample == nil, let d = src.file["trace_sample"]?.double {   // a TOML float
+            guard d >= 0, d <= 1 else { throw ConfigError(description: "invalid trace_sample \(d): a number from 0 to 1") }
+            c.traceSample = d
+        } else if let s = try src.str(traceSample, "trace_sample") {
             guard let v = Double(s), v >= 0, v <= 1 else { throw ConfigError(description: "invalid --trace-sample '\(s)': a number from 0 to 1") }
             c.traceSample = v
         }
@@ -263,10 +259,7 @@ struct NodeCommand: ParsableCommand {
                 c.writeKeys[key] = source
             }
         }
-        if let p = try src.str(peerClients, "peer_clients") {
-            guard p == "on" || p == "off" else { throw ConfigError(description: "invalid --peer-clients '\(p)': expected on or off") }
-            c.peerClients = p == "on"
-        }
+        if let on = try src.onOff(peerClients, "peer_clients", flag: "peer-clients") { c.peerClients = on }
         if let j = try src.str(join, "join") {
             var list: [HostPort] = []
             for part in j.split(separator: ",") where !part.isEmpty {
@@ -364,7 +357,8 @@ struct ConfigSource {
                                          "admin_token_file", "metrics", "metrics_tls", "peer_compression", "cluster_secret_file", "peer_clients",
                                          "http_connections_max", "http_connections_per_ip", "http_header_timeout",
                                          "tls_cert", "tls_key", "tls_client_ca", "peer_tls_cert", "peer_tls_key", "peer_tls_ca",
-                                         "write_keys", "export_dir", "export_format", "export_compress", "sink_postgres", "sink_table", "sink_batch", "geoip", "enrich_ua", "id_cookie", "id_cookie_domain", "id_cookie_days"]
+                                         "write_keys", "export_dir", "export_format", "export_compress", "sink_postgres", "sink_table", "sink_batch", "geoip", "enrich_ua", "id_cookie", "id_cookie_domain", "id_cookie_days",
+                                         "tracing", "trace_sample", "otlp_endpoint", "udp_sockets"]
 
     /// Reads a TOML config file; unknown keys are refused.
     static func load(_ path: String) throws -> [String: TOMLValueConvertible] {
@@ -389,6 +383,14 @@ struct ConfigSource {
         if let a = v.array { return a.compactMap { $0.string }.joined(separator: ",") }
         if let i = v.int { return String(i) }
         throw ConfigError(description: "config key '\(key)' must be a string")
+    }
+
+    /// An `on`/`off` setting (a TOML boolean too); `flag` is the flag's name for the error.
+    func onOff(_ value: String?, _ key: String, flag: String) throws -> Bool? {
+        if value == nil, let b = file[key]?.bool { return b }
+        guard let v = try str(value, key) else { return nil }
+        guard v == "on" || v == "off" else { throw ConfigError(description: "invalid --\(flag) '\(v)': use on or off") }
+        return v == "on"
     }
 
     func int(_ flag: Int?, _ key: String) throws -> Int? {

@@ -25,6 +25,14 @@ import Testing
         }
     }
 
+    @Test func distinctKeepsTheFirstOfEachInOrderUpToTheLimit() {
+        let a = TraceContext(traceHigh: 1, traceLow: 1, spanID: 1), b = TraceContext(traceHigh: 2, traceLow: 2, spanID: 2)
+        let c = TraceContext(traceHigh: 3, traceLow: 3, spanID: 3)
+        #expect(TraceContext.distinct([a, b, a, c, b], max: 8) == [a, b, c])
+        #expect(TraceContext.distinct([a, a, b, c], max: 2) == [a, b])
+        #expect(TraceContext.distinct([], max: 8) == [])
+    }
+
     @Test func wireRoundTrip() throws {
         let t = TraceContext(traceHigh: 0x0102030405060708, traceLow: 0x1112131415161718, spanID: 0x2122232425262728, sampled: true)
         var b: [UInt8] = []

@@ -427,6 +427,9 @@ final class AckLog: @unchecked Sendable {
         rf = 1
         id_cookie = "vid"
         id_cookie_days = 30
+        tracing = true
+        trace_sample = 0.5
+        udp_sockets = 1
 
         [write_keys]
         web = "wk-web"
@@ -458,5 +461,8 @@ final class AckLog: @unchecked Sendable {
         #expect(ok.header("Set-Cookie")?.hasPrefix("vid=") == true && ok.header("Set-Cookie")?.contains("Max-Age=2592000") == true)
         let session = try SimpleHTTPClient.request(host: "127.0.0.1", port: port, method: "GET", path: "/v1/sessions/cfg")
         #expect(session.text.contains(#""source":"backend""#), "\(session.text)")
+        // Tracing is on (a TOML boolean): the span lookup answers (400 for a bad id, not 404 "tracing_off").
+        let traces = try SimpleHTTPClient.request(host: "127.0.0.1", port: port, method: "GET", path: "/v1/admin/traces/nothex")
+        #expect(traces.status == 400, "\(traces.text)")
     }
 }

@@ -98,17 +98,6 @@ extension ClusterNode {
         return take()
     }
 
-    /// The first `Frame.tracesMax` distinct contexts, in order.
-    static func distinct(_ traces: [TraceContext]) -> [TraceContext] {
-        guard traces.count > 1 else { return traces }
-        var out: [TraceContext] = []
-        for t in traces where !out.contains(t) {
-            out.append(t)
-            if out.count == Frame.tracesMax { break }
-        }
-        return out
-    }
-
     func runs(_ sizes: [Int]) -> [Range<Int>] {
         FrameBudget.runs(sizes: sizes, maxBytes: settings.limits.frameItemBytesMax, maxCount: settings.limits.forwardBatchEventsMax)
     }
@@ -172,7 +161,7 @@ extension ClusterNode {
             let body = key.json ? EventBatch(events: events).encode() : RecordBatch(items: records).encode()
             request(key.json ? .forwardEvents : .forwardRecords, body: body, to: peer,
                     what: .forward(parts: batch.map(\.part), key: key), timeoutMs: settings.forwardTimeoutMs, now: now,
-                    traces: Self.distinct(batch.compactMap(\.trace)))
+                    traces: TraceContext.distinct(batch.lazy.compactMap(\.trace), max: Frame.tracesMax))
         }
     }
 

@@ -20,6 +20,17 @@ public struct TraceContext: Sendable, Hashable {
         self.sampled = sampled
     }
 
+    /// The first `max` distinct contexts of `traces`, in order: what one frame carries for a
+    /// batch of several requests' work.
+    public static func distinct(_ traces: some Sequence<TraceContext>, max: Int) -> [TraceContext] {
+        var out: [TraceContext] = []
+        for t in traces where !out.contains(t) {
+            guard out.count < max else { break }
+            out.append(t)
+        }
+        return out
+    }
+
     /// The same trace, with `spanID` as the parent of what follows.
     public func child(_ spanID: UInt64) -> TraceContext {
         TraceContext(traceHigh: traceHigh, traceLow: traceLow, spanID: spanID, sampled: sampled)
@@ -77,7 +88,7 @@ public struct TraceContext: Sendable, Hashable {
 }
 
 /// One finished unit of work on one node.
-public struct Span: Sendable, Equatable {
+public struct Span: Sendable {
     public enum Kind: Int, Sendable { case `internal` = 1, server = 2, client = 3 }
     public enum Value: Sendable, Equatable {
         case string(String)
@@ -111,12 +122,6 @@ public struct Span: Sendable, Equatable {
     }
 
     public var traceIDHex: String { Hex.u64(traceHigh) + Hex.u64(traceLow) }
-
-    public static func == (a: Span, b: Span) -> Bool {
-        a.name == b.name && a.kind == b.kind && a.traceHigh == b.traceHigh && a.traceLow == b.traceLow && a.spanID == b.spanID
-            && a.parentSpanID == b.parentSpanID && a.startNanos == b.startNanos && a.endNanos == b.endNanos && a.error == b.error
-            && a.attributes.map(\.0) == b.attributes.map(\.0) && a.attributes.map(\.1) == b.attributes.map(\.1)
-    }
 }
 
 /// OTLP/HTTP with the JSON encoding (`POST /v1/traces`, `Content-Type: application/json`), as the

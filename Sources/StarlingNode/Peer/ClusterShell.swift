@@ -57,7 +57,7 @@ public final class ClusterShell: GroupReplicator, @unchecked Sendable {
         self.logger = logger
         self.group = group
         self.threadPool = threadPool
-        tracer = Tracer(config: engine.config, metrics: engine.metrics, logger: logger)
+        tracer = Tracer(config: engine.config, random: engine.random, metrics: engine.metrics, logger: logger)
         var m = ClusterMeta.load(config.dataDir) ?? ClusterMeta()
         let fresh = m.clusterID == 0
         if fresh && config.join.isEmpty {
