@@ -735,7 +735,7 @@ public final class Engine: @unchecked Sendable {
     func refs(of subject: SubjectKey, ts from: Int64?, _ to: Int64?) -> ([EventRef], Bool) {
         // Open refs first: a seal moves refs from there to `sealed` under the index lock, so
         // reading in this order sees each ref at least once (twice is dropped by event id).
-        let refs = index.withLock { $0.refs[subject] ?? [] }
+        let refs = index.withLock { $0.openRefs(of: subject) }
         let found = sealed.refs(of: subject, file: { h in
             h.count > 0 && (from.map { h.maxTs >= $0 } ?? true) && (to.map { h.minTs <= $0 } ?? true)
         }, concurrently: concurrently)

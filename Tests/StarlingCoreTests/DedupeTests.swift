@@ -99,7 +99,7 @@ struct FoldedLog {
         #expect(log.has("new", in: .session("s")))
         // The sealed-index lookup is asked when the open refs do not hold it.
         let taken = log.index.takeOpenRefs()
-        #expect(taken[.session("s")]?.count == 2 && log.index.refs.isEmpty)
+        #expect(taken[.session("s")]?.count == 2 && log.index.openRefCount == 0 && log.index.openRefs(of: .session("s")).isEmpty)
         #expect(!log.has("old", in: .session("s"), receivedAt: 10))
         let sealed = StoredRecords(read: log.stored.read, sealed: { scope, t in (taken[scope] ?? []).filter { $0.receivedAt == t } })
         #expect(log.index.storedCopy(eventID: "old", in: .session("s"), receivedAt: 10, stored: sealed)?.seq == 1)

@@ -89,6 +89,6 @@ import Testing
         // Retention deleted its segment: nothing left to copy or confirm against.
         log.index.forget(segments: [1])
         #expect(!log.has("e17", in: .session("s")))
-        #expect(log.index.refs.isEmpty && log.index.dedupe.count == 0)
+        #expect(log.index.openRefCount == 0 && log.index.openSubjects.isEmpty && log.index.dedupe.count == 0)
     }
 }

@@ -30,7 +30,7 @@ public struct DedupeWindow: Sendable {
     var head = 0
     var base: Int64 = 0
     /// Key → arrival number of its newest entry.
-    var newestOf: [UInt64: Int64] = [:]
+    var newestOf = HashedKeyTable()
     /// The newest `received_at` folded (log time).
     public internal(set) var newest: Int64 = .min
 
@@ -44,10 +44,26 @@ public struct DedupeWindow: Sendable {
 
     public static func key(_ eventID: String, in scope: SubjectKey) -> UInt64 {
         // 0xFF never occurs in UTF-8, so (scope, id) pairs cannot run into each other.
+        // The FNV-1a of `scope.ringKey`, 0xFF, the id, without building the ring key string.
         var h = StableHash.offsetBasis
-        for b in scope.ringKey.utf8 { h = (h ^ UInt64(b)) &* StableHash.prime }
+        func mix(_ s: String) {
+            var s = s
+            s.withUTF8 { for b in $0 { h = (h ^ UInt64(b)) &* StableHash.prime } }
+        }
+        switch scope {
+        case .session(let s):
+            mix(s)
+        case .user(let u):
+            h = (h ^ 0x75) &* StableHash.prime       // "u:"
+            h = (h ^ 0x3A) &* StableHash.prime
+            mix(u)
+        case .terminal(let t):
+            h = (h ^ 0x74) &* StableHash.prime       // "t:"
+            h = (h ^ 0x3A) &* StableHash.prime
+            mix(t)
+        }
         h = (h ^ 0xFF) &* StableHash.prime
-        for b in eventID.utf8 { h = (h ^ UInt64(b)) &* StableHash.prime }
+        mix(eventID)
         return h
     }
 
@@ -76,10 +92,10 @@ public struct DedupeWindow: Sendable {
 
     mutating func append(_ key: UInt64, _ ref: EventRef, at: Int64) {
         let number = base + Int64(entries.count - head)
-        entries.append(Entry(key: key, seq: ref.seq, at: at, prev: newestOf[key] ?? -1,
+        let prev = newestOf.exchange(key, number) ?? -1
+        entries.append(Entry(key: key, seq: ref.seq, at: at, prev: prev,
                              blockOffset: UInt32(truncatingIfNeeded: ref.location.blockOffset),
                              segment: ref.location.segment, index: ref.location.index))
-        newestOf[key] = number
     }
 
     /// Forgets arrivals older than the window; compacts the ring now and then.
@@ -103,7 +119,7 @@ public struct DedupeWindow: Sendable {
         entries = []
         head = 0
         base = 0
-        newestOf = [:]
+        newestOf = HashedKeyTable(capacity: kept.count)
         for e in kept { append(e.key, e.ref, at: e.at) }
     }
 }

@@ -55,10 +55,12 @@ public struct StoredRecords {
 /// Everything a node keeps in memory about the records it stores, rebuilt by folding the log
 /// in order (`apply`). Pure: no I/O, no clock; time comes from the records.
 ///
-/// - sessions: state, identities and the newest receive time (O(sessions), not O(events));
-/// - users / terminals: links made by `/v1/identify`;
-/// - refs: where the records of each subject are, for the records not yet in a sealed
-///   segment's on-disk index (`takeOpenRefs` hands them over when a segment is sealed);
+/// - sessions: one entry per session, found by one lookup per event: state, identities, the
+///   newest receive time and the session's open refs;
+/// - users / terminals: links made by `/v1/identify`, and their open refs;
+/// - open refs: where the records of each subject are, for the records not yet in a sealed
+///   segment's on-disk index, kept in the subject's own entry (`takeOpenRefs` hands them over
+///   when a segment is sealed; `openSubjects` lists the entries that hold some);
 /// - dedupe: the ids of the last window of log time (`DedupeWindow`);
 /// - components: counters.
 public struct NodeIndex: Sendable {
@@ -69,6 +71,8 @@ public struct NodeIndex: Sendable {
         /// The latest `received_at` among its events: lets a scan for recent events skip
         /// a session without looking at its refs (they are not in time order after a catch-up).
         public var newestReceivedAt: Int64 = .min
+        /// Refs of its records not yet in a sealed segment's index, in log order.
+        public internal(set) var openRefs: [EventRef] = []
 
         mutating func observe(_ r: Record, via: String?, ttl: TTLSettings) {
             newestReceivedAt = max(newestReceivedAt, r.receivedAt)
@@ -97,6 +101,8 @@ public struct NodeIndex: Sendable {
         public var links: [Link] = []
         /// The latest `received_at` / `linked_at` among its events and links (see `SessionEntry`).
         public var newestReceivedAt: Int64 = .min
+        /// Refs of events naming it not yet in a sealed segment's index, in log order.
+        public internal(set) var openRefs: [EventRef] = []
 
         mutating func saw(_ at: Int64) { newestReceivedAt = max(newestReceivedAt, at) }
     }
@@ -104,9 +110,9 @@ public struct NodeIndex: Sendable {
     public internal(set) var sessions: [String: SessionEntry] = [:]
     public internal(set) var users: [String: IdentityEntry] = [:]
     public internal(set) var terminals: [String: IdentityEntry] = [:]
-    /// Refs of records not yet covered by a sealed segment index, per subject, in log order.
-    /// An event is listed under its session and under each identity it names.
-    public internal(set) var refs: [SubjectKey: [EventRef]] = [:]
+    /// The subjects whose entry holds open refs, each once (an entry is listed when its first
+    /// open ref comes). An event is listed under its session and under each identity it names.
+    public internal(set) var openSubjects: [SubjectKey] = []
     public internal(set) var openRefCount = 0
     /// Where a catch-up scan of the open segment may start (`ScanMarks`).
     public internal(set) var scanMarks = ScanMarks()
@@ -148,21 +154,41 @@ public struct NodeIndex: Sendable {
         }
         if let hit = dedupe.candidates(DedupeWindow.key(eventID, in: scope)).first(where: confirmed) { return hit }
         guard let t = receivedAt, t < dedupe.start else { return nil }
-        let open = (refs[scope] ?? []).filter { $0.receivedAt == t }
+        let open = openRefs(of: scope).filter { $0.receivedAt == t }
         return (open + stored.sealed(scope, t)).first(where: confirmed)
     }
 
+    /// The open refs of a subject (not yet in a sealed segment's index), in log order.
+    public func openRefs(of subject: SubjectKey) -> [EventRef] {
+        switch subject {
+        case .session(let id): return sessions[id]?.openRefs ?? []
+        case .user(let id): return users[id]?.openRefs ?? []
+        case .terminal(let id): return terminals[id]?.openRefs ?? []
+        }
+    }
+
     /// Takes the refs of every record folded so far (they are being written to a sealed
-    /// segment's index) and starts an empty open set.
+    /// segment's index) and starts an empty open set: one lookup per subject with refs.
     public mutating func takeOpenRefs() -> [SubjectKey: [EventRef]] {
-        let out = refs
-        refs = [:]
+        var out: [SubjectKey: [EventRef]] = [:]
+        out.reserveCapacity(openSubjects.count)
+        for subject in openSubjects {
+            var list: [EventRef] = []
+            switch subject {
+            case .session(let id): if sessions[id] != nil { swap(&list, &sessions[id]!.openRefs) }
+            case .user(let id): if users[id] != nil { swap(&list, &users[id]!.openRefs) }
+            case .terminal(let id): if terminals[id] != nil { swap(&list, &terminals[id]!.openRefs) }
+            }
+            if !list.isEmpty { out[subject] = list }
+        }
+        openSubjects = []
         openRefCount = 0
         return out
     }
 
-    mutating func addRef(_ ref: EventRef, to key: SubjectKey) {
-        refs[key, default: []].append(ref)
+    /// Counts a ref just appended to a subject's entry (`wasEmpty`: its list was empty before).
+    mutating func addedRef(to subject: @autoclosure () -> SubjectKey, wasEmpty: Bool) {
+        if wasEmpty { openSubjects.append(subject()) }
         openRefCount += 1
     }
 
@@ -190,24 +216,50 @@ public struct NodeIndex: Sendable {
             let ref = EventRef(location: location, ts: r.ts, receivedAt: r.receivedAt, seq: seq)
             dedupe.insert(DedupeWindow.key(r.eventID, in: SubjectKey(of: r)), ref)
             let via: String? = r.via.isEmpty ? nil : r.via
+            // One hash lookup per subject: its entry holds its state and its open refs.
             if !r.sessionID.isEmpty {
-                // One hash lookup, mutated in place.
-                sessions[r.sessionID, default: SessionEntry()].observe(r, via: via, ttl: ttl)
+                var wasEmpty = false
+                modify(&sessions[r.sessionID, default: SessionEntry()]) { e in
+                    e.observe(r, via: via, ttl: ttl)
+                    if keepRef {
+                        wasEmpty = e.openRefs.isEmpty
+                        e.openRefs.append(ref)
+                    }
+                }
+                if keepRef { addedRef(to: .session(r.sessionID), wasEmpty: wasEmpty) }
             }
-            if !r.userID.isEmpty { users[r.userID, default: IdentityEntry()].saw(r.receivedAt) }
-            if !r.terminalID.isEmpty { terminals[r.terminalID, default: IdentityEntry()].saw(r.receivedAt) }
-            if keepRef {
-                for subject in Self.subjects(listing: r) { addRef(ref, to: subject) }
+            if !r.userID.isEmpty {
+                let wasEmpty = Self.saw(r.receivedAt, ref: keepRef ? ref : nil, in: &users[r.userID, default: IdentityEntry()])
+                if keepRef { addedRef(to: .user(r.userID), wasEmpty: wasEmpty) }
             }
-            if !r.component.isEmpty {
-                // Distinct names are capped: past `componentsMax`, new names count as one.
-                let name = components.count < Self.componentsMax || components[r.component] != nil ? r.component : Self.otherComponents
-                var c = components[name] ?? ComponentStats()
-                c.events += 1
-                if r.isError { c.errors += 1 }
-                c.lastSeen = max(c.lastSeen, r.receivedAt)
-                components[name] = c
+            if !r.terminalID.isEmpty {
+                let wasEmpty = Self.saw(r.receivedAt, ref: keepRef ? ref : nil, in: &terminals[r.terminalID, default: IdentityEntry()])
+                if keepRef { addedRef(to: .terminal(r.terminalID), wasEmpty: wasEmpty) }
             }
+            if !r.component.isEmpty { countComponent(r) }
+        }
+    }
+
+    /// Notes an event in an identity's entry; true when its open refs were empty before.
+    static func saw(_ at: Int64, ref: EventRef?, in e: inout IdentityEntry) -> Bool {
+        e.saw(at)
+        guard let ref else { return false }
+        defer { e.openRefs.append(ref) }
+        return e.openRefs.isEmpty
+    }
+
+    /// Counts an event for its component: one lookup while the table has room. Distinct names
+    /// are capped: past `componentsMax`, new names count as one.
+    mutating func countComponent(_ r: Record) {
+        func count(_ c: inout ComponentStats) {
+            c.events += 1
+            if r.isError { c.errors += 1 }
+            c.lastSeen = max(c.lastSeen, r.receivedAt)
+        }
+        if components.count < Self.componentsMax || components[r.component] != nil {
+            count(&components[r.component, default: ComponentStats()])
+        } else {
+            count(&components[Self.otherComponents, default: ComponentStats()])
         }
     }
 
@@ -237,11 +289,20 @@ public struct NodeIndex: Sendable {
         guard !segments.isEmpty else { return }
         dedupe.forget(segments: segments)
         var count = 0
-        refs = refs.compactMapValues { list in
-            let kept = list.filter { !segments.contains($0.location.segment) }
-            count += kept.count
-            return kept.isEmpty ? nil : kept
+        var still: [SubjectKey] = []
+        func keep(_ list: inout [EventRef], _ subject: SubjectKey) {
+            list.removeAll { segments.contains($0.location.segment) }
+            count += list.count
+            if !list.isEmpty { still.append(subject) }
         }
+        for subject in openSubjects {
+            switch subject {
+            case .session(let id): if sessions[id] != nil { keep(&sessions[id]!.openRefs, subject) }
+            case .user(let id): if users[id] != nil { keep(&users[id]!.openRefs, subject) }
+            case .terminal(let id): if terminals[id] != nil { keep(&terminals[id]!.openRefs, subject) }
+            }
+        }
+        openSubjects = still
         openRefCount = count
     }
 
@@ -251,7 +312,7 @@ public struct NodeIndex: Sendable {
     public func expiredSessions(now: Int64, horizon: Int64, limit: Int) -> [(id: String, newest: Int64)] {
         var out: [(id: String, newest: Int64)] = []
         for (sid, e) in sessions where out.count < limit {
-            guard let st = e.state, st.isExpired(now: now), e.newestReceivedAt < horizon, refs[.session(sid)] == nil else { continue }
+            guard let st = e.state, st.isExpired(now: now), e.newestReceivedAt < horizon, e.openRefs.isEmpty else { continue }
             out.append((sid, e.newestReceivedAt))
         }
         return out
@@ -262,7 +323,7 @@ public struct NodeIndex: Sendable {
         var n = 0
         for (sid, newest) in list {
             guard let e = sessions[sid], e.newestReceivedAt == newest, e.state?.isExpired(now: now) ?? false,
-                  refs[.session(sid)] == nil else { continue }
+                  e.openRefs.isEmpty else { continue }
             sessions[sid] = nil
             n += 1
         }
@@ -276,15 +337,15 @@ public struct NodeIndex: Sendable {
         var out: [(subject: SubjectKey, newest: Int64)] = []
         for (make, map) in [(SubjectKey.user, users), (SubjectKey.terminal, terminals)] {
             for (id, e) in map where out.count < limit {
-                guard isForgettable(e, make(id), horizon: horizon) else { continue }
+                guard isForgettable(e, horizon: horizon) else { continue }
                 out.append((make(id), e.newestReceivedAt))
             }
         }
         return out
     }
 
-    func isForgettable(_ e: IdentityEntry, _ subject: SubjectKey, horizon: Int64) -> Bool {
-        e.newestReceivedAt < horizon && refs[subject] == nil && e.links.allSatisfy { sessions[$0.sessionID] == nil }
+    func isForgettable(_ e: IdentityEntry, horizon: Int64) -> Bool {
+        e.newestReceivedAt < horizon && e.openRefs.isEmpty && e.links.allSatisfy { sessions[$0.sessionID] == nil }
     }
 
     /// Forgets the given identities if they are still as `expiredIdentities` listed them.
@@ -293,10 +354,10 @@ public struct NodeIndex: Sendable {
         for (subject, newest) in list {
             switch subject {
             case .user(let u):
-                guard let e = users[u], e.newestReceivedAt == newest, isForgettable(e, subject, horizon: horizon) else { continue }
+                guard let e = users[u], e.newestReceivedAt == newest, isForgettable(e, horizon: horizon) else { continue }
                 users[u] = nil
             case .terminal(let t):
-                guard let e = terminals[t], e.newestReceivedAt == newest, isForgettable(e, subject, horizon: horizon) else { continue }
+                guard let e = terminals[t], e.newestReceivedAt == newest, isForgettable(e, horizon: horizon) else { continue }
                 terminals[t] = nil
             case .session:
                 continue
@@ -311,3 +372,7 @@ public struct NodeIndex: Sendable {
         return s
     }
 }
+
+/// Runs `body` on a value in place (a dictionary's `[key, default:]` entry: one lookup).
+@inline(__always)
+func modify<T>(_ value: inout T, _ body: (inout T) -> Void) { body(&value) }
