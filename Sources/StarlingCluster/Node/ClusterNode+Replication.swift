@@ -136,11 +136,12 @@ extension ClusterNode {
             }
         }
         if settings.rules.fencing {
+            let fence = ReplicaFence(sender: inbound.sender, ring: ring, rf: settings.rf, me: id)
             for r in records where r.kind == .event {
-                let key = Placement.keys(of: r)[0]
-                if !Placement.accepts(replicaOf: key, from: inbound.sender, ring: ring, rf: settings.rf, me: id) {
+                let key = SubjectKey(of: r)
+                if !fence.accepts(hash: RingHash.hash(key)) {
                     return respond(inbound, .replicateResult,
-                                   ReplicateResult(status: 409, message: "\(inbound.sender) is not a replica of '\(key)' at epoch \(epoch) (stale owner)").encode())
+                                   ReplicateResult(status: 409, message: "\(inbound.sender) is not a replica of '\(key.ringKey)' at epoch \(epoch) (stale owner)").encode())
                 }
             }
         }

@@ -8,7 +8,16 @@ import StarlingCore
 /// spreads every input bit over the whole word, so vnodes land uniformly.
 public enum RingHash {
     public static func hash(_ s: String) -> UInt64 {
-        var z = StableHash.fnv1a64(s)
+        finalize(StableHash.fnv1a64(s))
+    }
+
+    /// The hash of a subject's ring key (`SubjectKey.ringKey`), without building that string.
+    public static func hash(_ key: SubjectKey) -> UInt64 {
+        finalize(key.ringKeyFNV)
+    }
+
+    static func finalize(_ fnv: UInt64) -> UInt64 {
+        var z = fnv
         z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
         z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
         return z ^ (z >> 31)
@@ -63,25 +72,62 @@ public struct HashRing: Sendable, Equatable {
         return members[Int(owners[startIndex(for: RingHash.hash(key))])]
     }
 
+    /// The index in `members` of the owner of a key whose `RingHash` is `h`; nil when empty.
+    public func ownerIndex(ofHash h: @autoclosure () -> UInt64) -> Int? {
+        guard !points.isEmpty else { return nil }
+        if members.count == 1 { return 0 }   // a ring of one owns every key: no hashing
+        return Int(owners[startIndex(for: h())])
+    }
+
+    /// The index of `id` in `members`, nil when it is not a member (ids compare by UTF-8 bytes).
+    public func memberIndex(_ id: String) -> Int? {
+        members.firstIndex { $0.utf8.elementsEqual(id.utf8) }
+    }
+
     /// Up to `count` distinct members, walking clockwise from the owner (the owner first).
     public func replicas(of key: String, count: Int) -> [String] {
-        guard count > 0, !points.isEmpty else { return [] }
-        let wanted = min(count, members.count)
-        var taken = [Bool](repeating: false, count: members.count)
         var out: [String] = []
-        out.reserveCapacity(wanted)
-        var i = startIndex(for: RingHash.hash(key))
-        var visited = 0
-        while out.count < wanted && visited < points.count {
-            let owner = Int(owners[i])
-            if !taken[owner] {
-                taken[owner] = true
-                out.append(members[owner])
-            }
-            i = i + 1 == points.count ? 0 : i + 1
-            visited += 1
-        }
+        out.reserveCapacity(min(max(count, 0), members.count))
+        forEachReplica(ofHash: RingHash.hash(key), count: count) { out.append(members[$0]); return true }
         return out
+    }
+
+    /// Calls `body` with the index in `members` of up to `count` distinct members, walking
+    /// clockwise from the owner of hash `h` (the owner first), as `replicas` lists them; stops
+    /// when `body` returns false. Allocates nothing for rings of up to 64 members (it runs for
+    /// every replicated record, on the owner and on the follower).
+    public func forEachReplica(ofHash h: UInt64, count: Int, _ body: (Int) -> Bool) {
+        guard count > 0, !points.isEmpty else { return }
+        let wanted = min(count, members.count)
+        var found = 0
+        var i = startIndex(for: h)
+        var visited = 0
+        if members.count <= 64 {
+            var taken: UInt64 = 0
+            while found < wanted && visited < points.count {
+                let owner = Int(owners[i])
+                let bit: UInt64 = 1 << UInt64(owner)
+                if taken & bit == 0 {
+                    taken |= bit
+                    found += 1
+                    if !body(owner) { return }
+                }
+                i = i + 1 == points.count ? 0 : i + 1
+                visited += 1
+            }
+        } else {
+            var taken = [Bool](repeating: false, count: members.count)
+            while found < wanted && visited < points.count {
+                let owner = Int(owners[i])
+                if !taken[owner] {
+                    taken[owner] = true
+                    found += 1
+                    if !body(owner) { return }
+                }
+                i = i + 1 == points.count ? 0 : i + 1
+                visited += 1
+            }
+        }
     }
 
     /// The fraction of the 2^64 hash space each member owns (the values sum to 1).

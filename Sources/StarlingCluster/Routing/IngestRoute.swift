@@ -9,14 +9,15 @@ public struct IngestRoute: Sendable, Equatable {
     public init(keys: [SubjectKey], ring: HashRing, me: String) {
         owners = []
         indices = []
-        var slot: [String: Int] = [:]
+        // By member index (the last slot: `me`, for an empty ring): no string hashing per event.
+        var slot = [Int](repeating: -1, count: ring.members.count + 1)
         for (i, key) in keys.enumerated() {
-            let owner = Placement.owner(of: key.ringKey, ring: ring, me: me)
-            if let s = slot[owner] {
-                indices[s].append(i)
+            let m = ring.ownerIndex(ofHash: RingHash.hash(key)) ?? ring.members.count
+            if slot[m] >= 0 {
+                indices[slot[m]].append(i)
             } else {
-                slot[owner] = owners.count
-                owners.append(owner)
+                slot[m] = owners.count
+                owners.append(m < ring.members.count ? ring.members[m] : me)
                 indices.append([i])
             }
         }

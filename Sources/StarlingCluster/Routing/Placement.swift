@@ -17,17 +17,36 @@ public enum Placement {
     /// the key's replica set without `me`, cut to `rf - 1`. nil when the ring has too few members
     /// (then the write must be refused, never acknowledged with fewer copies).
     public static func followers(of key: String, ring: HashRing, rf: Int, me: String) -> [String]? {
-        let others = ring.replicas(of: key, count: rf + 1).filter { $0 != me }
-        guard others.count >= rf - 1 else { return nil }
-        return Array(others.prefix(rf - 1))
+        var out: [String] = []
+        let complete = forEachFollower(ofHash: RingHash.hash(key), ring: ring, rf: rf, me: ring.memberIndex(me)) {
+            out.append(ring.members[$0])
+        }
+        return complete ? out : nil
+    }
+
+    /// `followers` as member indexes, without allocating: calls `body` with each of the first
+    /// `rf - 1` members other than `me` (an index in `ring.members`, or nil when not a member)
+    /// among the first `rf + 1` of the key's replica set. False when there are fewer (the write
+    /// must be refused).
+    public static func forEachFollower(ofHash h: UInt64, ring: HashRing, rf: Int, me: Int?, _ body: (Int) -> Void) -> Bool {
+        let wanted = rf - 1
+        guard wanted > 0 else { return true }
+        var found = 0
+        ring.forEachReplica(ofHash: h, count: rf + 1) { m in
+            if m != me {
+                body(m)
+                found += 1
+            }
+            return found < wanted
+        }
+        return found >= wanted
     }
 
     /// Fencing: may `sender` write `key` to this node? Only a member of the key's replica set
     /// in this node's view (a replaced, stale owner is refused). A node outside the ring (still
     /// joining) accepts, since it has no view to judge by.
     public static func accepts(replicaOf key: String, from sender: String, ring: HashRing, rf: Int, me: String) -> Bool {
-        guard ring.members.contains(me) else { return true }
-        return ring.replicas(of: key, count: rf + 1).contains(sender)
+        ReplicaFence(sender: sender, ring: ring, rf: rf, me: me).accepts(hash: RingHash.hash(key))
     }
 
     /// Catch-up source rule: should `responder` send `key` to `requester`? Only when the
@@ -74,5 +93,32 @@ public enum Placement {
     /// stored it.
     public static func acknowledged(storedLocally: Bool, followerAcks: [Bool]) -> Bool {
         storedLocally && followerAcks.allSatisfy { $0 }
+    }
+}
+
+/// `Placement.accepts` for one sender and many keys (a replicated batch): the member lookups
+/// are done once, and each key costs one ring walk with no allocation.
+public struct ReplicaFence: Sendable {
+    let ring: HashRing
+    let rf: Int
+    /// nil: this node is outside the ring (accept all); -1: the sender is not a member.
+    let sender: Int?
+
+    public init(sender: String, ring: HashRing, rf: Int, me: String) {
+        self.ring = ring
+        self.rf = rf
+        self.sender = ring.memberIndex(me) == nil ? nil : (ring.memberIndex(sender) ?? -1)
+    }
+
+    /// Whether the sender is in the replica set (`rf + 1` members) of the key hashed to `h`.
+    public func accepts(hash h: @autoclosure () -> UInt64) -> Bool {
+        guard let sender else { return true }
+        guard sender >= 0 else { return false }
+        var found = false
+        ring.forEachReplica(ofHash: h(), count: rf + 1) { m in
+            found = m == sender
+            return !found
+        }
+        return found
     }
 }

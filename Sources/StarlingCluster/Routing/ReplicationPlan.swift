@@ -20,28 +20,39 @@ public struct ReplicationPlan: Sendable, Equatable {
     /// Followers come in the order they first appear, so the plan is deterministic.
     public static func plan(_ records: [Record], ring: HashRing, rf: Int, me: String,
                             frameBytes: Int) -> Result<ReplicationPlan, Refusal> {
-        var order: [String] = []
-        var perFollower: [String: [[UInt8]]] = [:]
-        for r in records {
-            var targets: [String] = []
-            for key in Placement.keys(of: r) {
-                guard let f = Placement.followers(of: key, ring: ring, rf: rf, me: me) else {
-                    return .failure(.notEnoughReplicas(key: key))
-                }
-                for t in f where !targets.contains(t) { targets.append(t) }
+        // Followers by member index: no per-record allocation or string hashing for an event
+        // (one key); a link names up to three keys, whose follower sets are merged.
+        let meIndex = ring.memberIndex(me)
+        var order: [Int] = []
+        var perFollower = [[[UInt8]]](repeating: [], count: ring.members.count)
+        var listed: [Int] = []           // one record's followers, in the order first met (reused)
+        func follow(_ key: SubjectKey) -> Bool {
+            Placement.forEachFollower(ofHash: RingHash.hash(key), ring: ring, rf: rf, me: meIndex) { m in
+                if !listed.contains(m) { listed.append(m) }
             }
-            guard !targets.isEmpty else { continue }
+        }
+        for r in records {
+            listed.removeAll(keepingCapacity: true)
+            if r.kind == .event {
+                let key = SubjectKey(of: r)
+                guard follow(key) else { return .failure(.notEnoughReplicas(key: key.ringKey)) }
+            } else {
+                for key in SubjectKey.all(of: r) {
+                    guard follow(key) else { return .failure(.notEnoughReplicas(key: key.ringKey)) }
+                }
+            }
+            guard !listed.isEmpty else { continue }
             let bytes = r.encoded
-            for t in targets {
-                if perFollower[t] == nil { order.append(t) }
-                perFollower[t, default: []].append(bytes)
+            for t in listed {
+                if perFollower[t].isEmpty { order.append(t) }
+                perFollower[t].append(bytes)
             }
         }
         var shipments: [Shipment] = []
         for follower in order {
-            let recs = perFollower[follower]!
+            let recs = perFollower[follower]
             for run in FrameBudget.runs(sizes: recs.map { $0.count + FrameBudget.itemOverhead }, maxBytes: frameBytes) {
-                shipments.append(Shipment(follower: follower, records: Array(recs[run])))
+                shipments.append(Shipment(follower: ring.members[follower], records: Array(recs[run])))
             }
         }
         return .success(ReplicationPlan(shipments: shipments))

@@ -45,26 +45,7 @@ public struct DedupeWindow: Sendable {
     public static func key(_ eventID: String, in scope: SubjectKey) -> UInt64 {
         // 0xFF never occurs in UTF-8, so (scope, id) pairs cannot run into each other.
         // The FNV-1a of `scope.ringKey`, 0xFF, the id, without building the ring key string.
-        var h = StableHash.offsetBasis
-        func mix(_ s: String) {
-            var s = s
-            s.withUTF8 { for b in $0 { h = (h ^ UInt64(b)) &* StableHash.prime } }
-        }
-        switch scope {
-        case .session(let s):
-            mix(s)
-        case .user(let u):
-            h = (h ^ 0x75) &* StableHash.prime       // "u:"
-            h = (h ^ 0x3A) &* StableHash.prime
-            mix(u)
-        case .terminal(let t):
-            h = (h ^ 0x74) &* StableHash.prime       // "t:"
-            h = (h ^ 0x3A) &* StableHash.prime
-            mix(t)
-        }
-        h = (h ^ 0xFF) &* StableHash.prime
-        mix(eventID)
-        return h
+        StableHash.fnv1a64(continuing: StableHash.fnv1a64(continuing: scope.ringKeyFNV, byte: 0xFF), eventID)
     }
 
     func entry(_ number: Int64) -> Entry? {

@@ -36,6 +36,20 @@ public enum SubjectKey: Sendable, Hashable {
     }
 
     /// The key hashed onto the ring: the session id itself, `u:<user_id>` or `t:<terminal_id>`.
+    /// FNV-1a 64 of `ringKey`'s UTF-8 bytes, computed without building the string (the ring
+    /// hash and the dedupe key start from it).
+    public var ringKeyFNV: UInt64 {
+        func prefixed(_ kind: UInt8, _ id: String) -> UInt64 {
+            let h = StableHash.fnv1a64(continuing: StableHash.fnv1a64(continuing: StableHash.offsetBasis, byte: kind), byte: 0x3A)
+            return StableHash.fnv1a64(continuing: h, id)
+        }
+        switch self {
+        case .session(let s): return StableHash.fnv1a64(s)
+        case .user(let u): return prefixed(0x75, u)        // "u:"
+        case .terminal(let t): return prefixed(0x74, t)    // "t:"
+        }
+    }
+
     public var ringKey: String {
         switch self {
         case .session(let s): return s

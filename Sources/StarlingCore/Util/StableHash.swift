@@ -18,6 +18,20 @@ public enum StableHash {
 
     /// FNV-1a 64 of the string's UTF-8 bytes.
     public static func fnv1a64(_ s: String) -> UInt64 {
-        fnv1a64(s.utf8)
+        fnv1a64(continuing: offsetBasis, s)
+    }
+
+    /// Continues an FNV-1a 64 state `h` over the string's UTF-8 bytes (read in place).
+    public static func fnv1a64(continuing h: UInt64, _ s: String) -> UInt64 {
+        var h = h
+        var s = s
+        s.withUTF8 { for b in $0 { h = (h ^ UInt64(b)) &* prime } }
+        return h
+    }
+
+    /// Continues an FNV-1a 64 state `h` over one byte.
+    @inline(__always)
+    public static func fnv1a64(continuing h: UInt64, byte: UInt8) -> UInt64 {
+        (h ^ UInt64(byte)) &* prime
     }
 }
