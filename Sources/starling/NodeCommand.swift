@@ -59,7 +59,8 @@ struct NodeCommand: ParsableCommand {
     @Option(name: .customLong("metrics-tls"), help: "on | off: serve --metrics over HTTPS with the --tls-cert certificate (and --tls-client-ca, if set, for scrapers' certificates); default off.") var metricsTLS: String?
     @Option(name: .customLong("http-connections-max"), help: "Open HTTP connections in all (default 16384); more are closed at accept.") var httpConnectionsMax: Int?
     @Option(name: .customLong("http-connections-per-ip"), help: "Open HTTP connections from one address, trusted proxies exempt (default 512).") var httpConnectionsPerIP: Int?
-    @Option(name: .customLong("http-header-timeout"), help: "Time a client has to send a request's head, e.g. 20s (default 60s, as is the body's).") var httpHeaderTimeout: String?
+    @Option(name: .customLong("http-header-timeout"), help: "Time a client has to send a request's head, e.g. 20s (default 60s).") var httpHeaderTimeout: String?
+    @Option(name: .customLong("http-body-timeout"), help: "Time a client has to send a request's body once its head is in, e.g. 20s (default 60s).") var httpBodyTimeout: String?
     @Option(name: .customLong("tls-cert"), help: "PEM certificate chain for HTTPS on --http (with --tls-key; reloaded on SIGHUP).") var tlsCert: String?
     @Option(name: .customLong("tls-key"), help: "PEM private key for --tls-cert.") var tlsKey: String?
     @Option(name: .customLong("tls-client-ca"), help: "PEM CA: HTTP clients must present a certificate it signed.") var tlsClientCA: String?
@@ -310,6 +311,12 @@ struct NodeCommand: ParsableCommand {
             }
             c.limits.httpHeaderTimeoutMs = Int(ms)
         }
+        if let s = try src.str(httpBodyTimeout, "http_body_timeout") {
+            guard let ms = Durations.parse(s), ms >= 1, ms <= Int64(Int32.max) else {
+                throw ConfigError(description: "invalid --http-body-timeout '\(s)': expected e.g. 20s, 500ms")
+            }
+            c.limits.httpBodyTimeoutMs = Int(ms)
+        }
         if c.ttl.longMs < c.ttl.shortMs { throw ConfigError(description: "--long-ttl must not be shorter than --short-ttl") }
         if let d = try src.int(retentionDays, "retention_days") {
             guard d >= 1 else { throw ConfigError(description: "invalid --retention-days \(d): must be at least 1") }
@@ -355,7 +362,7 @@ struct ConfigSource {
     static let knownKeys: Set<String> = ["id", "data", "http", "peer", "udp", "join", "rf", "trusted_proxy", "rate_limit", "short_ttl",
                                          "long_ttl", "dedupe_window", "segment_mb", "retention_days", "archive", "fsync", "fsync_interval_ms", "threads", "log_level",
                                          "admin_token_file", "metrics", "metrics_tls", "peer_compression", "cluster_secret_file", "peer_clients",
-                                         "http_connections_max", "http_connections_per_ip", "http_header_timeout",
+                                         "http_connections_max", "http_connections_per_ip", "http_header_timeout", "http_body_timeout",
                                          "tls_cert", "tls_key", "tls_client_ca", "peer_tls_cert", "peer_tls_key", "peer_tls_ca",
                                          "write_keys", "export_dir", "export_format", "export_compress", "sink_postgres", "sink_table", "sink_batch", "geoip", "enrich_ua", "id_cookie", "id_cookie_domain", "id_cookie_days",
                                          "tracing", "trace_sample", "otlp_endpoint", "udp_sockets"]

@@ -109,6 +109,42 @@ import Testing
         #expect(try Raw(port: n.port).get("/healthz") == 200, "the address is served again once its slow connections are gone")
     }
 
+    /// The header deadline runs from the end of the last answer, not from the connection's start:
+    /// one connection asking every 300 ms for 2.4 s (more than twice the 1 s timeout) is served
+    /// throughout, and closed about a second after its last request.
+    @Test func aBusyKeepAliveConnectionOutlivesTheHeaderTimeout() throws {
+        guard let (n, data) = try node(["--http-header-timeout", "1s"]) else { return }
+        defer { n.kill9(); try? FileManager.default.removeItem(atPath: data) }
+        let c = try Raw(port: n.port)
+        var statuses: [Int?] = []
+        for _ in 0..<8 {
+            statuses.append(c.get("/healthz"))
+            usleep(300_000)
+        }
+        #expect(statuses.allSatisfy { $0 == 200 }, "\(statuses)")
+        #expect(!c.closedByPeer(waitingMs: 0))
+        let last = Date()
+        #expect(c.closedByPeer(waitingMs: 3_000), "closed once idle for the header timeout")
+        let idle = Date().timeIntervalSince(last)
+        #expect(idle > 0.3 && idle < 2.5, "closed \(idle) s after the last answer")
+        #expect(metric(n, #"starling_connection_timeouts_total{phase="header"}"#) == 1)
+    }
+
+    /// A body that stops coming is cut at the body timeout, counted under its own phase, while
+    /// the header timeout (longer here) does not apply to it.
+    @Test func aStalledBodyMeetsTheBodyTimeout() throws {
+        guard let (n, data) = try node(["--http-header-timeout", "30s", "--http-body-timeout", "1s"]) else { return }
+        defer { n.kill9(); try? FileManager.default.removeItem(atPath: data) }
+        let c = try Raw(port: n.port)
+        c.send(Array("POST /v1/events HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{\"session_id\"".utf8))
+        let sent = Date()
+        #expect(c.closedByPeer(waitingMs: 5_000), "the stalled body is cut")
+        let after = Date().timeIntervalSince(sent)
+        #expect(after > 0.5 && after < 3, "cut \(after) s after the head")
+        #expect(metric(n, #"starling_connection_timeouts_total{phase="body"}"#) == 1)
+        #expect(metric(n, #"starling_connection_timeouts_total{phase="header"}"#) == 0)
+    }
+
     @Test func tenThousandIdleConnections() throws {
         guard let (n, data) = try node() else { return }
         defer { n.kill9(); try? FileManager.default.removeItem(atPath: data) }
