@@ -18,14 +18,15 @@ extension Record {
     public func problem(limits: Limits) -> String? {
         guard (0...Self.timeMax).contains(ts) else { return "ts \(ts) is outside 0...\(Self.timeMax)" }
         guard (0...Self.timeMax).contains(receivedAt) else { return "received_at \(receivedAt) is outside 0...\(Self.timeMax)" }
-        let fields: [(String, String, Int)] = [
-            ("session_id", sessionID, limits.sessionIDBytesMax), ("event_id", eventID, limits.eventIDBytesMax),
-            ("key", key, limits.keyBytesMax), ("component", component, limits.identityBytesMax),
-            ("via", via, limits.identityBytesMax), ("user_id", userID, limits.identityBytesMax),
-            ("terminal_id", terminalID, limits.identityBytesMax),
-        ]
-        for (name, value, max) in fields where value.utf8.count > max {
-            return "\(name) is \(value.utf8.count) bytes, the limit is \(max)"
+        // Field by field, with no table built per record (this runs for every record from a peer).
+        func tooLong(_ name: StaticString, _ value: String, _ max: Int) -> String? {
+            value.utf8.count > max ? "\(name) is \(value.utf8.count) bytes, the limit is \(max)" : nil
+        }
+        if let p = tooLong("session_id", sessionID, limits.sessionIDBytesMax)
+            ?? tooLong("event_id", eventID, limits.eventIDBytesMax) ?? tooLong("key", key, limits.keyBytesMax)
+            ?? tooLong("component", component, limits.identityBytesMax) ?? tooLong("via", via, limits.identityBytesMax)
+            ?? tooLong("user_id", userID, limits.identityBytesMax) ?? tooLong("terminal_id", terminalID, limits.identityBytesMax) {
+            return p
         }
         let size = encodedCount
         guard size <= limits.recordBytesMax else { return "record is \(size) bytes, the limit is \(limits.recordBytesMax)" }

@@ -145,18 +145,20 @@ public struct Record: Sendable {
             throw .truncated(offset: at)
         }
         guard let kind = Kind(rawValue: kindByte) else { throw .badKind(kindByte, offset: at) }
-        var strings: [String] = []
-        strings.reserveCapacity(7)
-        for _ in 0..<7 {
+        // The seven strings read in order into locals (no array per record: this runs for every
+        // forwarded, replicated, pulled and read-back record).
+        func field() throws(DecodeError) -> String {
             guard let n = r.u16(), let s = r.string(Int(n)) else { throw .truncated(offset: at) }
-            strings.append(s)
+            return s
         }
+        let sessionID = try field(), eventID = try field(), key = try field(), component = try field()
+        let via = try field(), userID = try field(), terminalID = try field()
         guard let jn = r.u32(), let jlen = Int(exactly: jn), let json = r.slice(jlen), r.remaining == 0 else {
             throw .badLength(offset: at)
         }
-        return Record(kind: kind, isError: flags & 1 != 0, ts: ts, receivedAt: rcv, sessionID: strings[0],
-                      eventID: strings[1], key: strings[2], component: strings[3], via: strings[4],
-                      userID: strings[5], terminalID: strings[6], json: Array(json))
+        return Record(kind: kind, isError: flags & 1 != 0, ts: ts, receivedAt: rcv, sessionID: sessionID,
+                      eventID: eventID, key: key, component: component, via: via,
+                      userID: userID, terminalID: terminalID, json: Array(json))
     }
 }
 
