@@ -23,6 +23,36 @@ import StarlingCore
         }
     }
 
+    /// The owner by the ring's definition, found by a linear scan: the member of the first vnode
+    /// at or after the hash (wrapping), equal positions ordered by member id.
+    static func naiveOwner(_ ring: HashRing, hash h: UInt64) -> String? {
+        var placed: [(point: UInt64, owner: Int)] = []
+        for (m, id) in ring.members.enumerated() {
+            for i in 0..<ring.vnodes { placed.append((RingHash.hash("\(id)#\(i)"), m)) }
+        }
+        placed.sort { $0.point != $1.point ? $0.point < $1.point : $0.owner < $1.owner }
+        guard let first = placed.first else { return nil }
+        return ring.members[(placed.first { $0.point >= h } ?? first).owner]
+    }
+
+    /// The bucketed search finds the same owner as a scan, for hashes on, just before and just
+    /// after every vnode, at both ends of the space, and for ordinary keys.
+    @Test func bucketedLookupFindsTheDefinedOwner() {
+        for ring in Self.rings {
+            var hashes: [UInt64] = [0, 1, .max, .max - 1, 1 << 63]
+            for (m, id) in ring.members.enumerated() where m < 5 {
+                for i in 0..<min(ring.vnodes, 40) {
+                    let p = RingHash.hash("\(id)#\(i)")
+                    hashes += [p, p &- 1, p &+ 1]
+                }
+            }
+            hashes += Self.keys(300).map { RingHash.hash($0) }
+            for h in hashes {
+                #expect(ring.ownerIndex(ofHash: h).map { ring.members[$0] } == Self.naiveOwner(ring, hash: h), "hash \(h)")
+            }
+        }
+    }
+
     @Test func subjectHashIsTheHashOfItsRingKey() {
         for key in Self.keys(30) {
             #expect(RingHash.hash(key) == RingHash.hash(key.ringKey))
