@@ -175,6 +175,22 @@ public enum FileIO {
         syncDirectory(dir.isEmpty ? "." : dir)
     }
 
+    /// Reads a file whose size is not known in advance (`/proc` files report 0) up to `limit`
+    /// bytes, until end of file.
+    public static func readStream(_ path: String, limit: Int = 16 << 20) -> [UInt8]? {
+        guard let fd = try? openFile(path, flags: O_RDONLY) else { return nil }
+        defer { close(fd) }
+        var out: [UInt8] = []
+        var chunk = [UInt8](repeating: 0, count: 65_536)
+        while out.count < limit {
+            let n = chunk.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+            if n < 0 && errno == EINTR { continue }
+            guard n > 0 else { break }
+            out.append(contentsOf: chunk[0..<n])
+        }
+        return out
+    }
+
     public static func readFile(_ path: String) -> [UInt8]? {
         guard let fd = try? openFile(path, flags: O_RDONLY) else { return nil }
         defer { close(fd) }

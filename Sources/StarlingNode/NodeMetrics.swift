@@ -1,5 +1,6 @@
 import Prometheus
 import StarlingCore
+import StarlingLog
 import Synchronization
 
 /// Every metric a node exports at `/metrics`, on its own registry (so several nodes can
@@ -46,6 +47,10 @@ public final class NodeMetrics: Sendable {
     let otherResponses: Counter
     /// The data directory's filesystem (`statvfs`), refreshed every 10 s by the engine.
     public let diskFreeBytes: Gauge
+    /// Datagrams the kernel dropped on this node's UDP sockets (`udpPort`), read at each scrape.
+    public let udpSocketDrops: Gauge
+    /// The bound UDP port, set once the sockets are bound (nil: no UDP listener).
+    public let udpPort = Mutex<Int?>(nil)
     public let diskSizeBytes: Gauge
     public let rateLimited: Counter
     public let httpErrors: Counter
@@ -146,6 +151,7 @@ public final class NodeMetrics: Sendable {
         otherResponses = registry.makeCounter(descriptor: Self.d("http_responses", "total", "HTTP answers by status code"),
                                               labels: [("status", "other")])
         diskFreeBytes = registry.makeGauge(descriptor: Self.d("data_disk_free", "bytes", "Bytes available to the node on its data directory's filesystem"))
+        udpSocketDrops = registry.makeGauge(descriptor: Self.d("udp_socket_drops", "", "Datagrams the kernel dropped on this node's UDP sockets because their receive queue was full, since the sockets opened (from /proc/net/udp; fire-and-forget senders are never told)"))
         diskSizeBytes = registry.makeGauge(descriptor: Self.d("data_disk_size", "bytes", "Size of the data directory's filesystem"))
         requestSeconds = registry.makeDurationHistogram(
             descriptor: Self.d("http_request_duration", "seconds", "HTTP request latency, from request head to response"),
@@ -254,6 +260,12 @@ public final class NodeMetrics: Sendable {
     }
 
     public func exposition() -> [UInt8] {
+        if let port = udpPort.withLock({ $0 }) {
+            let tables = ["/proc/net/udp", "/proc/net/udp6"].compactMap { path in
+                FileIO.readStream(path).map { String(decoding: $0, as: UTF8.self) }
+            }
+            if let drops = ProcNetUDP.drops(inTables: tables, port: port) { udpSocketDrops.set(Double(drops)) }
+        }
         var out: [UInt8] = []
         registry.emit(into: &out)
         return out

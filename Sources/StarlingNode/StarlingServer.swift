@@ -266,6 +266,7 @@ public final class StarlingServer: Sendable {
             if k == 0 {
                 udpAddress.withLock { $0 = u.localAddress }
                 port = u.localAddress?.port ?? port
+                api.engine.metrics.udpPort.withLock { $0 = port }
             }
             channels.withLock { $0.append(u) }
         }

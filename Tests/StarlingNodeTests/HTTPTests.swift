@@ -288,6 +288,48 @@ import StarlingCore
         #expect(all)
     }
 
+    /// Datagrams the kernel drops on the node's port show in `starling_udp_socket_drops`. To
+    /// make the kernel drop some for certain, a socket of this test joins the port's reuse group
+    /// with the smallest receive buffer and is never read: what the kernel hashes to it
+    /// overflows, and its row in /proc/net/udp carries the drops the node reports.
+    @Test func kernelDropsOnTheUDPPortAreReported() throws {
+        let node = try LiveNode { $0.udpSockets = 2 }
+        defer { node.stop() }
+        let port = node.server.udpPort!
+        func drops() throws -> Double? {
+            let text = try node.call("GET", "/metrics").text
+            return text.split(separator: "\n").first { $0.hasPrefix("starling_udp_socket_drops ") }
+                .flatMap { Double($0.split(separator: " ")[1]) }
+        }
+        #expect(try drops() == 0)
+        let sink = socket(AF_INET, Int32(SOCK_DGRAM.rawValue), 0)
+        defer { close(sink) }
+        var one: Int32 = 1
+        setsockopt(sink, SOL_SOCKET, SO_REUSEPORT, &one, socklen_t(MemoryLayout<Int32>.size))
+        setsockopt(sink, SOL_SOCKET, SO_RCVBUF, &one, socklen_t(MemoryLayout<Int32>.size))
+        var addr = sockaddr_in()
+        addr.sin_family = sa_family_t(AF_INET)
+        addr.sin_port = in_port_t(UInt16(port).bigEndian)
+        addr.sin_addr.s_addr = inet_addr("127.0.0.1")
+        let bound = withUnsafePointer(to: &addr) { p in
+            p.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(sink, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+        }
+        #expect(bound == 0, "joined the port's reuse group")
+        let bytes = Array(#"{"session_id":"dr","key":"k","value":1}"#.utf8)
+        for _ in 0..<64 {
+            let fd = socket(AF_INET, Int32(SOCK_DGRAM.rawValue), 0)
+            for _ in 0..<20 {
+                _ = withUnsafePointer(to: &addr) { p in
+                    p.withMemoryRebound(to: sockaddr.self, capacity: 1) { sa in
+                        bytes.withUnsafeBytes { sendto(fd, $0.baseAddress, $0.count, 0, sa, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+                    }
+                }
+            }
+            close(fd)
+        }
+        #expect(try eventually { (try drops() ?? 0) > 0 })
+    }
+
     @Test func garbageAndSlowClientsDoNotHurtTheNode() throws {
         let node = try LiveNode()
         defer { node.stop() }

@@ -11,7 +11,7 @@ docs/scaling.png (gnuplot).
   ops/bench/run [--seconds 10] [--bin .build/release/starling]
                 [--only ceiling,one,three,scaling] [--scaling-nodes 1,2,4,8] [--node-cpu 0.15]
 """
-import argparse, json, os, re, shutil, signal, subprocess, sys, tempfile, time
+import argparse, json, os, re, shutil, signal, subprocess, sys, tempfile, time, urllib.request
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 BENCH = os.path.dirname(os.path.abspath(__file__))
@@ -185,9 +185,12 @@ http {{ access_log {work}/access.log; server {{ listen 127.0.0.1:18099; location
     def fixed_rate(name, load, args, procs=None):
         """Open loop (starling bench --rate): latency from each request's due time, so queueing shows."""
         pids = [p.pid for p in procs or []]
+        udp = "udp" in args
+        k0 = metric(18101, "starling_udp_socket_drops") if udp else None
         c0 = cpu_seconds(pids)
         r = bench(a.bin, args, a.seconds)
         c1 = cpu_seconds(pids)
+        k1 = metric(18101, "starling_udp_socket_drops") if udp else None
         if not r:
             rows.append({"setup": name, "load": load, "failed": True}); return
         lat = r.get("latencyMicros")     # none for UDP (fire and forget)
@@ -202,6 +205,8 @@ http {{ access_log {work}/access.log; server {{ listen 127.0.0.1:18099; location
             v = r["verification"]
             row["stored"], row["expected"] = v["stored"], v["expected"]
             row["loss_pct"] = round(100 * (1 - v["stored"] / max(v["expected"], 1)), 3)
+        if k0 is not None and k1 is not None:
+            row["kernel_drops"] = int(k1 - k0)   # dropped in the node's full socket queue
         rows.append(row)
         print(row, flush=True)
 
@@ -259,6 +264,17 @@ http {{ access_log {work}/access.log; server {{ listen 127.0.0.1:18099; location
               "scaling": {"node_cpu": a.node_cpu, "points": series, "note": scaling_note}}
     write_report(result)
     return 0
+
+def metric(http_port, name):
+    """One unlabelled sample from a node's /metrics, None when absent or unreachable."""
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{http_port}/metrics", timeout=5) as r:
+            for line in r.read().decode().splitlines():
+                if line.startswith(name + " "):
+                    return float(line.split()[1])
+    except OSError:
+        return None
+    return None
 
 def scaling_point(a, work, n, rf=1, route="lb"):
     """One point of the series: n nodes, each capped to a.node_cpu cores, 100-event batches
@@ -352,6 +368,7 @@ def write_report(result):
         if r.get("late_sends"): notes.append(f"{r['late_sends']} late sends")
         if r.get("never_sent"): notes.append(f"{r['never_sent']} never sent")
         if "loss_pct" in r: notes.append(f"stored {r['stored']:,} of {r['expected']:,} ({r['loss_pct']}% lost)")
+        if "kernel_drops" in r: notes.append(f"{r['kernel_drops']:,} dropped by the kernel at the node's full socket queue")
         lines.append(f"| {r['setup']} | {r['load']} | {r['events_per_s']:,} | {r.get('p50_ms','')} | {r.get('p99_ms','')} | {r.get('p999_ms','')} | "
                      f"{r.get('cpu_s_per_million_events','')} | {r.get('disk_bytes_per_event','')} | {r.get('ratio_to_ceiling','')} | {'; '.join(notes)} |")
     sc = result["scaling"]
