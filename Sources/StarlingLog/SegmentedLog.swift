@@ -433,13 +433,22 @@ public final class SegmentedLog: @unchecked Sendable {
 
     /// Deletes (or first moves to `archive`) every day directory older than `keepDays` days,
     /// never the day being written. Returns the removed days and their segment numbers.
-    public func applyRetention(keepDays: Int, nowMs: Int64, archive: String?) throws -> (days: [String], segments: Set<UInt32>) {
+    /// `throughSegment`: only days whose segments are all numbered at most this are removed; the
+    /// others wait (`waiting` true).
+    public func applyRetention(keepDays: Int, nowMs: Int64, archive: String?,
+                               throughSegment: UInt32? = nil) throws -> (days: [String], segments: Set<UInt32>, waiting: Bool) {
         let dayMs: Int64 = 86_400_000
         let cutoff = nowMs - Int64(keepDays) * dayMs
         var days: [String] = []
         var removed = Set<UInt32>()
+        var waiting = false
         for day in FileIO.list(logDir).sorted() {
             guard let start = Timestamps.parseUTCDay(day), start + dayMs <= cutoff, day != active?.day else { continue }
+            if let limit = throughSegment,
+               shared.withLock({ s in s.segments.values.contains { $0.day == day && $0.number > limit } }) {
+                waiting = true
+                continue
+            }
             let victims: [UInt32] = shared.withLock { s in
                 let v = s.segments.values.filter { $0.day == day }.map(\.number)
                 for n in v {
@@ -466,7 +475,7 @@ public final class SegmentedLog: @unchecked Sendable {
             removed.formUnion(victims)
         }
         if !days.isEmpty { FileIO.syncDirectory(logDir) }
-        return (days, removed)
+        return (days, removed, waiting)
     }
 
     /// Closes the files (the writer calls `sync` first).

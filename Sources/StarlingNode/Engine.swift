@@ -51,6 +51,19 @@ public final class Engine: @unchecked Sendable {
     /// The segment whose refs the in-memory index holds (writer thread): when appends move to a
     /// new one, the refs are sealed into index files.
     var openSegment: UInt32?
+    /// When a seal writes the checkpoint (writer thread): see `checkpointDue`.
+    var sealedBytesSinceCheckpoint = 0
+    var lastCheckpointAt: Int64 = 0
+    var checkpointWanted = true
+    /// The last checkpoint written (indexer thread writes, the writer reads): its size, the
+    /// segment it covers, and whether the last attempt failed.
+    let checkpointWritten = Mutex<(bytes: Int, covered: UInt32, failing: Bool)>((0, 0, false))
+    /// A seal writes the checkpoint only once the log sealed since the last one is this many
+    /// times its size (or `checkpointMaxAgeMs` passed): the checkpoint holds the whole index, an
+    /// hour of event ids included, so writing it at every seal of a busy node wrote ~100 MB per
+    /// second (`docs/measurements.md`, "checkpoint cadence").
+    static let checkpointLogFactor = 4
+    static let checkpointMaxAgeMs: Int64 = 600_000
     public let recovery: RecoveryReport
     public let recoveryMillis: Int64
     /// Records recovery read but could not fold (`Record.problem`), skipped.
@@ -357,16 +370,35 @@ public final class Engine: @unchecked Sendable {
     /// writes the checkpoint: the index as it is now covers every segment before the active one,
     /// whose first sequence number is `nextSeq`. Runs on the writer queue.
     func seal(nextSeq: UInt64) {
+        let covered = (log.activeSegment ?? 1) &- 1
+        sealedBytesSinceCheckpoint += Int(log.sealedInfo(covered)?.bytes ?? 0)
+        let due = covered >= 1 && checkpointDue(now: clock())
+        if due {
+            sealedBytesSinceCheckpoint = 0
+            lastCheckpointAt = clock()
+            checkpointWanted = false
+        }
         let (refs, id, snapshot) = index.withLock { idx in
             let refs = idx.takeOpenRefs()
-            // A copy costs nothing here; the writer's next fold copies the tables once (copy on write).
-            return (refs, refs.isEmpty ? nil : sealed.addPending(refs), idx)
+            // A copy costs nothing here; the writer's next fold copies what it changes (copy on
+            // write; the dedupe window's parts and chunks one at a time).
+            return (refs, refs.isEmpty ? nil : sealed.addPending(refs), due ? idx : nil)
         }
-        let covered = (log.activeSegment ?? 1) &- 1
         indexer.async { [self] in
             if let id { writeIndexes(refs, seal: id) }
-            if covered >= 1 { writeCheckpoint(Checkpoint(segment: covered, nextSeq: nextSeq, body: snapshot.snapshot())) }
+            if let snapshot { writeCheckpoint(Checkpoint(segment: covered, nextSeq: nextSeq, body: snapshot.snapshot())) }
         }
+    }
+
+    /// Whether this seal writes the checkpoint: the first seal, one retention asked for, once
+    /// the log sealed since the last checkpoint is `checkpointLogFactor` times its size (so
+    /// writing checkpoints costs at most a quarter of the log's own writes, and a restart folds at
+    /// most that much log beyond it), or when the last one is `checkpointMaxAgeMs` old.
+    func checkpointDue(now: Int64) -> Bool {
+        let last = checkpointWritten.withLock { $0 }
+        return checkpointWanted || last.bytes == 0 || last.failing
+            || sealedBytesSinceCheckpoint >= Self.checkpointLogFactor * last.bytes
+            || now - lastCheckpointAt >= Self.checkpointMaxAgeMs
     }
 
     func writeIndexes(_ refs: [SubjectKey: [EventRef]], seal id: UInt64) {
@@ -389,11 +421,13 @@ public final class Engine: @unchecked Sendable {
     func writeCheckpoint(_ c: Checkpoint) {
         do {
             try c.write(in: config.dataDir)
+            checkpointWritten.withLock { $0 = (c.body.count + Checkpoint.headerBytes, c.segment, false) }
             metrics.checkpointWritten.increment()
             metrics.checkpointBytes.set(Double(c.body.count + Checkpoint.headerBytes))
         } catch {
             // The previous checkpoint stays; start-up folds a little more.
             logger.error("could not write the checkpoint: \(error)")
+            checkpointWritten.withLock { $0.failing = true }
             metrics.checkpointWriteErrors.increment()
         }
     }
@@ -512,7 +546,25 @@ public final class Engine: @unchecked Sendable {
     func runRetention() {
         let now = clock()
         do {
-            let (days, segments) = try log.applyRetention(keepDays: config.retentionDays, nowMs: now, archive: config.archiveDir)
+            // Only days the checkpoint covers: a restart rebuilds session state from the checkpoint
+            // and the segments after it, so a day with a segment beyond it waits for the next
+            // checkpoint, which the next seal writes. (When checkpoints fail, retention does not
+            // wait: a full disk needs the space more than a restart needs that state.)
+            func pass() throws -> (days: [String], segments: Set<UInt32>, waiting: Bool) {
+                let ckpt = checkpointWritten.withLock { $0 }
+                return try log.applyRetention(keepDays: config.retentionDays, nowMs: now, archive: config.archiveDir,
+                                              throughSegment: ckpt.failing ? nil : ckpt.covered)
+            }
+            var (days, segments, waiting) = try pass()
+            if waiting {
+                // A checkpoint may be on its way (a seal just before): wait for it once, then try again.
+                indexer.sync {}
+                let again = try pass()
+                days += again.days
+                segments.formUnion(again.segments)
+                waiting = again.waiting
+            }
+            if waiting { checkpointWanted = true }
             if !days.isEmpty {
                 index.withLock { $0.forget(segments: segments) }
                 sealed.remove(segments: segments)

@@ -146,8 +146,8 @@ struct FoldedLog {
             && a.users.mapValues(\.newestReceivedAt) == b.users.mapValues(\.newestReceivedAt)
             && a.components == b.components && a.eventCount == b.eventCount && a.lastSeq == b.lastSeq
             && a.dedupe.count == b.dedupe.count && a.dedupe.start == b.dedupe.start
-            && a.dedupe.entries[a.dedupe.head...].map(\.key) == b.dedupe.entries[b.dedupe.head...].map(\.key)
-            && a.dedupe.entries[a.dedupe.head...].map(\.seq) == b.dedupe.entries[b.dedupe.head...].map(\.seq)
+            && a.dedupe.entries.map(\.key) == b.dedupe.entries.map(\.key)
+            && a.dedupe.entries.map(\.seq) == b.dedupe.entries.map(\.seq)
     }
 
     /// Restoring a snapshot taken halfway and folding the rest gives the index a whole fold gives.

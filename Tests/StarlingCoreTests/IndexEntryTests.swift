@@ -40,6 +40,44 @@ import Testing
         for (k, v) in model { #expect(table[k] == v) }
     }
 
+    /// The queue behaves as an array with removals at the front, across chunk boundaries, and a
+    /// copy is independent of the original.
+    @Test func chunkedQueueIsAFIFO() {
+        var rng = SplitMix64(seed: 5)
+        var q = ChunkedQueue<Int>()
+        var model: [Int] = []
+        var next = 0
+        let n = ChunkedQueue<Int>.chunkSize
+        for _ in 0..<(4 * n) {
+            if rng.next() % 3 != 0 || model.isEmpty {
+                q.append(next); model.append(next); next += 1
+            } else {
+                q.removeFirst(); model.removeFirst()
+            }
+        }
+        #expect(q.count == model.count && Array(q) == model)
+        #expect(q.first == model.first && q[q.count - 1] == model.last)
+        let copy = q
+        q.append(-1)
+        q.removeFirst()
+        #expect(Array(copy) == model)
+        while !q.isEmpty { q.removeFirst() }
+        #expect(q.count == 0 && q.first == nil && Array(q).isEmpty)
+        q.append(7)
+        #expect(Array(q) == [7])
+    }
+
+    @Test func hashedKeyTableCopiesAreIndependent() {
+        var a = HashedKeyTable()
+        for k in 0..<5_000 { a[UInt64(k) &* 0x1234_5678_9ABC_DEF1] = Int64(k) }
+        var b = a
+        for k in 0..<2_500 { b[UInt64(k) &* 0x1234_5678_9ABC_DEF1] = nil }
+        b[42] = 7
+        #expect(a.count == 5_000 && b.count == 2_501)
+        #expect(a[UInt64(10) &* 0x1234_5678_9ABC_DEF1] == 10 && b[UInt64(10) &* 0x1234_5678_9ABC_DEF1] == nil)
+        #expect(a[42] == nil && b[42] == 7)
+    }
+
     /// Checkpoints store dedupe keys: the key must stay the FNV-1a of the subject's ring key,
     /// a 0xFF byte and the id, whatever builds it.
     @Test func dedupeKeyIsTheFNVOfRingKeyAndID() {

@@ -227,15 +227,34 @@ func segmentFiles(_ dir: String) -> [String] {
         let first = try log.append([rec(1)], nowMs: day0)
         _ = try log.append([rec(2)], nowMs: day0 + 5 * dayMs)
         _ = try log.append([rec(3)], nowMs: day0 + 20 * dayMs)
-        let (days, segments) = try log.applyRetention(keepDays: 15, nowMs: day0 + 20 * dayMs, archive: nil)
+        let (days, segments, _) = try log.applyRetention(keepDays: 15, nowMs: day0 + 20 * dayMs, archive: nil)
         #expect(days == ["2023-11-14"])
         #expect(segments == [first[0].location.segment])
         #expect(segmentFiles(dir.path).count == 2)
         #expect(throws: (any Error).self) { try log.readBlock(segment: first[0].location.segment, offset: first[0].location.blockOffset) }
         // The active day survives even when it is old.
-        let (days2, _) = try log.applyRetention(keepDays: 1, nowMs: day0 + 400 * dayMs, archive: nil)
+        let (days2, _, _) = try log.applyRetention(keepDays: 1, nowMs: day0 + 400 * dayMs, archive: nil)
         #expect(days2 == ["2023-11-19"])
         #expect(segmentFiles(dir.path).count == 1)
+    }
+
+    /// A day with a segment the checkpoint does not cover yet waits (and says so); the days
+    /// before it go.
+    @Test func retentionWaitsForDaysBeyondTheCheckpoint() throws {
+        let dir = TempDir()
+        let (log, _, _) = try recoverAll(dir.path)
+        let dayMs: Int64 = 86_400_000
+        let first = try log.append([rec(1)], nowMs: day0)
+        let second = try log.append([rec(2)], nowMs: day0 + 5 * dayMs)
+        _ = try log.append([rec(3)], nowMs: day0 + 20 * dayMs)
+        let covered = first[0].location.segment
+        #expect(second[0].location.segment > covered)
+        let (days, segments, waiting) = try log.applyRetention(keepDays: 1, nowMs: day0 + 20 * dayMs, archive: nil, throughSegment: covered)
+        #expect(days == ["2023-11-14"] && segments == [covered] && waiting)
+        #expect(segmentFiles(dir.path).count == 2)
+        let (later, _, still) = try log.applyRetention(keepDays: 1, nowMs: day0 + 20 * dayMs, archive: nil,
+                                                       throughSegment: second[0].location.segment)
+        #expect(later == ["2023-11-19"] && !still)
     }
 
     @Test func retentionCanArchive() throws {
@@ -244,7 +263,7 @@ func segmentFiles(_ dir: String) -> [String] {
         let (log, _, _) = try recoverAll(dir.path)
         _ = try log.append([rec(1)], nowMs: day0)
         _ = try log.append([rec(2)], nowMs: day0 + 30 * 86_400_000)
-        let (days, _) = try log.applyRetention(keepDays: 15, nowMs: day0 + 30 * 86_400_000, archive: archive.path)
+        let (days, _, _) = try log.applyRetention(keepDays: 15, nowMs: day0 + 30 * 86_400_000, archive: archive.path)
         #expect(days == ["2023-11-14"])
         let archived = try FileManager.default.contentsOfDirectory(atPath: archive.path + "/2023-11-14")
         #expect(archived.count == 1)

@@ -132,13 +132,16 @@ func metricValue(_ metrics: NodeMetrics, _ name: String) -> Double? {
             + "\(e.session("s", query: EventQuery(limit: 10_000)).0.records.map(\.eventID))"
     }
 
-    /// With a checkpoint, start-up folds only the open segment; the result is what folding the
-    /// whole log gives.
+    /// With a checkpoint, start-up folds only the segments it does not cover; the result is what
+    /// folding the whole log gives. Seals write the checkpoint only once the log sealed since
+    /// the last one is four times its size, so with these tiny segments most seals skip it.
     @Test func aRestartFoldsOnlyWhatTheCheckpointDoesNotCover() throws {
         let (node, _) = try filledDirectory(requests: 12)
         let segments = SegmentedLog(directory: node.dir).discover()
+        let written = try #require(try Checkpoint.read(in: node.dir))
+        #expect(written.segment >= 1 && Int(written.segment) < segments.count - 1, "covers some, not all, sealed segments")
         let quick = try openEngine(node.dir)
-        #expect(quick.recovery.skippedSegments == segments.count - 1 && quick.recovery.segments == 1)
+        #expect(quick.recovery.skippedSegments == Int(written.segment) && quick.recovery.segments == segments.count - Int(written.segment))
         #expect(quick.state(ofSession: "s")?.events == 48 && quick.eventCount == 96)
         let fromCheckpoint = summary(quick)
         quick.shutdown()

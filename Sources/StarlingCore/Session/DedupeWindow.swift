@@ -25,9 +25,8 @@ public struct DedupeWindow: Sendable {
     }
 
     public let windowMs: Int64
-    /// Arrivals in order; `entries[i]` has arrival number `base + i - head`.
-    var entries: [Entry] = []
-    var head = 0
+    /// Arrivals in order; `entries[i]` has arrival number `base + i`.
+    var entries = ChunkedQueue<Entry>()
     var base: Int64 = 0
     /// Key → arrival number of its newest entry.
     var newestOf = HashedKeyTable()
@@ -37,7 +36,7 @@ public struct DedupeWindow: Sendable {
     public init(windowMs: Int64) { self.windowMs = max(0, windowMs) }
 
     /// Entries held.
-    public var count: Int { entries.count - head }
+    public var count: Int { entries.count }
 
     /// Log time before which arrivals may have been forgotten.
     public var start: Int64 { newest == .min ? .min : TimeMath.subtract(newest, windowMs) }
@@ -49,7 +48,7 @@ public struct DedupeWindow: Sendable {
     }
 
     func entry(_ number: Int64) -> Entry? {
-        let i = Int(number - base) + head
+        let i = Int(number - base)
         return number >= base && i < entries.count ? entries[i] : nil
     }
 
@@ -72,33 +71,27 @@ public struct DedupeWindow: Sendable {
     }
 
     mutating func append(_ key: UInt64, _ ref: EventRef, at: Int64) {
-        let number = base + Int64(entries.count - head)
+        let number = base + Int64(entries.count)
         let prev = newestOf.exchange(key, number) ?? -1
         entries.append(Entry(key: key, seq: ref.seq, at: at, prev: prev,
                              blockOffset: UInt32(truncatingIfNeeded: ref.location.blockOffset),
                              segment: ref.location.segment, index: ref.location.index))
     }
 
-    /// Forgets arrivals older than the window; compacts the ring now and then.
+    /// Forgets arrivals older than the window (whole chunks of the queue are freed as they empty).
     mutating func prune() {
         let limit = start
-        while head < entries.count && entries[head].at < limit {
-            let e = entries[head]
+        while let e = entries.first, e.at < limit {
             if newestOf[e.key] == base { newestOf[e.key] = nil }   // it was the key's only one left
-            head += 1
+            entries.removeFirst()
             base += 1
-        }
-        if head > 4096 && head * 2 > entries.count {
-            entries.removeFirst(head)
-            head = 0
         }
     }
 
     /// Drops refs into deleted segments (retention): nothing is left there to confirm against.
     public mutating func forget(segments: Set<UInt32>) {
-        let kept = entries[head...].filter { !segments.contains($0.segment) }
-        entries = []
-        head = 0
+        let kept = entries.filter { !segments.contains($0.segment) }
+        entries = ChunkedQueue()
         base = 0
         newestOf = HashedKeyTable(capacity: kept.count)
         for e in kept { append(e.key, e.ref, at: e.at) }

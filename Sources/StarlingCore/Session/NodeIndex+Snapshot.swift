@@ -118,7 +118,7 @@ extension DedupeWindow {
     func encode(into w: inout [UInt8]) {
         w.appendLE(newest)
         w.appendLE(UInt32(count))
-        for e in entries[head...] {
+        for e in entries {
             w.appendLE(e.key)
             w.appendLE(e.seq)
             w.appendLE(e.at)
