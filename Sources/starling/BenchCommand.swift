@@ -189,14 +189,16 @@ struct BenchCommand: ParsableCommand {
     /// Polls until the count reaches `target` or stops moving (UDP datagrams may still be in the
     /// node's queue when the sender finishes); at most 10 s.
     static func settledStoredCount(_ nodes: [HostPort], transport: String, target: Int) -> Int {
-        let deadline = Date().addingTimeInterval(10)
+        // Up to 30 s, or until the count has not moved for 2 s: a node that fell behind (UDP) is
+        // still storing what it queued, which must count here and not in the next run.
+        let deadline = Date().addingTimeInterval(30)
         var last = -1
         var still = 0
         while true {
             let now = (try? storedCount(nodes, transport: transport)) ?? last
             if now >= target || Date() >= deadline { return now }
             if now == last { still += 1 } else { still = 0 }
-            if still >= 5 { return now }
+            if still >= 10 { return now }
             last = now
             usleep(200_000)
         }
