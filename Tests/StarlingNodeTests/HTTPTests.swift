@@ -307,23 +307,13 @@ import StarlingCore
         var one: Int32 = 1
         setsockopt(sink, SOL_SOCKET, SO_REUSEPORT, &one, socklen_t(MemoryLayout<Int32>.size))
         setsockopt(sink, SOL_SOCKET, SO_RCVBUF, &one, socklen_t(MemoryLayout<Int32>.size))
-        var addr = sockaddr_in()
-        addr.sin_family = sa_family_t(AF_INET)
-        addr.sin_port = in_port_t(UInt16(port).bigEndian)
-        addr.sin_addr.s_addr = inet_addr("127.0.0.1")
-        let bound = withUnsafePointer(to: &addr) { p in
-            p.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(sink, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
-        }
-        #expect(bound == 0, "joined the port's reuse group")
+        let addr = loopback(port)
+        #expect(withSockaddr(addr) { bind(sink, $0, $1) } == 0, "joined the port's reuse group")
         let bytes = Array(#"{"session_id":"dr","key":"k","value":1}"#.utf8)
         for _ in 0..<64 {
             let fd = socket(AF_INET, Int32(SOCK_DGRAM.rawValue), 0)
             for _ in 0..<20 {
-                _ = withUnsafePointer(to: &addr) { p in
-                    p.withMemoryRebound(to: sockaddr.self, capacity: 1) { sa in
-                        bytes.withUnsafeBytes { sendto(fd, $0.baseAddress, $0.count, 0, sa, socklen_t(MemoryLayout<sockaddr_in>.size)) }
-                    }
-                }
+                _ = withSockaddr(addr) { sa, len in bytes.withUnsafeBytes { sendto(fd, $0.baseAddress, $0.count, 0, sa, len) } }
             }
             close(fd)
         }

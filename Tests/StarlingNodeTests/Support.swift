@@ -62,3 +62,20 @@ func eventually(_ seconds: Double = 5, _ condition: () throws -> Bool) rethrows 
     }
     return try condition()
 }
+
+/// 127.0.0.1:`port` as a socket address (tests that speak raw sockets).
+func loopback(_ port: Int) -> sockaddr_in {
+    var addr = sockaddr_in()
+    addr.sin_family = sa_family_t(AF_INET)
+    addr.sin_port = in_port_t(UInt16(port).bigEndian)
+    addr.sin_addr.s_addr = inet_addr("127.0.0.1")
+    return addr
+}
+
+/// Calls `body` with `addr` as the `sockaddr` pointer and length that bind, connect and sendto take.
+func withSockaddr<T>(_ addr: sockaddr_in, _ body: (UnsafePointer<sockaddr>, socklen_t) -> T) -> T {
+    var a = addr
+    return withUnsafePointer(to: &a) { p in
+        p.withMemoryRebound(to: sockaddr.self, capacity: 1) { body($0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+    }
+}
