@@ -372,10 +372,11 @@ public final class Engine: @unchecked Sendable {
     func seal(nextSeq: UInt64) {
         let covered = (log.activeSegment ?? 1) &- 1
         sealedBytesSinceCheckpoint += Int(log.sealedInfo(covered)?.bytes ?? 0)
-        let due = covered >= 1 && checkpointDue(now: clock())
+        let now = clock()
+        let due = covered >= 1 && checkpointDue(now: now)
         if due {
             sealedBytesSinceCheckpoint = 0
-            lastCheckpointAt = clock()
+            lastCheckpointAt = now
             checkpointWanted = false
         }
         let (refs, id, snapshot) = index.withLock { idx in

@@ -123,31 +123,25 @@ public struct HashRing: Sendable, Equatable {
         var found = 0
         var i = startIndex(for: h)
         var visited = 0
-        if members.count <= 64 {
-            var taken: UInt64 = 0
-            while found < wanted && visited < points.count {
-                let owner = Int(owners[i])
-                let bit: UInt64 = 1 << UInt64(owner)
-                if taken & bit == 0 {
-                    taken |= bit
-                    found += 1
-                    if !body(owner) { return }
-                }
-                i = i + 1 == points.count ? 0 : i + 1
-                visited += 1
+        // Members seen: a bit each up to 64 members, else a flag array (the only allocation).
+        var mask: UInt64 = 0
+        var wide = members.count > 64 ? [Bool](repeating: false, count: members.count) : []
+        func firstSight(_ m: Int) -> Bool {
+            if wide.isEmpty {
+                defer { mask |= 1 << UInt64(m) }
+                return mask & (1 << UInt64(m)) == 0
             }
-        } else {
-            var taken = [Bool](repeating: false, count: members.count)
-            while found < wanted && visited < points.count {
-                let owner = Int(owners[i])
-                if !taken[owner] {
-                    taken[owner] = true
-                    found += 1
-                    if !body(owner) { return }
-                }
-                i = i + 1 == points.count ? 0 : i + 1
-                visited += 1
+            defer { wide[m] = true }
+            return !wide[m]
+        }
+        while found < wanted && visited < points.count {
+            let owner = Int(owners[i])
+            if firstSight(owner) {
+                found += 1
+                if !body(owner) { return }
             }
+            i = i + 1 == points.count ? 0 : i + 1
+            visited += 1
         }
     }
 

@@ -74,7 +74,10 @@ public struct NodeIndex: Sendable {
         /// Refs of its records not yet in a sealed segment's index, in log order.
         public internal(set) var openRefs: [EventRef] = []
 
-        mutating func observe(_ r: Record, via: String?, ttl: TTLSettings) {
+        /// Folds an event of the session, and lists its ref (nil: none kept); true when that ref
+        /// is its first open one (the entry joins `openSubjects`).
+        mutating func observe(_ r: Record, via: String?, ttl: TTLSettings, listing ref: EventRef?) -> Bool {
+            defer { if let ref { openRefs.append(ref) } }
             newestReceivedAt = max(newestReceivedAt, r.receivedAt)
             if !r.userID.isEmpty { userID = r.userID }
             if !r.terminalID.isEmpty { terminalID = r.terminalID }
@@ -85,6 +88,7 @@ public struct NodeIndex: Sendable {
             }
             state!.userID = userID
             state!.terminalID = terminalID
+            return ref != nil && openRefs.isEmpty
         }
     }
 
@@ -105,6 +109,15 @@ public struct NodeIndex: Sendable {
         public internal(set) var openRefs: [EventRef] = []
 
         mutating func saw(_ at: Int64) { newestReceivedAt = max(newestReceivedAt, at) }
+
+        /// Notes an event naming it, and lists its ref (nil: none kept); true when that ref is
+        /// its first open one.
+        mutating func saw(_ at: Int64, listing ref: EventRef?) -> Bool {
+            saw(at)
+            guard let ref else { return false }
+            defer { openRefs.append(ref) }
+            return openRefs.isEmpty
+        }
     }
 
     public internal(set) var sessions: [String: SessionEntry] = [:]
@@ -174,11 +187,7 @@ public struct NodeIndex: Sendable {
         out.reserveCapacity(openSubjects.count)
         for subject in openSubjects {
             var list: [EventRef] = []
-            switch subject {
-            case .session(let id): if sessions[id] != nil { swap(&list, &sessions[id]!.openRefs) }
-            case .user(let id): if users[id] != nil { swap(&list, &users[id]!.openRefs) }
-            case .terminal(let id): if terminals[id] != nil { swap(&list, &terminals[id]!.openRefs) }
-            }
+            withOpenRefs(of: subject) { swap(&list, &$0) }
             if !list.isEmpty { out[subject] = list }
         }
         openSubjects = []
@@ -186,9 +195,18 @@ public struct NodeIndex: Sendable {
         return out
     }
 
-    /// Counts a ref just appended to a subject's entry (`wasEmpty`: its list was empty before).
-    mutating func addedRef(to subject: @autoclosure () -> SubjectKey, wasEmpty: Bool) {
-        if wasEmpty { openSubjects.append(subject()) }
+    /// Runs `body` on the open refs in a subject's entry, in place (nothing when it has none).
+    mutating func withOpenRefs(of subject: SubjectKey, _ body: (inout [EventRef]) -> Void) {
+        switch subject {
+        case .session(let id): if sessions[id] != nil { body(&sessions[id]!.openRefs) }
+        case .user(let id): if users[id] != nil { body(&users[id]!.openRefs) }
+        case .terminal(let id): if terminals[id] != nil { body(&terminals[id]!.openRefs) }
+        }
+    }
+
+    /// Counts a ref just listed in a subject's entry (`first`: the entry had none open before).
+    mutating func listed(in subject: @autoclosure () -> SubjectKey, first: Bool) {
+        if first { openSubjects.append(subject()) }
         openRefCount += 1
     }
 
@@ -217,35 +235,21 @@ public struct NodeIndex: Sendable {
             dedupe.insert(DedupeWindow.key(r.eventID, in: SubjectKey(of: r)), ref)
             let via: String? = r.via.isEmpty ? nil : r.via
             // One hash lookup per subject: its entry holds its state and its open refs.
+            let kept = keepRef ? ref : nil
             if !r.sessionID.isEmpty {
-                var wasEmpty = false
-                modify(&sessions[r.sessionID, default: SessionEntry()]) { e in
-                    e.observe(r, via: via, ttl: ttl)
-                    if keepRef {
-                        wasEmpty = e.openRefs.isEmpty
-                        e.openRefs.append(ref)
-                    }
-                }
-                if keepRef { addedRef(to: .session(r.sessionID), wasEmpty: wasEmpty) }
+                let first = sessions[r.sessionID, default: SessionEntry()].observe(r, via: via, ttl: ttl, listing: kept)
+                if keepRef { listed(in: .session(r.sessionID), first: first) }
             }
             if !r.userID.isEmpty {
-                let wasEmpty = Self.saw(r.receivedAt, ref: keepRef ? ref : nil, in: &users[r.userID, default: IdentityEntry()])
-                if keepRef { addedRef(to: .user(r.userID), wasEmpty: wasEmpty) }
+                let first = users[r.userID, default: IdentityEntry()].saw(r.receivedAt, listing: kept)
+                if keepRef { listed(in: .user(r.userID), first: first) }
             }
             if !r.terminalID.isEmpty {
-                let wasEmpty = Self.saw(r.receivedAt, ref: keepRef ? ref : nil, in: &terminals[r.terminalID, default: IdentityEntry()])
-                if keepRef { addedRef(to: .terminal(r.terminalID), wasEmpty: wasEmpty) }
+                let first = terminals[r.terminalID, default: IdentityEntry()].saw(r.receivedAt, listing: kept)
+                if keepRef { listed(in: .terminal(r.terminalID), first: first) }
             }
             if !r.component.isEmpty { countComponent(r) }
         }
-    }
-
-    /// Notes an event in an identity's entry; true when its open refs were empty before.
-    static func saw(_ at: Int64, ref: EventRef?, in e: inout IdentityEntry) -> Bool {
-        e.saw(at)
-        guard let ref else { return false }
-        defer { e.openRefs.append(ref) }
-        return e.openRefs.isEmpty
     }
 
     /// Counts an event for its component: one lookup while the table has room. Distinct names
@@ -295,13 +299,7 @@ public struct NodeIndex: Sendable {
             count += list.count
             if !list.isEmpty { still.append(subject) }
         }
-        for subject in openSubjects {
-            switch subject {
-            case .session(let id): if sessions[id] != nil { keep(&sessions[id]!.openRefs, subject) }
-            case .user(let id): if users[id] != nil { keep(&users[id]!.openRefs, subject) }
-            case .terminal(let id): if terminals[id] != nil { keep(&terminals[id]!.openRefs, subject) }
-            }
-        }
+        for subject in openSubjects { withOpenRefs(of: subject) { keep(&$0, subject) } }
         openSubjects = still
         openRefCount = count
     }
@@ -372,7 +370,3 @@ public struct NodeIndex: Sendable {
         return s
     }
 }
-
-/// Runs `body` on a value in place (a dictionary's `[key, default:]` entry: one lookup).
-@inline(__always)
-func modify<T>(_ value: inout T, _ body: (inout T) -> Void) { body(&value) }

@@ -35,7 +35,6 @@ public enum SubjectKey: Sendable, Hashable {
         }
     }
 
-    /// The key hashed onto the ring: the session id itself, `u:<user_id>` or `t:<terminal_id>`.
     /// FNV-1a 64 of `ringKey`'s UTF-8 bytes, computed without building the string (the ring
     /// hash and the dedupe key start from it).
     public var ringKeyFNV: UInt64 {
@@ -50,6 +49,7 @@ public enum SubjectKey: Sendable, Hashable {
         }
     }
 
+    /// The key hashed onto the ring: the session id itself, `u:<user_id>` or `t:<terminal_id>`.
     public var ringKey: String {
         switch self {
         case .session(let s): return s

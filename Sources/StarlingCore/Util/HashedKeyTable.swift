@@ -139,5 +139,4 @@ public struct HashedKeyTable: Sendable {
         for i in parts.indices where each * 2 > parts[i].slots.count { parts[i].rehash(capacity: each) }
     }
 
-    public mutating func removeAll() { self = HashedKeyTable() }
 }
