@@ -87,11 +87,23 @@ public final class Engine: @unchecked Sendable {
         /// The request's trace contexts (tracing on, the request sampled).
         var traces: [TraceContext] = []
     }
+    /// Work that must not run beside an append (the fsync handle, retention, shutdown): run by
+    /// whoever holds the writer role, on the writer queue (`exclusive`).
+    struct WriterTask: Sendable {
+        let run: @Sendable () -> Void
+    }
     struct Pending {
         var jobs: [Job] = []
+        var tasks: [WriterTask] = []
         var events = 0
         var bytes = 0
+        /// Someone holds the writer role (the writer queue, or an I/O thread committing inline):
+        /// the log, the open segment and the checkpoint cadence are touched only by that holder.
         var draining = false
+        /// An event loop will take the role at the end of its turn (`drainInline`); until then
+        /// other submitters leave the jobs to it. A role-taker that comes first (a writer task)
+        /// takes the jobs too.
+        var inlineScheduled = false
         var stopped = false
         /// The log failed to write; cleared by the next successful write.
         var storageError: String?
@@ -151,7 +163,10 @@ public final class Engine: @unchecked Sendable {
             let t = DispatchSource.makeTimerSource(queue: writer)
             let ms = max(1, config.fsyncIntervalMs)
             t.schedule(deadline: .now() + .milliseconds(ms), repeating: .milliseconds(ms))
-            t.setEventHandler { [weak self] in self?.syncInBackground() }
+            t.setEventHandler { [weak self] in
+                guard let engine = self else { return }
+                engine.exclusive { engine.syncInBackground() }
+            }
             t.resume()
             list.append(t)
         }
@@ -162,7 +177,10 @@ public final class Engine: @unchecked Sendable {
         list.append(d)
         let r = DispatchSource.makeTimerSource(queue: writer)
         r.schedule(deadline: .now() + .seconds(5), repeating: .seconds(600))
-        r.setEventHandler { [weak self] in self?.runRetention() }
+        r.setEventHandler { [weak self] in
+            guard let engine = self else { return }
+            engine.exclusive { engine.runRetention() }
+        }
         r.resume()
         list.append(r)
         timers = list
@@ -232,34 +250,101 @@ public final class Engine: @unchecked Sendable {
 
     func enqueue(_ job: Job) {
         let limits = config.limits
-        let decision: (accepted: Bool, startDrain: Bool, stopped: Bool) = pending.withLock { p in
-            if p.stopped { return (false, false, true) }
+        // Nobody holds the writer role: an event loop commits the group itself, at the end of
+        // its current turn (so the requests it read in that turn form one group), instead of a
+        // hop to the writer thread and back: two thread wake-ups per group, the largest item of
+        // a single-event POST's profile. Not under `--fsync always`: an event loop must not wait
+        // for a flush. Other threads start the writer queue.
+        let loop = config.fsync == .always ? nil : MultiThreadedEventLoopGroup.currentEventLoop
+        enum Start { case none, inline(EventLoop), writer, refused(stopped: Bool) }
+        let start: Start = pending.withLock { p in
+            if p.stopped { return .refused(stopped: true) }
             if p.events + job.count > limits.writeQueueEventsMax || p.bytes + job.bytes > limits.writeQueueBytesMax {
-                return (false, false, false)
+                return .refused(stopped: false)
             }
             p.jobs.append(job)
             p.events += job.count
             p.bytes += job.bytes
-            let start = !p.draining
-            p.draining = true
-            return (true, start, false)
+            if p.draining || p.inlineScheduled { return .none }
+            guard let loop else {
+                p.draining = true
+                return .writer
+            }
+            p.inlineScheduled = true
+            return .inline(loop)
         }
-        if !decision.accepted {
-            job.completion(.failure(IngestError(status: 503, code: decision.stopped ? "shutting_down" : "overloaded",
-                                                message: decision.stopped ? "node is shutting down" : "the log writer queue is full; retry later")))
+        switch start {
+        case .none:
             return
+        case .refused(let stopped):
+            job.completion(.failure(IngestError(status: 503, code: stopped ? "shutting_down" : "overloaded",
+                                                message: stopped ? "node is shutting down" : "the log writer queue is full; retry later")))
+        case .writer:
+            writer.async { self.drain(inline: false) }
+        case .inline(let loop):
+            loop.execute { self.drainInline() }
         }
-        if decision.startDrain { writer.async { self.drain() } }
     }
 
-    /// Runs on the writer queue: takes everything pending and commits it as one group.
-    func drain() {
+    /// An event loop's turn ended with its inline commit scheduled: it takes the writer role,
+    /// unless someone else holds it (they take the jobs) or took them already.
+    func drainInline() {
+        let take = pending.withLock { p in
+            p.inlineScheduled = false
+            guard !p.draining && !p.jobs.isEmpty else { return false }
+            p.draining = true
+            return true
+        }
+        if take { drain(inline: true) }
+    }
+
+    /// Runs `body` holding the writer role (never beside an append), on the writer queue.
+    func exclusive(_ body: @escaping @Sendable () -> Void) {
+        let start = pending.withLock { p in
+            p.tasks.append(WriterTask(run: body))
+            defer { p.draining = true }
+            return !p.draining
+        }
+        if start { writer.async { self.drain(inline: false) } }
+    }
+
+    /// `exclusive`, waiting until `body` ran. Never on the writer queue itself.
+    func exclusiveSync(_ body: @escaping @Sendable () -> Void) {
+        let done = DispatchSemaphore(value: 0)
+        exclusive {
+            body()
+            done.signal()
+        }
+        done.wait()
+    }
+
+    /// An I/O thread commits at most this many groups inline before handing the rest to the
+    /// writer queue, so one event loop does not stall its own sockets under a stream of others'
+    /// jobs.
+    static let inlineGroupsMax = 1
+
+    /// Holds the writer role: takes what is pending and commits it, one group at a time, until
+    /// nothing is. `inline`: on the I/O thread that submitted, which hands over to the writer
+    /// queue after `inlineGroupsMax` groups or when a writer task waits (tasks can be slow).
+    func drain(inline: Bool) {
+        var groups = 0
+        enum Step {
+            case idle, handOver
+            case tasks([WriterTask])
+            case jobs([Job])
+        }
         while true {
-            let jobs: [Job] = pending.withLock { p in
+            let step: Step = pending.withLock { p in
+                if !p.tasks.isEmpty {
+                    if inline { return .handOver }
+                    defer { p.tasks.removeAll() }
+                    return .tasks(p.tasks)
+                }
                 if p.jobs.isEmpty {
                     p.draining = false
-                    return []
+                    return .idle
                 }
+                if inline && groups >= Self.inlineGroupsMax { return .handOver }
                 var take = 0, events = 0, bytes = 0
                 let cap = config.limits.groupCommitEventsMax
                 while take < p.jobs.count && (take == 0 || events + p.jobs[take].count <= cap) {
@@ -271,17 +356,28 @@ public final class Engine: @unchecked Sendable {
                 p.jobs.removeFirst(take)
                 p.events -= events
                 p.bytes -= bytes
-                return out
+                return .jobs(out)
             }
-            if jobs.isEmpty { return }
-            metrics.writeQueueEvents.set(Double(pending.withLock { $0.events }))
-            commit(jobs)
+            switch step {
+            case .idle:
+                return
+            case .handOver:
+                writer.async { self.drain(inline: false) }
+                return
+            case .tasks(let tasks):
+                for t in tasks { t.run() }
+            case .jobs(let jobs):
+                metrics.writeQueueEvents.set(Double(pending.withLock { $0.events }))
+                commit(jobs)
+                groups += 1
+            }
         }
     }
 
     /// Runs completions on their callers' event loops: one task per loop for a whole group
-    /// commit instead of a cross-thread hop per request (those wakeups showed in profiles).
-    /// Jobs without a loop complete on the calling thread.
+    /// commit instead of a cross-thread hop per request (those wakeups showed in profiles), and
+    /// at once for the loop this runs on (an inline commit). Jobs without a loop complete on the
+    /// calling thread.
     static func deliver(_ results: [(Job, Result<Int, IngestError>)]) {
         var byLoop: [ObjectIdentifier: (loop: EventLoop, list: [(Completion, Result<Int, IngestError>)])] = [:]
         for (job, r) in results {
@@ -291,10 +387,16 @@ public final class Engine: @unchecked Sendable {
             }
             byLoop[ObjectIdentifier(loop), default: (loop, [])].list.append((job.completion, r))
         }
+        var here: [(Completion, Result<Int, IngestError>)] = []
         for (_, group) in byLoop {
             let list = group.list
-            group.loop.execute { for (completion, r) in list { completion(r) } }
+            if group.loop.inEventLoop {
+                here = list
+            } else {
+                group.loop.execute { for (completion, r) in list { completion(r) } }
+            }
         }
+        for (completion, r) in here { completion(r) }
     }
 
     /// Group commit of `jobs`: plan (dedupe, identity resolution, repeats), append, ship this
@@ -355,7 +457,7 @@ public final class Engine: @unchecked Sendable {
         logger.error("\(message)")
         pending.withLock { $0.storageError = message }
         // Probe again soon: the condition clears on the next successful write.
-        writer.asyncAfter(deadline: .now() + .seconds(1)) { [weak self] in
+        syncer.asyncAfter(deadline: .now() + .seconds(1)) { [weak self] in
             self?.pending.withLock { $0.storageError = nil }
         }
         let code = error.isDiskFull ? "storage_full" : "storage_unavailable"
@@ -613,18 +715,20 @@ public final class Engine: @unchecked Sendable {
     }
 
     /// Runs retention now (for tests and the admin path); waits for it.
-    public func applyRetentionNow() { writer.sync { runRetention() } }
+    public func applyRetentionNow() { exclusiveSync { self.runRetention() } }
 
     /// Waits for queued writes, syncs and closes the log. Later submissions get 503.
     public func shutdown() {
         pending.withLock { $0.stopped = true }
         for t in timers { t.cancel() }
-        // Jobs queued before `stopped` was set are written by the drain already scheduled:
-        // wait until that drain loop is idle.
-        while pending.withLock({ $0.draining }) { writer.sync {} }
-        writer.sync {
-            syncNow()
-            log.closeFiles()
+        // Jobs queued before `stopped` was set are written by whoever holds the writer role (the
+        // writer queue now holds it, if an event loop's inline commit was still to come): wait
+        // until they are.
+        exclusiveSync {}
+        while pending.withLock({ !$0.jobs.isEmpty || $0.draining }) { usleep(1_000) }
+        exclusiveSync {
+            self.syncNow()
+            self.log.closeFiles()
         }
         waitForIndexes()
     }

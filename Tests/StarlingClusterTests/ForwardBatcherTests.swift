@@ -9,6 +9,7 @@ import StarlingCore
         l.forwardQueueBytesMax = 10_000
         l.forwardBatchesInFlightMax = 2
         l.forwardBatchEventsMax = 30
+        l.forwardBatchEarlyEvents = 25
         l.frameItemBytesMax = 3_000
         return l
     }
@@ -18,20 +19,37 @@ import StarlingCore
         items.map { b.enqueue($0, count: count, bytes: bytes) }
     }
 
-    @Test func piecesWaitWhileBatchesAreInFlightAndLeaveTogether() {
+    @Test func piecesWaitWhileABatchIsInFlightAndLeaveTogether() {
         var b = ForwardBatcher<Int>(limits: limits)
         var sent: [[Int]?] = []
         #expect(enqueue(&b, [1], count: 10, bytes: 100) == [true])
-        sent.append(b.nextBatch())
+        sent.append(b.nextBatch())          // nothing in flight: leaves at once
         #expect(enqueue(&b, [2], count: 10, bytes: 100) == [true])
-        sent.append(b.nextBatch())
-        // Two in flight: the rest waits, and leaves together when one finishes.
-        #expect(enqueue(&b, [3, 4, 5], count: 5, bytes: 100) == [true, true, true])
-        sent.append(b.nextBatch())
+        sent.append(b.nextBatch())          // one in flight, 10 events wait: a small frame would overtake its answer
+        #expect(enqueue(&b, [3, 4], count: 5, bytes: 100) == [true, true])
+        sent.append(b.nextBatch())          // 20 events wait, still under the 25 that may leave early
         b.finished()
-        sent.append(b.nextBatch())
-        #expect(sent == [[1], [2], nil, [3, 4, 5]])
-        #expect(b.queuedEvents == 0 && b.queuedBytes == 0 && b.inFlight == 2)
+        sent.append(b.nextBatch())          // the answer came: everything waiting leaves together
+        #expect(sent == [[1], nil, nil, [2, 3, 4]])
+        #expect(b.queuedEvents == 0 && b.queuedBytes == 0 && b.inFlight == 1)
+    }
+
+    @Test func aLargeBatchJoinsTheOneInFlightUpToTheBound() {
+        var b = ForwardBatcher<Int>(limits: limits)
+        #expect(enqueue(&b, [1], count: 10, bytes: 100) == [true])
+        #expect(b.nextBatch() == [1])
+        #expect(enqueue(&b, [2, 3], count: 13, bytes: 100) == [true, true])
+        #expect(b.nextBatch() == [2, 3], "26 events waiting may leave beside the batch in flight")
+        #expect(enqueue(&b, [4, 5], count: 13, bytes: 100) == [true, true])
+        #expect(b.nextBatch() == nil, "two batches in flight is the bound")
+        b.finished()
+        #expect(b.nextBatch() == [4, 5])
+        // Bytes count as well: a quarter of the frame budget (750 here) waiting may leave early.
+        #expect(enqueue(&b, [6], count: 1, bytes: 800) == [true])
+        #expect(b.nextBatch() == nil, "two in flight")
+        b.finished()
+        #expect(b.nextBatch() == [6], "one in flight and 800 bytes waiting")
+        #expect(b.inFlight == 2)
     }
 
     @Test func batchesStopAtTheEventAndByteBoundsAndTheQueueIsBounded() {

@@ -131,7 +131,7 @@ func noiseText(_ n: Int, seed: UInt64) -> String {
         // Built before the writer is held: the window must stay inside the forward timeout.
         let bodies = Self.bigBodies(count, sid: sid)
         let gate = DispatchSemaphore(value: 0)
-        held.server.engine.writer.async { gate.wait() }
+        held.server.engine.exclusive { gate.wait() }
         let done = DispatchSemaphore(value: 0)
         let statuses = Mutex_<[Int]>([])
         let port = target.port

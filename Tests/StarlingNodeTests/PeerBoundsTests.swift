@@ -23,7 +23,7 @@ import Testing
         defer { node.stop() }
         let client = try greeted(node, as: "flood-1")
         let gate = DispatchSemaphore(value: 0)
-        node.server.engine.writer.async { gate.wait() }
+        node.server.engine.exclusive { gate.wait() }
         // All 50 frames in one write, so they arrive together.
         var bytes: [UInt8] = []
         for i in 0..<50 {

@@ -81,6 +81,9 @@ public enum ClusterCount: Sendable, Equatable {
     case forwardQueueFull(Int)
     /// Events of ingest requests sent on to their owners.
     case forwardedEvents(Int)
+    /// One frame of forwarded events left for an owner (events forwarded / batches = the mean
+    /// forward frame, which grows with load).
+    case forwardBatch
 }
 
 /// The ring as the node sees it, after a change (for the shell: metrics, connections, peers to

@@ -158,6 +158,7 @@ extension ClusterNode {
                 case .events(let e): events.append(contentsOf: e)
                 }
             }
+            out.append(.count(.forwardBatch))
             let body = key.json ? EventBatch(events: events).encode() : RecordBatch(items: records).encode()
             request(key.json ? .forwardEvents : .forwardRecords, body: body, to: peer,
                     what: .forward(parts: batch.map(\.part), key: key), timeoutMs: settings.forwardTimeoutMs, now: now,

@@ -1,8 +1,8 @@
 import StarlingCore
 
-/// One forward queue as data (pure): per owner and kind, pieces of requests wait while
-/// `forwardBatchesInFlightMax` batches are in flight, and leave together in the next batch (fewer,
-/// larger frames under load). Bounded by events and bytes waiting; a batch holds whole pieces up
+/// One forward queue as data (pure): per owner and kind, pieces of requests wait while a batch is
+/// in flight, and leave together in the next batch (fewer, larger frames under load; a second
+/// batch may join the one in flight once it is large, up to `forwardBatchesInFlightMax`). Bounded by events and bytes waiting; a batch holds whole pieces up
 /// to `forwardBatchEventsMax` events and `frameItemBytesMax` bytes. `Item` is what the shell
 /// keeps per piece (its payload and who waits for it).
 public struct ForwardBatcher<Item> {
@@ -30,9 +30,14 @@ public struct ForwardBatcher<Item> {
         return true
     }
 
-    /// The next batch to send, when one may leave now (it then counts as in flight).
+    /// The next batch to send, when one may leave now (it then counts as in flight): at once when
+    /// none is in flight; beside one in flight only when a large batch waits
+    /// (`forwardBatchEarlyEvents`), so small frames do not overtake the answer they would join.
     public mutating func nextBatch() -> [Item]? {
         guard inFlight < limits.forwardBatchesInFlightMax, !waiting.isEmpty else { return nil }
+        if inFlight > 0 && queuedEvents < limits.forwardBatchEarlyEvents && queuedBytes < limits.frameItemBytesMax / 4 {
+            return nil
+        }
         var take = 0, events = 0, bytes = 0
         while take < waiting.count {
             let next = waiting[take]

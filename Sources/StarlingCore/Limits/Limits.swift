@@ -83,6 +83,11 @@ public struct Limits: Sendable, Equatable {
     /// together: fewer, larger frames under load), and events in one batch.
     public var forwardBatchesInFlightMax = 2
     public var forwardBatchEventsMax = 5_000
+    /// While a batch is in flight, the next one leaves early (without waiting for that answer)
+    /// only once this many events, or a quarter of `frameItemBytesMax`, wait: a frame's cost is
+    /// mostly per frame, so frames grow with the load instead of shrinking as nodes are added.
+    /// With nothing in flight a batch always leaves at once (no added latency when idle).
+    public var forwardBatchEarlyEvents = 1_000
     /// Records in one catch-up page (bytes are bounded by `frameItemBytesMax`).
     public var catchUpPageRecordsMax = 5_000
     /// Catch-up plans waiting while one streams; more are dropped (the anti-entropy pass

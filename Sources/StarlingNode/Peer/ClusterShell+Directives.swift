@@ -99,6 +99,7 @@ extension ClusterShell {
         case .notAMember(let n): m.rejected(.peer, reason: "not_a_member", count: n)
         case .forwardQueueFull(let n): m.rejected(.peer, reason: "forward_queue_full", count: n)
         case .forwardedEvents(let n): m.forwardedEvents.increment(by: Int64(n))
+        case .forwardBatch: m.forwardBatches.increment()
         }
     }
 
