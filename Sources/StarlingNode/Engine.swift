@@ -254,8 +254,10 @@ public final class Engine: @unchecked Sendable {
         // its current turn (so the requests it read in that turn form one group), instead of a
         // hop to the writer thread and back: two thread wake-ups per group, the largest item of
         // a single-event POST's profile. Not under `--fsync always`: an event loop must not wait
-        // for a flush. Other threads start the writer queue.
-        let loop = config.fsync == .always ? nil : MultiThreadedEventLoopGroup.currentEventLoop
+        // for a flush. Nor for UDP: its reader must keep emptying the socket (a datagram the
+        // kernel drops from a full queue is lost for good, while a TCP client only waits). Other
+        // threads start the writer queue.
+        let loop = config.fsync == .always || job.transport == .udp ? nil : MultiThreadedEventLoopGroup.currentEventLoop
         enum Start { case none, inline(EventLoop), writer, refused(stopped: Bool) }
         let start: Start = pending.withLock { p in
             if p.stopped { return .refused(stopped: true) }

@@ -27,10 +27,10 @@ import Testing
     }
 
     /// Submits one event from `loop`; the result arrives through the returned future.
-    func submit(_ engine: Engine, _ n: Int, on loop: EventLoop) -> EventLoopFuture<Result<Int, IngestError>> {
+    func submit(_ engine: Engine, _ n: Int, on loop: EventLoop, transport: Transport = .http) -> EventLoopFuture<Result<Int, IngestError>> {
         loop.submit {
             let p = loop.makePromise(of: Result<Int, IngestError>.self)
-            engine.submit([event(n)], ip: "127.0.0.1", transport: .http, bytes: 40, on: loop) { p.succeed($0) }
+            engine.submit([event(n)], ip: "127.0.0.1", transport: transport, bytes: 40, on: loop) { p.succeed($0) }
             return p.futureResult
         }.flatMap { $0 }
     }
@@ -92,6 +92,20 @@ import Testing
         let future = submit(engine, 3, on: group.next())
         Thread.sleep(forTimeInterval: 0.3)
         #expect(engine.session("s", query: EventQuery(limit: 10)).0.records.isEmpty, "an event loop does not wait for a flush")
+        gate.signal()
+        #expect(try value(future)?.get() == 1)
+    }
+
+    @Test func udpReadersLeaveTheCommitToTheWriterQueue() throws {
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+        defer { try? group.syncShutdownGracefully() }
+        let engine = try engine()
+        defer { engine.shutdown() }
+        let gate = DispatchSemaphore(value: 0)
+        engine.writer.async { gate.wait() }
+        let future = submit(engine, 4, on: group.next(), transport: .udp)
+        Thread.sleep(forTimeInterval: 0.3)
+        #expect(engine.session("s", query: EventQuery(limit: 10)).0.records.isEmpty, "the UDP loop keeps reading its socket")
         gate.signal()
         #expect(try value(future)?.get() == 1)
     }
