@@ -48,18 +48,48 @@ import Testing
         return got.withLock { $0 }
     }
 
-    @Test func anEventLoopCommitsWithoutTheWriterQueue() throws {
+    /// The stored event ids of session "s".
+    func stored(_ engine: Engine) -> [String] {
+        engine.session("s", query: EventQuery(limit: 10)).0.records.map { $0.eventID }
+    }
+
+    /// An engine on one event loop whose writer queue is stuck (a block that waits, not holding
+    /// the role) until `release` is called; released at the end in any case.
+    func withStuckWriterQueue(fsync: FsyncPolicy = .interval,
+                              _ body: (_ engine: Engine, _ loop: EventLoop, _ release: () -> Void) throws -> Void) throws {
         let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
         defer { try? group.syncShutdownGracefully() }
-        let engine = try engine()
+        let engine = try engine(fsync: fsync)
         defer { engine.shutdown() }
-        // The writer queue is stuck (not holding the role): an inline commit does not need it.
         let gate = DispatchSemaphore(value: 0)
+        let released = Mutex(false)
+        let release = {
+            if released.withLock({ was in defer { was = true }; return !was }) { gate.signal() }
+        }
         engine.writer.async { gate.wait() }
-        defer { gate.signal() }
-        let result = value(submit(engine, 1, on: group.next()), within: 5)
-        #expect(try result?.get() == 1, "committed while the writer queue is stuck")
-        #expect(engine.session("s", query: EventQuery(limit: 10)).0.records.map { $0.eventID } == ["e1"])
+        defer { release() }
+        try body(engine, group.next(), release)
+    }
+
+    /// A commit that must wait for the writer queue: nothing stored while it is stuck, stored once
+    /// it is released.
+    func expectWaitsForTheWriterQueue(fsync: FsyncPolicy = .interval, transport: Transport, _ why: Comment) throws {
+        try withStuckWriterQueue(fsync: fsync) { engine, loop, release in
+            let future = submit(engine, 3, on: loop, transport: transport)
+            Thread.sleep(forTimeInterval: 0.3)
+            #expect(stored(engine).isEmpty, why)
+            release()
+            #expect((try? value(future)?.get()) == 1)
+            #expect(stored(engine) == ["e3"])
+        }
+    }
+
+    @Test func anEventLoopCommitsWithoutTheWriterQueue() throws {
+        try withStuckWriterQueue { engine, loop, _ in
+            let result = value(submit(engine, 1, on: loop), within: 5)
+            #expect((try? result?.get()) == 1, "committed while the writer queue is stuck")
+            #expect(stored(engine) == ["e1"])
+        }
     }
 
     @Test func aTaskHoldingTheRoleHoldsBackInlineCommits() throws {
@@ -76,37 +106,17 @@ import Testing
         running.wait()
         let future = submit(engine, 2, on: group.next())
         Thread.sleep(forTimeInterval: 0.3)
-        #expect(engine.session("s", query: EventQuery(limit: 10)).0.records.isEmpty, "nothing is appended beside the task")
+        #expect(stored(engine).isEmpty, "nothing is appended beside the task")
         gate.signal()
-        #expect(try value(future)?.get() == 1)
-        #expect(engine.session("s", query: EventQuery(limit: 10)).0.records.map { $0.eventID } == ["e2"])
+        #expect((try? value(future)?.get()) == 1)
+        #expect(stored(engine) == ["e2"])
     }
 
     @Test func underFsyncAlwaysCommitsStayOnTheWriterQueue() throws {
-        let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
-        defer { try? group.syncShutdownGracefully() }
-        let engine = try engine(fsync: .always)
-        defer { engine.shutdown() }
-        let gate = DispatchSemaphore(value: 0)
-        engine.writer.async { gate.wait() }
-        let future = submit(engine, 3, on: group.next())
-        Thread.sleep(forTimeInterval: 0.3)
-        #expect(engine.session("s", query: EventQuery(limit: 10)).0.records.isEmpty, "an event loop does not wait for a flush")
-        gate.signal()
-        #expect(try value(future)?.get() == 1)
+        try expectWaitsForTheWriterQueue(fsync: .always, transport: .http, "an event loop does not wait for a flush")
     }
 
     @Test func udpReadersLeaveTheCommitToTheWriterQueue() throws {
-        let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
-        defer { try? group.syncShutdownGracefully() }
-        let engine = try engine()
-        defer { engine.shutdown() }
-        let gate = DispatchSemaphore(value: 0)
-        engine.writer.async { gate.wait() }
-        let future = submit(engine, 4, on: group.next(), transport: .udp)
-        Thread.sleep(forTimeInterval: 0.3)
-        #expect(engine.session("s", query: EventQuery(limit: 10)).0.records.isEmpty, "the UDP loop keeps reading its socket")
-        gate.signal()
-        #expect(try value(future)?.get() == 1)
+        try expectWaitsForTheWriterQueue(transport: .udp, "the UDP loop keeps reading its socket")
     }
 }
