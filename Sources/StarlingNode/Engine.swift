@@ -304,8 +304,9 @@ public final class Engine: @unchecked Sendable {
     func exclusive(_ body: @escaping @Sendable () -> Void) {
         let start = pending.withLock { p in
             p.tasks.append(WriterTask(run: body))
-            defer { p.draining = true }
-            return !p.draining
+            let free = !p.draining
+            p.draining = true
+            return free
         }
         if start { writer.async { self.drain(inline: false) } }
     }
@@ -459,7 +460,7 @@ public final class Engine: @unchecked Sendable {
         logger.error("\(message)")
         pending.withLock { $0.storageError = message }
         // Probe again soon: the condition clears on the next successful write.
-        syncer.asyncAfter(deadline: .now() + .seconds(1)) { [weak self] in
+        writer.asyncAfter(deadline: .now() + .seconds(1)) { [weak self] in
             self?.pending.withLock { $0.storageError = nil }
         }
         let code = error.isDiskFull ? "storage_full" : "storage_unavailable"

@@ -2,8 +2,9 @@ import StarlingCore
 
 /// One forward queue as data (pure): per owner and kind, pieces of requests wait while a batch is
 /// in flight, and leave together in the next batch (fewer, larger frames under load; a second
-/// batch may join the one in flight once it is large, up to `forwardBatchesInFlightMax`). Bounded by events and bytes waiting; a batch holds whole pieces up
-/// to `forwardBatchEventsMax` events and `frameItemBytesMax` bytes. `Item` is what the shell
+/// batch may join the one in flight once it is large, up to `forwardBatchesInFlightMax`).
+/// Bounded by events and bytes waiting; a batch holds whole pieces up to
+/// `forwardBatchEventsMax` events and `frameItemBytesMax` bytes. `Item` is what the shell
 /// keeps per piece (its payload and who waits for it).
 public struct ForwardBatcher<Item> {
     public struct Piece {

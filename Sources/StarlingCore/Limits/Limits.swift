@@ -79,8 +79,8 @@ public struct Limits: Sendable, Equatable {
     /// flight; past either, ingest for that owner answers 503.
     public var forwardQueueEventsMax = 50_000
     public var forwardQueueBytesMax = 64 * 1024 * 1024
-    /// Forward batches in flight per owner and kind (while they are, new events queue and leave
-    /// together: fewer, larger frames under load), and events in one batch.
+    /// Forward batches in flight per owner and kind (a second one only early, see
+    /// `forwardBatchEarlyEvents`), and events in one batch.
     public var forwardBatchesInFlightMax = 2
     public var forwardBatchEventsMax = 5_000
     /// While a batch is in flight, the next one leaves early (without waiting for that answer)
