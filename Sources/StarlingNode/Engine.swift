@@ -206,12 +206,8 @@ public final class Engine: @unchecked Sendable {
             return
         }
         var rng = random.generator()   // one draw per request
-        var records = StoredEvent.records(of: events, receivedAt: clock(), node: config.id, ip: ip, using: &rng)
-        if replicator != nil {
-            // Encoded once, here on the I/O thread: the writer and replication copy these bytes.
-            // (Without replication the writer encodes straight into the block: no gain in caching.)
-            for i in records.indices { records[i] = records[i]?.withWire() }
-        }
+        // Encoded once, here on the I/O thread: the writer and replication copy these bytes.
+        let records = StoredEvent.records(of: events, receivedAt: clock(), node: config.id, ip: ip, using: &rng)
         let prepared = zip(events, records).map { GroupCommit.Prepared(event: $0, record: $1, clientID: $0.eventID != nil) }
         enqueue(Job(payload: .events(prepared, ip: ip), transport: transport, count: events.count, bytes: bytes, completion: completion,
                     loop: loop, replicator: replicator, traces: traces))
@@ -236,7 +232,7 @@ public final class Engine: @unchecked Sendable {
             completion(.failure(reason))
             return
         }
-        enqueue(Job(payload: .replica(records), count: records.count, bytes: records.reduce(0) { $0 + $1.json.count + 64 }, completion: completion))
+        enqueue(Job(payload: .replica(records), count: records.count, bytes: records.reduce(0) { $0 + $1.encodedCount }, completion: completion))
     }
 
     /// Links identities to a session (`/v1/identify`), durably, in log order with events.
@@ -798,7 +794,7 @@ public final class Engine: @unchecked Sendable {
             if out.count >= query.limit {
                 return Answer(records: out, truncated: true, partial: partial)
             }
-            let size = r.json.count + r.eventID.utf8.count + 32
+            let size = r.jsonCount + r.eventID.utf8.count + 32
             if !out.isEmpty && bytes + size > byteBudget {
                 return Answer(records: out, truncated: false, partial: partial, nextOffset: position)
             }

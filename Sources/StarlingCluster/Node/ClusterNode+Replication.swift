@@ -138,8 +138,8 @@ extension ClusterNode {
         if settings.rules.fencing {
             let fence = ReplicaFence(sender: inbound.sender, ring: ring, rf: settings.rf, me: id)
             for r in records where r.kind == .event {
-                let key = SubjectKey(of: r)
-                if !fence.accepts(hash: RingHash.hash(key)) {
+                if !fence.accepts(hash: RingHash.hash(subjectOf: r)) {
+                    let key = SubjectKey(of: r)
                     return respond(inbound, .replicateResult,
                                    ReplicateResult(status: 409, message: "\(inbound.sender) is not a replica of '\(key.ringKey)' at epoch \(epoch) (stale owner)").encode())
                 }

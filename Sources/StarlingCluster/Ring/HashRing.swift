@@ -16,6 +16,11 @@ public enum RingHash {
         finalize(key.ringKeyFNV)
     }
 
+    /// The hash of a record's subject (an event's one subject), read from its bytes.
+    public static func hash(subjectOf r: Record) -> UInt64 {
+        finalize(r.subjectFNV)
+    }
+
     static func finalize(_ fnv: UInt64) -> UInt64 {
         var z = fnv
         z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9

@@ -26,19 +26,18 @@ public struct ReplicationPlan: Sendable, Equatable {
         var order: [Int] = []
         var perFollower = [[[UInt8]]](repeating: [], count: ring.members.count)
         var listed: [Int] = []           // one record's followers, in the order first met (reused)
-        func follow(_ key: SubjectKey) -> Bool {
-            Placement.forEachFollower(ofHash: RingHash.hash(key), ring: ring, rf: rf, me: meIndex) { m in
+        func follow(_ hash: UInt64) -> Bool {
+            Placement.forEachFollower(ofHash: hash, ring: ring, rf: rf, me: meIndex) { m in
                 if !listed.contains(m) { listed.append(m) }
             }
         }
         for r in records {
             listed.removeAll(keepingCapacity: true)
             if r.kind == .event {
-                let key = SubjectKey(of: r)
-                guard follow(key) else { return .failure(.notEnoughReplicas(key: key.ringKey)) }
+                guard follow(RingHash.hash(subjectOf: r)) else { return .failure(.notEnoughReplicas(key: SubjectKey(of: r).ringKey)) }
             } else {
                 for key in SubjectKey.all(of: r) {
-                    guard follow(key) else { return .failure(.notEnoughReplicas(key: key.ringKey)) }
+                    guard follow(RingHash.hash(key)) else { return .failure(.notEnoughReplicas(key: key.ringKey)) }
                 }
             }
             guard !listed.isEmpty else { continue }

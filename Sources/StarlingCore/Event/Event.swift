@@ -102,34 +102,46 @@ public enum StoredEvent {
                               receivedAt: Int64, node: String, ip: String) -> [UInt8] {
         var out = prefix
         out.reserveCapacity(prefix.count + 128)
+        appendStamps(to: &out, resolvedSessionID: resolvedSessionID, eventID: eventID, ts: ts, receivedAt: receivedAt,
+                     node: node, ip: ip)
+        return out
+    }
+
+    /// What `finish` adds to the prefix: the stamps and the closing brace.
+    @inline(__always)
+    static func appendStamps(to out: inout [UInt8], resolvedSessionID: String?, eventID: String, ts: Int64,
+                             receivedAt: Int64, node: String, ip: String) {
         if let sid = resolvedSessionID {
             out.append(contentsOf: #""session_id":"#.utf8)
             JSONWriter.writeString(sid, into: &out)
             out.append(UInt8(ascii: ","))
         }
         out.append(contentsOf: #""ts":"#.utf8)
-        out.append(contentsOf: String(ts).utf8)
+        out.appendDecimal(ts)
         out.append(contentsOf: #","event_id":"#.utf8)
         JSONWriter.writeString(eventID, into: &out)
         out.append(contentsOf: #","received_at":"#.utf8)
-        out.append(contentsOf: String(receivedAt).utf8)
+        out.appendDecimal(receivedAt)
         out.append(contentsOf: #","node":"#.utf8)
         JSONWriter.writeString(node, into: &out)
         out.append(contentsOf: #","ip":"#.utf8)
         JSONWriter.writeString(ip, into: &out)
         out.append(UInt8(ascii: "}"))
-        return out
     }
 
-    /// The log record of an event whose session is known: stored JSON finished, stamps set.
+    /// The log record of an event whose session is known: stored JSON finished, stamps set,
+    /// encoded straight into the record's one buffer.
     /// (`sessionID` nil: an identity-only event no link resolved; stored without a session.)
     public static func record(of e: IncomingEvent, sessionID: String?, eventID: String, ts: Int64, receivedAt: Int64,
                               node: String, ip: String) -> Record {
-        let json = finish(prefix: e.prefix, resolvedSessionID: e.sessionID == nil ? sessionID : nil, eventID: eventID,
-                          ts: ts, receivedAt: receivedAt, node: node, ip: ip)
+        let resolved = e.sessionID == nil ? sessionID : nil
+        let stamps = 96 + eventID.utf8.count + node.utf8.count + ip.utf8.count + (resolved?.utf8.count ?? 0)
         return Record(kind: .event, isError: e.isError, ts: ts, receivedAt: receivedAt, sessionID: sessionID ?? "",
                       eventID: eventID, key: e.key, component: e.component ?? "", via: e.via ?? "",
-                      userID: e.userID ?? "", terminalID: e.terminalID ?? "", json: json)
+                      userID: e.userID ?? "", terminalID: e.terminalID ?? "", jsonCapacity: e.prefix.count + stamps) { out in
+            out.append(contentsOf: e.prefix)
+            appendStamps(to: &out, resolvedSessionID: resolved, eventID: eventID, ts: ts, receivedAt: receivedAt, node: node, ip: ip)
+        }
     }
 
     /// Records for events whose session is known, stamped now by `node` (the owner); ids are

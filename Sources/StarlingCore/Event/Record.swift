@@ -1,5 +1,5 @@
-/// One entry of the append-only log, as plain values. The log stores records
-/// inside blocks (see `StarlingLog.BlockCodec`); this is the record's own layout:
+/// One entry of the append-only log. The log stores records inside blocks (see
+/// `StarlingLog.BlockCodec`); this is the record's own layout:
 ///
 /// ```
 /// u32  length      bytes that follow this field (crc + body)
@@ -15,61 +15,48 @@
 /// ```
 /// All integers little-endian. Absent strings are stored empty.
 ///
-/// Encode once: a record knows its encoding (`wire`) when it was decoded from bytes (forwarded,
-/// replicated, pulled by catch-up) or encoded on purpose (`withWire()`, on the I/O thread that built
-/// it). Appending, forwarding and replicating then copy those bytes instead of encoding again.
-/// Changing any field drops the cached bytes, so they always match the fields.
+/// Records as bytes: the encoding is the record's only storage (`encoded`, one array). A record
+/// built from fields is encoded once, on the thread that builds it; one decoded from the network
+/// or a block keeps the bytes it was checked from. Appending, forwarding and replicating copy
+/// those bytes, and copying a record is one reference count. Fields are read from the bytes when
+/// asked for (`sessionID` makes a `String`; `field(_:)`, `jsonCount` and `dedupeKey` do not).
+/// Setting a field re-encodes the record (tests and rare paths only). Every `Record` value holds
+/// a well-formed encoding: the initialisers build one or check one.
 public struct Record: Sendable {
     public enum Kind: UInt8, Sendable { case event = 1, link = 2 }
 
-    public var kind: Kind { didSet { wire = nil } }
-    public var isError: Bool { didSet { wire = nil } }
-    public var ts: Int64 { didSet { wire = nil } }
-    public var receivedAt: Int64 { didSet { wire = nil } }
-    public var sessionID: String { didSet { wire = nil } }
-    public var eventID: String { didSet { wire = nil } }
-    public var key: String { didSet { wire = nil } }
-    public var component: String { didSet { wire = nil } }
-    public var via: String { didSet { wire = nil } }
-    public var userID: String { didSet { wire = nil } }
-    public var terminalID: String { didSet { wire = nil } }
-    public var json: [UInt8] { didSet { wire = nil } }
-    /// The record's encoding, when known (see above).
-    public private(set) var wire: [UInt8]?
+    /// The seven strings, in their encoding order.
+    public enum Field: Int, Sendable, CaseIterable {
+        case sessionID = 0, eventID, key, component, via, userID, terminalID
+    }
+
+    /// The record's encoding: length, CRC, body.
+    public private(set) var encoded: [UInt8]
+
+    /// Length and CRC fields.
+    static let headerBytes = 8
+    /// Fixed part of the body: kind, flags, reserved, ts, received.
+    static let fixedBodyBytes = 1 + 1 + 2 + 8 + 8
+    /// Where the first string's length sits.
+    static let fieldsStart = headerBytes + fixedBodyBytes
 
     public init(kind: Kind, isError: Bool = false, ts: Int64, receivedAt: Int64, sessionID: String, eventID: String = "",
                 key: String = "", component: String = "", via: String = "", userID: String = "", terminalID: String = "",
                 json: [UInt8] = []) {
-        self.kind = kind
-        self.isError = isError
-        self.ts = ts
-        self.receivedAt = receivedAt
-        self.sessionID = sessionID
-        self.eventID = eventID
-        self.key = key
-        self.component = component
-        self.via = via
-        self.userID = userID
-        self.terminalID = terminalID
-        self.json = json
+        self.init(kind: kind, isError: isError, ts: ts, receivedAt: receivedAt, sessionID: sessionID, eventID: eventID,
+                  key: key, component: component, via: via, userID: userID, terminalID: terminalID,
+                  jsonCapacity: json.count) { $0.append(contentsOf: json) }
     }
 
-    public enum DecodeError: Error, Equatable, Sendable {
-        case truncated(offset: Int)
-        case badChecksum(offset: Int)
-        case badKind(UInt8, offset: Int)
-        case badLength(offset: Int)
-    }
-
-    /// Fixed part of the body: kind, flags, reserved, ts, received.
-    static let fixedBodyBytes = 1 + 1 + 2 + 8 + 8
-
-    public func encode(into out: inout [UInt8]) {
-        if let wire {
-            out.append(contentsOf: wire)
-            return
-        }
-        let start = out.count
+    /// Encodes a record in one buffer: `writeJSON` appends the stored JSON (`jsonCapacity`: its
+    /// expected size, so the buffer is allocated once).
+    @inline(__always)
+    public init(kind: Kind, isError: Bool, ts: Int64, receivedAt: Int64, sessionID: String, eventID: String,
+                key: String, component: String, via: String, userID: String, terminalID: String,
+                jsonCapacity: Int, json writeJSON: (inout [UInt8]) -> Void) {
+        var out: [UInt8] = []
+        out.reserveCapacity(Self.fieldsStart + 7 * 2 + 4 + jsonCapacity + sessionID.utf8.count + eventID.utf8.count
+                            + key.utf8.count + component.utf8.count + via.utf8.count + userID.utf8.count + terminalID.utf8.count)
         out.appendLE(UInt32(0))  // length, patched below
         out.appendLE(UInt32(0))  // crc, patched below
         out.append(kind.rawValue)
@@ -84,12 +71,19 @@ public struct Record: Sendable {
         Record.appendField(via, to: &out)
         Record.appendField(userID, to: &out)
         Record.appendField(terminalID, to: &out)
-        out.appendLE(UInt32(json.count))
-        out.append(contentsOf: json)
-        let bodyStart = start + 8
-        let crc = out.withUnsafeBytes { CRC32C.checksum(UnsafeRawBufferPointer(rebasing: $0[bodyStart...])) }
-        out.overwriteLE(UInt32(out.count - start - 4), at: start)
-        out.overwriteLE(crc, at: start + 4)
+        let jsonAt = out.count
+        out.appendLE(UInt32(0))  // json length, patched below
+        writeJSON(&out)
+        out.overwriteLE(UInt32(out.count - jsonAt - 4), at: jsonAt)
+        Record.seal(&out)
+        encoded = out
+    }
+
+    /// Patches the length and CRC fields of an encoding whose body is complete.
+    static func seal(_ out: inout [UInt8]) {
+        let crc = out.withUnsafeBytes { CRC32C.checksum(UnsafeRawBufferPointer(rebasing: $0[Self.headerBytes...])) }
+        out.overwriteLE(UInt32(out.count - 4), at: 0)
+        out.overwriteLE(crc, at: 4)
     }
 
     /// u16 length + UTF-8 bytes. Validation bounds every string far below 64 KiB; clip
@@ -104,69 +98,206 @@ public struct Record: Sendable {
         }
     }
 
-    public var encoded: [UInt8] {
-        if let wire { return wire }
-        var out: [UInt8] = []
-        out.reserveCapacity(encodedCount)   // one allocation, no growth steps
-        encode(into: &out)
-        return out
+    public enum DecodeError: Error, Equatable, Sendable {
+        case truncated(offset: Int)
+        case badChecksum(offset: Int)
+        case badKind(UInt8, offset: Int)
+        case badLength(offset: Int)
     }
 
-    /// The same record carrying its encoding, so later appends and sends copy bytes.
-    public func withWire() -> Record {
-        guard wire == nil else { return self }
-        var r = self
-        r.wire = encoded
-        return r
+    public func encode(into out: inout [UInt8]) {
+        out.append(contentsOf: encoded)
     }
 
-    /// Decodes one record that fills `bytes` exactly (as sent by replication); nil when malformed
-    /// or its CRC does not match.
+    /// Bytes of the encoding.
+    public var encodedCount: Int { encoded.count }
+
+    /// Takes `bytes` as one record's encoding when they fill it exactly (as sent by replication);
+    /// nil when malformed or its CRC does not match. Nothing is copied.
     public init?(encoded bytes: [UInt8]) {
-        let decoded: Record? = bytes.withUnsafeBytes { buf in
-            var reader = ByteReader(buf)
-            guard let r = try? Record.decode(&reader), reader.remaining == 0 else { return nil }
-            return r
-        }
-        guard var decoded else { return nil }
-        decoded.wire = bytes
-        self = decoded
+        let ok = bytes.withUnsafeBytes { buf in (try? Record.check(buf, at: 0)) == buf.count }
+        guard ok else { return nil }
+        encoded = bytes
     }
 
-    /// Decodes the record at the reader's offset and advances past it. Verifies the CRC.
+    /// Decodes the record at the reader's offset and advances past it. Verifies the CRC and the
+    /// layout; the record's bytes are copied once, into its own array.
     public static func decode(_ reader: inout ByteReader) throws(DecodeError) -> Record {
         let at = reader.offset
+        let end = try check(reader.bytes, at: at)
+        _ = reader.slice(end - at)
+        return Record(checked: Array(UnsafeRawBufferPointer(rebasing: reader.bytes[at..<end])))
+    }
+
+    private init(checked bytes: [UInt8]) { encoded = bytes }
+
+    /// Checks the record that starts at `at` in `buf` (length, CRC, kind, every string's
+    /// length, the JSON's length filling the body exactly); returns the offset after it.
+    static func check(_ buf: UnsafeRawBufferPointer, at: Int) throws(DecodeError) -> Int {
+        var reader = ByteReader(buf, offset: at)
         guard let length = reader.u32(), let crc = reader.u32() else { throw .truncated(offset: at) }
-        guard let len = Int(exactly: length), len >= 4 + fixedBodyBytes else { throw .badLength(offset: at) }
+        guard let len = Int(exactly: length), len >= 4 + fixedBodyBytes + 7 * 2 + 4 else { throw .badLength(offset: at) }
         guard let body = reader.slice(len - 4) else { throw .truncated(offset: at) }
         guard CRC32C.checksum(body) == crc else { throw .badChecksum(offset: at) }
         var r = ByteReader(body)
-        guard let kindByte = r.u8(), let flags = r.u8(), r.u16() != nil, let ts = r.i64(), let rcv = r.i64() else {
+        guard let kindByte = r.u8(), r.u8() != nil, r.u16() != nil, r.i64() != nil, r.i64() != nil else {
             throw .truncated(offset: at)
         }
-        guard let kind = Kind(rawValue: kindByte) else { throw .badKind(kindByte, offset: at) }
-        // The seven strings read in order into locals (no array per record: this runs for every
-        // forwarded, replicated, pulled and read-back record).
-        func field() throws(DecodeError) -> String {
-            guard let n = r.u16(), let s = r.string(Int(n)) else { throw .truncated(offset: at) }
-            return s
+        guard Kind(rawValue: kindByte) != nil else { throw .badKind(kindByte, offset: at) }
+        for _ in 0..<7 {
+            guard let n = r.u16(), r.slice(Int(n)) != nil else { throw .truncated(offset: at) }
         }
-        let sessionID = try field(), eventID = try field(), key = try field(), component = try field()
-        let via = try field(), userID = try field(), terminalID = try field()
-        guard let jn = r.u32(), let jlen = Int(exactly: jn), let json = r.slice(jlen), r.remaining == 0 else {
+        guard let jn = r.u32(), let jlen = Int(exactly: jn), r.slice(jlen) != nil, r.remaining == 0 else {
             throw .badLength(offset: at)
         }
-        return Record(kind: kind, isError: flags & 1 != 0, ts: ts, receivedAt: rcv, sessionID: sessionID,
-                      eventID: eventID, key: key, component: component, via: via,
-                      userID: userID, terminalID: terminalID, json: Array(json))
+        return reader.offset
+    }
+}
+
+// MARK: - Reading fields from the bytes
+
+extension Record {
+    public var kind: Kind {
+        get { Kind(rawValue: encoded[Self.headerBytes])! }
+        set { encoded[Self.headerBytes] = newValue.rawValue; Record.seal(&encoded) }
+    }
+
+    public var isError: Bool {
+        get { encoded[Self.headerBytes + 1] & 1 != 0 }
+        set { encoded[Self.headerBytes + 1] = newValue ? 1 : 0; Record.seal(&encoded) }
+    }
+
+    public var ts: Int64 {
+        get { int64(at: Self.headerBytes + 4) }
+        set { setInt64(newValue, at: Self.headerBytes + 4) }
+    }
+
+    public var receivedAt: Int64 {
+        get { int64(at: Self.headerBytes + 12) }
+        set { setInt64(newValue, at: Self.headerBytes + 12) }
+    }
+
+    public var sessionID: String { get { string(.sessionID) } set { set(.sessionID, newValue) } }
+    public var eventID: String { get { string(.eventID) } set { set(.eventID, newValue) } }
+    public var key: String { get { string(.key) } set { set(.key, newValue) } }
+    public var component: String { get { string(.component) } set { set(.component, newValue) } }
+    public var via: String { get { string(.via) } set { set(.via, newValue) } }
+    public var userID: String { get { string(.userID) } set { set(.userID, newValue) } }
+    public var terminalID: String { get { string(.terminalID) } set { set(.terminalID, newValue) } }
+
+    /// The stored JSON (a copy; `withJSON` reads it in place).
+    public var json: [UInt8] {
+        get { withJSON { Array($0) } }
+        set { self = rebuilt(json: newValue) }
+    }
+
+    /// Bytes of the stored JSON.
+    public var jsonCount: Int { encoded.withUnsafeBytes { Int(Record.u32(jsonAt(in: $0), in: $0)) } }
+
+    public func withJSON<T>(_ body: (UnsafeRawBufferPointer) throws -> T) rethrows -> T {
+        try encoded.withUnsafeBytes { buf in
+            let at = jsonAt(in: buf)
+            let n = Int(Record.u32(at, in: buf))
+            return try body(UnsafeRawBufferPointer(rebasing: buf[(at + 4)..<(at + 4 + n)]))
+        }
+    }
+
+    /// A string field's UTF-8 bytes, read in place.
+    @inline(__always)
+    public func withField<T>(_ f: Field, _ body: (UnsafeRawBufferPointer) throws -> T) rethrows -> T {
+        try encoded.withUnsafeBytes { buf in
+            let at = Record.fieldAt(f.rawValue, in: buf)
+            let n = Int(Record.u16(at, in: buf))
+            return try body(UnsafeRawBufferPointer(rebasing: buf[(at + 2)..<(at + 2 + n)]))
+        }
+    }
+
+    /// Whether a string field is empty (absent), without making a `String`.
+    @inline(__always)
+    public func isEmpty(_ f: Field) -> Bool {
+        encoded.withUnsafeBytes { Record.u16(Record.fieldAt(f.rawValue, in: $0), in: $0) == 0 }
+    }
+
+    @inline(__always)
+    func string(_ f: Field) -> String {
+        withField(f) { String(decoding: $0, as: UTF8.self) }
+    }
+
+    @inline(__always)
+    static func u16(_ at: Int, in buf: UnsafeRawBufferPointer) -> UInt16 {
+        UInt16(buf[at]) | UInt16(buf[at + 1]) << 8
+    }
+
+    @inline(__always)
+    static func u32(_ at: Int, in buf: UnsafeRawBufferPointer) -> UInt32 {
+        UInt32(u16(at, in: buf)) | UInt32(u16(at + 2, in: buf)) << 16
+    }
+
+    /// Where string field `index`'s length sits: past the strings before it.
+    @inline(__always)
+    static func fieldAt(_ index: Int, in buf: UnsafeRawBufferPointer) -> Int {
+        var at = fieldsStart
+        for _ in 0..<index { at += 2 + Int(u16(at, in: buf)) }
+        return at
+    }
+
+    func jsonAt(in buf: UnsafeRawBufferPointer) -> Int { Record.fieldAt(7, in: buf) }
+
+    func int64(at offset: Int) -> Int64 {
+        encoded.withUnsafeBytes { buf in
+            Int64(bitPattern: UInt64(Record.u32(offset, in: buf)) | UInt64(Record.u32(offset + 4, in: buf)) << 32)
+        }
+    }
+
+    mutating func setInt64(_ v: Int64, at offset: Int) {
+        let u = UInt64(bitPattern: v)
+        for i in 0..<8 { encoded[offset + i] = UInt8(truncatingIfNeeded: u >> (8 * UInt64(i))) }
+        Record.seal(&encoded)
+    }
+
+    mutating func set(_ f: Field, _ value: String) {
+        var strings = Field.allCases.map { string($0) }
+        strings[f.rawValue] = value
+        self = rebuilt(strings: strings, json: json)
+    }
+
+    func rebuilt(strings: [String]? = nil, json: [UInt8]? = nil) -> Record {
+        let s = strings ?? Field.allCases.map { string($0) }
+        return Record(kind: kind, isError: isError, ts: ts, receivedAt: receivedAt, sessionID: s[0], eventID: s[1],
+                      key: s[2], component: s[3], via: s[4], userID: s[5], terminalID: s[6], json: json ?? self.json)
+    }
+
+    /// `DedupeWindow.key(eventID, in: SubjectKey(of: self))`, hashed from the bytes (no strings).
+    public var dedupeKey: UInt64 {
+        let scope = subjectFNV
+        return withField(.eventID) { StableHash.fnv1a64(continuing: StableHash.fnv1a64(continuing: scope, byte: 0xFF), bytes: $0) }
+    }
+
+    /// `SubjectKey(of: self).ringKeyFNV`, hashed from the bytes.
+    public var subjectFNV: UInt64 {
+        encoded.withUnsafeBytes { buf in
+            let s = Record.fieldAt(Field.sessionID.rawValue, in: buf)
+            func bytes(_ at: Int) -> UnsafeRawBufferPointer {
+                UnsafeRawBufferPointer(rebasing: buf[(at + 2)..<(at + 2 + Int(Record.u16(at, in: buf)))])
+            }
+            func prefixed(_ kind: UInt8, _ at: Int) -> UInt64 {
+                let h = StableHash.fnv1a64(continuing: StableHash.fnv1a64(continuing: StableHash.offsetBasis, byte: kind), byte: 0x3A)
+                return StableHash.fnv1a64(continuing: h, bytes: bytes(at))
+            }
+            if Record.u16(s, in: buf) != 0 { return StableHash.fnv1a64(continuing: StableHash.offsetBasis, bytes: bytes(s)) }
+            let u = Record.fieldAt(Field.userID.rawValue, in: buf)
+            if Record.u16(u, in: buf) != 0 { return prefixed(0x75, u) }     // "u:"
+            return prefixed(0x74, Record.fieldAt(Field.terminalID.rawValue, in: buf))  // "t:"
+        }
     }
 }
 
 extension Record: Equatable {
-    /// Equal fields (whether the encoding is cached does not matter).
+    /// Equal fields. Equal fields encode to equal bytes, except strings a peer sent as invalid
+    /// UTF-8 (read back repaired), so the fields are compared when the bytes differ.
     public static func == (a: Record, b: Record) -> Bool {
-        a.kind == b.kind && a.isError == b.isError && a.ts == b.ts && a.receivedAt == b.receivedAt && a.sessionID == b.sessionID
-            && a.eventID == b.eventID && a.key == b.key && a.component == b.component && a.via == b.via && a.userID == b.userID
-            && a.terminalID == b.terminalID && a.json == b.json
+        if a.encoded == b.encoded { return true }
+        return a.kind == b.kind && a.isError == b.isError && a.ts == b.ts && a.receivedAt == b.receivedAt
+            && Field.allCases.allSatisfy { a.string($0) == b.string($0) } && a.withJSON({ x in b.withJSON { Array(x) == Array($0) } })
     }
 }

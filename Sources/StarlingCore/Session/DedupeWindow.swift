@@ -52,6 +52,9 @@ public struct DedupeWindow: Sendable {
         return number >= base && i < entries.count ? entries[i] : nil
     }
 
+    /// False when no arrival in the window has this key (then `candidates` is empty): one probe.
+    public func mayHold(_ key: UInt64) -> Bool { newestOf[key] != nil }
+
     /// Refs that may hold this id (to be confirmed by reading them), oldest first. Only their
     /// location and seq are kept (what confirming and re-shipping a copy need).
     public func candidates(_ key: UInt64) -> [EventRef] {

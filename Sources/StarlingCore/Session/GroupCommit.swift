@@ -51,25 +51,40 @@ public enum GroupCommit {
         var plan = Plan()
         var replicas: [Record] = []
         var newLinks: [SubjectKey: String] = [:]       // identity -> session, links made in this group
-        var seen = Set<ScopedID>()                     // ids admitted earlier in this group
-        /// False when `id` is already stored in `scope` or was admitted earlier in this group.
+        // Ids admitted earlier in this group, by dedupe key. The first id of a key is kept as
+        // it came (a record's id is read from its bytes only if another id has the same key);
+        // further distinct ids of a key, a 64-bit collision, go to `seenMore`.
+        var seen: [UInt64: Claim] = [:]
+        var seenMore = Set<ScopedID>()
+        /// False when the id is already stored in its scope or was admitted earlier in this group.
         /// `receivedAt`: the original receive time, for a record another node wrote.
-        func admit(_ id: String, in scope: SubjectKey, reship: Bool, receivedAt: Int64? = nil) -> Bool {
-            let key = ScopedID(scope: scope, id: id)
-            if seen.contains(key) { return false }
-            if let ref = idx.storedCopy(eventID: id, in: scope, receivedAt: receivedAt, stored: stored) {
+        func admit(_ claim: Claim, key: UInt64, reship: Bool, receivedAt: Int64? = nil) -> Bool {
+            if let prior = seen[key] {
+                let id = claim.scoped
+                if prior.scoped == id || seenMore.contains(id) { return false }
+                guard notStored(id) else { return false }
+                seenMore.insert(id)
+                return true
+            }
+            // Nothing in the window has this key and the record is not older than the window:
+            // nothing stored to confirm against (`NodeIndex.storedCopy` would find nothing).
+            if idx.dedupe.mayHold(key) || (receivedAt.map { $0 < idx.dedupe.start } ?? false) {
+                guard notStored(claim.scoped) else { return false }
+            }
+            seen[key] = claim
+            return true
+            func notStored(_ id: ScopedID) -> Bool {
+                guard let ref = idx.storedCopy(eventID: id.id, in: id.scope, receivedAt: receivedAt, stored: stored) else { return true }
                 if reship { plan.repeats.append(ref) }
                 return false
             }
-            seen.insert(key)
-            return true
         }
         for input in inputs {
             var stored = 0, dups = 0
             switch input {
             case .replica(let list):
                 for r in list {
-                    guard r.kind != .event || admit(r.eventID, in: SubjectKey(of: r), reship: false, receivedAt: r.receivedAt) else {
+                    guard r.kind != .event || admit(.record(r), key: r.dedupeKey, reship: false, receivedAt: r.receivedAt) else {
                         dups += 1
                         continue
                     }
@@ -84,7 +99,7 @@ public enum GroupCommit {
             case .events(let events, let ip):
                 for p in events {
                     if let r = p.record {
-                        guard !p.clientID || admit(r.eventID, in: .session(r.sessionID), reship: true) else {
+                        guard !p.clientID || admit(.record(r), key: r.dedupeKey, reship: true) else {
                             dups += 1
                             continue
                         }
@@ -97,7 +112,8 @@ public enum GroupCommit {
                         ?? e.userID.flatMap { newLinks[.user($0)] } ?? e.terminalID.flatMap { newLinks[.terminal($0)] }
                         ?? idx.resolveSession(userID: e.userID, terminalID: e.terminalID)
                     let eid = e.eventID ?? EventID.make(nowMs: now, using: &ids)
-                    guard admit(eid, in: SubjectKey(sessionID: sid, userID: e.userID, terminalID: e.terminalID),
+                    let scope = SubjectKey(sessionID: sid, userID: e.userID, terminalID: e.terminalID)
+                    guard admit(.id(ScopedID(scope: scope, id: eid)), key: DedupeWindow.key(eid, in: scope),
                                 reship: e.eventID != nil) else {
                         dups += 1
                         continue
@@ -119,4 +135,17 @@ public enum GroupCommit {
 struct ScopedID: Hashable {
     var scope: SubjectKey
     var id: String
+}
+
+/// An id admitted in a group: a record (its id and scope read from its bytes when compared) or
+/// an id already in hand.
+enum Claim {
+    case record(Record), id(ScopedID)
+
+    var scoped: ScopedID {
+        switch self {
+        case .record(let r): return ScopedID(scope: SubjectKey(of: r), id: r.eventID)
+        case .id(let s): return s
+        }
+    }
 }

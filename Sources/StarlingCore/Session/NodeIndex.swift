@@ -76,15 +76,17 @@ public struct NodeIndex: Sendable {
 
         /// Folds an event of the session, and lists its ref (nil: none kept); true when that ref
         /// is its first open one (the entry joins `openSubjects`).
-        mutating func observe(_ r: Record, via: String?, ttl: TTLSettings, listing ref: EventRef?) -> Bool {
+        mutating func observe(_ r: Record, via: String?, userID uid: String?, terminalID tid: String?, ttl: TTLSettings,
+                              listing ref: EventRef?) -> Bool {
             defer { if let ref { openRefs.append(ref) } }
-            newestReceivedAt = max(newestReceivedAt, r.receivedAt)
-            if !r.userID.isEmpty { userID = r.userID }
-            if !r.terminalID.isEmpty { terminalID = r.terminalID }
+            let at = r.receivedAt
+            newestReceivedAt = max(newestReceivedAt, at)
+            if let uid { userID = uid }
+            if let tid { terminalID = tid }
             if state == nil {
-                state = SessionState(firstEventAt: r.receivedAt, via: via, ttl: ttl)
+                state = SessionState(firstEventAt: at, via: via, ttl: ttl)
             } else {
-                state!.observe(at: r.receivedAt, via: via, ttl: ttl)
+                state!.observe(at: at, via: via, ttl: ttl)
             }
             state!.userID = userID
             state!.terminalID = terminalID
@@ -231,37 +233,43 @@ public struct NodeIndex: Sendable {
             applyLink(r)
         case .event:
             eventCount += 1
-            let ref = EventRef(location: location, ts: r.ts, receivedAt: r.receivedAt, seq: seq)
-            dedupe.insert(DedupeWindow.key(r.eventID, in: SubjectKey(of: r)), ref)
-            let via: String? = r.via.isEmpty ? nil : r.via
+            let receivedAt = r.receivedAt
+            let ref = EventRef(location: location, ts: r.ts, receivedAt: receivedAt, seq: seq)
+            dedupe.insert(r.dedupeKey, ref)   // = DedupeWindow.key(eventID, in: SubjectKey(of: r)), from the bytes
+            // Each field read once, and only when present (a record's fields are its bytes).
+            let via: String? = r.isEmpty(.via) ? nil : r.via
+            let uid: String? = r.isEmpty(.userID) ? nil : r.userID
+            let tid: String? = r.isEmpty(.terminalID) ? nil : r.terminalID
             // One hash lookup per subject: its entry holds its state and its open refs.
             let kept = keepRef ? ref : nil
-            if !r.sessionID.isEmpty {
-                let first = sessions[r.sessionID, default: SessionEntry()].observe(r, via: via, ttl: ttl, listing: kept)
-                if keepRef { listed(in: .session(r.sessionID), first: first) }
+            if !r.isEmpty(.sessionID) {
+                let sid = r.sessionID
+                let first = sessions[sid, default: SessionEntry()].observe(r, via: via, userID: uid, terminalID: tid,
+                                                                          ttl: ttl, listing: kept)
+                if keepRef { listed(in: .session(sid), first: first) }
             }
-            if !r.userID.isEmpty {
-                let first = users[r.userID, default: IdentityEntry()].saw(r.receivedAt, listing: kept)
-                if keepRef { listed(in: .user(r.userID), first: first) }
+            if let uid {
+                let first = users[uid, default: IdentityEntry()].saw(receivedAt, listing: kept)
+                if keepRef { listed(in: .user(uid), first: first) }
             }
-            if !r.terminalID.isEmpty {
-                let first = terminals[r.terminalID, default: IdentityEntry()].saw(r.receivedAt, listing: kept)
-                if keepRef { listed(in: .terminal(r.terminalID), first: first) }
+            if let tid {
+                let first = terminals[tid, default: IdentityEntry()].saw(receivedAt, listing: kept)
+                if keepRef { listed(in: .terminal(tid), first: first) }
             }
-            if !r.component.isEmpty { countComponent(r) }
+            if !r.isEmpty(.component) { countComponent(r.component, isError: r.isError, at: receivedAt) }
         }
     }
 
     /// Counts an event for its component: one lookup while the table has room. Distinct names
     /// are capped: past `componentsMax`, new names count as one.
-    mutating func countComponent(_ r: Record) {
+    mutating func countComponent(_ name: String, isError: Bool, at receivedAt: Int64) {
         func count(_ c: inout ComponentStats) {
             c.events += 1
-            if r.isError { c.errors += 1 }
-            c.lastSeen = max(c.lastSeen, r.receivedAt)
+            if isError { c.errors += 1 }
+            c.lastSeen = max(c.lastSeen, receivedAt)
         }
-        if components.count < Self.componentsMax || components[r.component] != nil {
-            count(&components[r.component, default: ComponentStats()])
+        if components.count < Self.componentsMax || components[name] != nil {
+            count(&components[name, default: ComponentStats()])
         } else {
             count(&components[Self.otherComponents, default: ComponentStats()])
         }

@@ -29,6 +29,14 @@ public enum StableHash {
         return h
     }
 
+    /// Continues an FNV-1a 64 state `h` over raw bytes.
+    @inline(__always)
+    public static func fnv1a64(continuing h: UInt64, bytes: UnsafeRawBufferPointer) -> UInt64 {
+        var h = h
+        for b in bytes { h = (h ^ UInt64(b)) &* prime }
+        return h
+    }
+
     /// Continues an FNV-1a 64 state `h` over one byte.
     @inline(__always)
     public static func fnv1a64(continuing h: UInt64, byte: UInt8) -> UInt64 {
