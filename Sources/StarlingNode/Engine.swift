@@ -208,7 +208,10 @@ public final class Engine: @unchecked Sendable {
         var rng = random.generator()   // one draw per request
         // Encoded once, here on the I/O thread: the writer and replication copy these bytes.
         let records = StoredEvent.records(of: events, receivedAt: clock(), node: config.id, ip: ip, using: &rng)
-        let prepared = zip(events, records).map { GroupCommit.Prepared(event: $0, record: $1, clientID: $0.eventID != nil) }
+        // The event itself travels only when the writer must finish it (no session yet).
+        let prepared = events.indices.map { i in
+            GroupCommit.Prepared(event: records[i] == nil ? events[i] : nil, record: records[i], clientID: events[i].eventID != nil)
+        }
         enqueue(Job(payload: .events(prepared, ip: ip), transport: transport, count: events.count, bytes: bytes, completion: completion,
                     loop: loop, replicator: replicator, traces: traces))
     }

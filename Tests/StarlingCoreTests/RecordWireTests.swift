@@ -77,6 +77,14 @@ import Testing
         #expect(r.problem(limits: Limits())?.contains("UTF-8") == true)
     }
 
+    @Test func decimalsAreSpelledAsStringDoes() {
+        for v: Int64 in [0, 7, -7, 10, 1_700_000_000_123, -1_700_000_000_123, .max, .min, 9_999_999_999_999] {
+            var out: [UInt8] = [1]
+            out.appendDecimal(v)
+            #expect(out == [1] + Array(String(v).utf8), "\(v)")
+        }
+    }
+
     @Test func loopbackAddresses() {
         #expect(IPAddress("127.0.0.1")?.isLoopback == true)
         #expect(IPAddress("127.9.8.7")?.isLoopback == true)

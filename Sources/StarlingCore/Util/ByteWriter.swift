@@ -4,19 +4,23 @@ public extension Array where Element == UInt8 {
     mutating func appendLE(_ v: UInt32) { Swift.withUnsafeBytes(of: v.littleEndian) { append(contentsOf: $0) } }
     mutating func appendLE(_ v: UInt64) { Swift.withUnsafeBytes(of: v.littleEndian) { append(contentsOf: $0) } }
     mutating func appendLE(_ v: Int64) { appendLE(UInt64(bitPattern: v)) }
-    /// The decimal digits of `v` (as `String(v)` spells them), written without a string.
+    /// The decimal digits of `v` (as `String(v)` spells them), written without a string: the
+    /// digits are formed right to left in a stack buffer, then appended at once.
     mutating func appendDecimal(_ v: Int64) {
-        if v < 0 { append(UInt8(ascii: "-")) }
-        var m = v.magnitude
-        var digits: (UInt64, UInt64, UInt64) = (0, 0, 0)   // up to 20 digits, kept in reverse
-        var n = 0
-        Swift.withUnsafeMutableBytes(of: &digits) { d in
+        var buf: (UInt64, UInt64, UInt64) = (0, 0, 0)   // 24 bytes: a sign and up to 19 digits
+        Swift.withUnsafeMutableBytes(of: &buf) { d in
+            var m = v.magnitude
+            var i = d.count
             repeat {
-                d[n] = UInt8(ascii: "0") + UInt8(m % 10)
+                i -= 1
+                d[i] = UInt8(ascii: "0") &+ UInt8(truncatingIfNeeded: m % 10)
                 m /= 10
-                n += 1
             } while m > 0
-            for i in stride(from: n - 1, through: 0, by: -1) { append(d[i]) }
+            if v < 0 {
+                i -= 1
+                d[i] = UInt8(ascii: "-")
+            }
+            append(contentsOf: UnsafeRawBufferPointer(rebasing: d[i...]))
         }
     }
     mutating func overwriteLE(_ v: UInt32, at offset: Int) {
