@@ -102,15 +102,36 @@ public enum StoredEvent {
                               receivedAt: Int64, node: String, ip: String) -> [UInt8] {
         var out = prefix
         out.reserveCapacity(prefix.count + 128)
-        appendStamps(to: &out, resolvedSessionID: resolvedSessionID, eventID: eventID, ts: ts, receivedAt: receivedAt,
-                     node: node, ip: ip)
+        appendStamps(to: &out, resolvedSessionID: resolvedSessionID, eventID: eventID, ts: ts,
+                     shared: SharedStamps(receivedAt: receivedAt, node: node, ip: ip))
         return out
+    }
+
+    /// The stamps every event of one request shares, rendered once per request rather than once
+    /// per event: `,"received_at":<ms>,"node":"<id>","ip":"<ip>"}` (the end of the stored JSON).
+    public struct SharedStamps: Sendable {
+        public let receivedAt: Int64
+        let bytes: [UInt8]
+
+        public init(receivedAt: Int64, node: String, ip: String) {
+            self.receivedAt = receivedAt
+            var out: [UInt8] = []
+            out.reserveCapacity(48 + node.utf8.count + ip.utf8.count)
+            out.append(contentsOf: #","received_at":"#.utf8)
+            out.appendDecimal(receivedAt)
+            out.append(contentsOf: #","node":"#.utf8)
+            JSONWriter.writeString(node, into: &out)
+            out.append(contentsOf: #","ip":"#.utf8)
+            JSONWriter.writeString(ip, into: &out)
+            out.append(UInt8(ascii: "}"))
+            bytes = out
+        }
     }
 
     /// What `finish` adds to the prefix: the stamps and the closing brace.
     @inline(__always)
     static func appendStamps(to out: inout [UInt8], resolvedSessionID: String?, eventID: String, ts: Int64,
-                             receivedAt: Int64, node: String, ip: String) {
+                             shared: SharedStamps) {
         if let sid = resolvedSessionID {
             out.append(contentsOf: #""session_id":"#.utf8)
             JSONWriter.writeString(sid, into: &out)
@@ -120,13 +141,7 @@ public enum StoredEvent {
         out.appendDecimal(ts)
         out.append(contentsOf: #","event_id":"#.utf8)
         JSONWriter.writeString(eventID, into: &out)
-        out.append(contentsOf: #","received_at":"#.utf8)
-        out.appendDecimal(receivedAt)
-        out.append(contentsOf: #","node":"#.utf8)
-        JSONWriter.writeString(node, into: &out)
-        out.append(contentsOf: #","ip":"#.utf8)
-        JSONWriter.writeString(ip, into: &out)
-        out.append(UInt8(ascii: "}"))
+        out.append(contentsOf: shared.bytes)
     }
 
     /// The log record of an event whose session is known: stored JSON finished, stamps set,
@@ -134,13 +149,17 @@ public enum StoredEvent {
     /// (`sessionID` nil: an identity-only event no link resolved; stored without a session.)
     public static func record(of e: IncomingEvent, sessionID: String?, eventID: String, ts: Int64, receivedAt: Int64,
                               node: String, ip: String) -> Record {
+        record(of: e, sessionID: sessionID, eventID: eventID, ts: ts, shared: SharedStamps(receivedAt: receivedAt, node: node, ip: ip))
+    }
+
+    public static func record(of e: IncomingEvent, sessionID: String?, eventID: String, ts: Int64, shared: SharedStamps) -> Record {
         let resolved = e.sessionID == nil ? sessionID : nil
-        let stamps = 96 + eventID.utf8.count + node.utf8.count + ip.utf8.count + (resolved?.utf8.count ?? 0)
-        return Record(kind: .event, isError: e.isError, ts: ts, receivedAt: receivedAt, sessionID: sessionID ?? "",
+        let stamps = 40 + eventID.utf8.count + shared.bytes.count + (resolved?.utf8.count ?? 0)
+        return Record(kind: .event, isError: e.isError, ts: ts, receivedAt: shared.receivedAt, sessionID: sessionID ?? "",
                       eventID: eventID, key: e.key, component: e.component ?? "", via: e.via ?? "",
                       userID: e.userID ?? "", terminalID: e.terminalID ?? "", jsonCapacity: e.prefix.count + stamps) { out in
             out.append(contentsOf: e.prefix)
-            appendStamps(to: &out, resolvedSessionID: resolved, eventID: eventID, ts: ts, receivedAt: receivedAt, node: node, ip: ip)
+            appendStamps(to: &out, resolvedSessionID: resolved, eventID: eventID, ts: ts, shared: shared)
         }
     }
 
@@ -148,10 +167,11 @@ public enum StoredEvent {
     /// drawn for events without one. Events without a session id get nil (the writer resolves them).
     public static func records(of events: [IncomingEvent], receivedAt now: Int64, node: String, ip: String,
                                using rng: inout some RandomNumberGenerator) -> [Record?] {
-        events.map { e -> Record? in
+        let shared = SharedStamps(receivedAt: now, node: node, ip: ip)
+        return events.map { e -> Record? in
             guard let sid = e.sessionID else { return nil }
             return record(of: e, sessionID: sid, eventID: e.eventID ?? EventID.make(nowMs: now, using: &rng),
-                          ts: e.ts ?? now, receivedAt: now, node: node, ip: ip)
+                          ts: e.ts ?? now, shared: shared)
         }
     }
 
