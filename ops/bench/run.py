@@ -306,11 +306,15 @@ def scaling_point(a, work, n, rf=1, route="lb"):
         events = r["eventsPerSecond"] if r else 0
         errors = r["errorCount"] if r else -1
     c1 = [cpu_seconds([pid]) for pid in pids]
+    # The mean forward frame: events forwarded to owners over the frames that carried them.
+    forwarded = sum(metric(port, "starling_events_forwarded_total") or 0 for port in ports)
+    frames = sum(metric(port, "starling_forward_batches_total") or 0 for port in ports)
     stop(procs)
     shutil.rmtree(data, ignore_errors=True)
     cpu = [round(c1[i] - c0[i], 2) for i in range(n)]
     point = {"nodes": n, "rf": rf, "route": route, "events_per_s": round(events), "per_node_events_per_s": round(events / n),
              "cpu_s_per_node": cpu, "cpu_us_per_event": round(sum(cpu) / max(events * a.seconds, 1) * 1e6, 1),
+             "mean_forward_frame": round(forwarded / frames, 1) if frames else None,
              "non_2xx": errors, "ring_converged": converged}
     print(point, flush=True)
     return point
@@ -379,16 +383,19 @@ def write_report(result):
                   "(N-1)/N of the events hop to their owner. **ring**: one `starling bench --route ring` (8 connections per node) "
                   "that reads the ring from `/v1/cluster` and sends each session straight to its owner. Linear is N times the 1-node "
                   "point for rf=1, and N/2 times the 2-node point for rf=2 (every event is appended on two nodes). "
-                  "CPU-µs per event is all nodes' CPU over all events: the figure that has to stay flat.", "",
-                  "| rf | route | nodes | events/s | per node | vs linear | CPU-µs per event (all nodes) | node CPU-s (each) | errors |",
-                  "|---|---|---|---|---|---|---|---|---|"]
+                  "CPU-µs per event is all nodes' CPU over all events: the figure that has to stay flat. "
+                  "Mean forward frame: events forwarded to their owners over the frames that carried them "
+                  "(`starling_events_forwarded_total` / `starling_forward_batches_total`, all nodes; – when nothing hopped).", "",
+                  "| rf | route | nodes | events/s | per node | vs linear | CPU-µs per event (all nodes) | mean forward frame | node CPU-s (each) | errors |",
+                  "|---|---|---|---|---|---|---|---|---|---|"]
         for key in sorted({(p.get("rf", 1), p.get("route", "lb")) for p in sc["points"]}):
             pts = [p for p in sc["points"] if (p.get("rf", 1), p.get("route", "lb")) == key]
             base = min(pts, key=lambda p: p["nodes"])
             for p in pts:
                 lin = p["events_per_s"] / (base["events_per_s"] * p["nodes"] / base["nodes"]) if base["events_per_s"] else 0
                 lines.append(f"| {key[0]} | {key[1]} | {p['nodes']} | {p['events_per_s']:,} | {p['per_node_events_per_s']:,} | {lin:.2f} | "
-                             f"{p.get('cpu_us_per_event', '')} | {', '.join(map(str, p['cpu_s_per_node']))} | {p.get('non_2xx', '')} |")
+                             f"{p.get('cpu_us_per_event', '')} | {p.get('mean_forward_frame') or '–'} | "
+                             f"{', '.join(map(str, p['cpu_s_per_node']))} | {p.get('non_2xx', '')} |")
         if plot(sc["points"], os.path.join(ROOT, "docs/scaling.png")):
             lines += ["", "![throughput vs nodes](scaling.png)"]
     elif sc.get("note"):
