@@ -122,7 +122,8 @@ public struct NodeIndex: Sendable {
         }
     }
 
-    public internal(set) var sessions: [String: SessionEntry] = [:]
+    /// Found by the session id's FNV-1a 64: `apply` hashes it from the record's bytes.
+    public internal(set) var sessions = HashedStringTable<SessionEntry>()
     public internal(set) var users: [String: IdentityEntry] = [:]
     public internal(set) var terminals: [String: IdentityEntry] = [:]
     /// The subjects whose entry holds open refs, each once (an entry is listed when its first
@@ -200,7 +201,9 @@ public struct NodeIndex: Sendable {
     /// Runs `body` on the open refs in a subject's entry, in place (nothing when it has none).
     mutating func withOpenRefs(of subject: SubjectKey, _ body: (inout [EventRef]) -> Void) {
         switch subject {
-        case .session(let id): if sessions[id] != nil { body(&sessions[id]!.openRefs) }
+        case .session(let id):
+            let h = HashedStringTable<SessionEntry>.hash(id)
+            if sessions.value(of: id, hash: h) != nil { sessions.modify(id, hash: h, default: SessionEntry()) { body(&$0.openRefs) } }
         case .user(let id): if users[id] != nil { body(&users[id]!.openRefs) }
         case .terminal(let id): if terminals[id] != nil { body(&terminals[id]!.openRefs) }
         }
@@ -244,8 +247,9 @@ public struct NodeIndex: Sendable {
             let kept = keepRef ? ref : nil
             if !r.isEmpty(.sessionID) {
                 let sid = r.sessionID
-                let first = sessions[sid, default: SessionEntry()].observe(r, via: via, userID: uid, terminalID: tid,
-                                                                          ttl: ttl, listing: kept)
+                let first = sessions.modify(sid, hash: r.subjectFNV, default: SessionEntry()) {
+                    $0.observe(r, via: via, userID: uid, terminalID: tid, ttl: ttl, listing: kept)
+                }
                 if keepRef { listed(in: .session(sid), first: first) }
             }
             if let uid {
