@@ -29,6 +29,11 @@ public struct NodeConfig: Sendable {
     /// socket lost more at 100k datagrams/s (docs/measurements.md, "UDP sockets"); the other
     /// loops keep serving HTTP and peers.
     public var udpSocketCount: Int { max(1, udpSockets ?? threads / 2) }
+    /// Receive buffer asked for on each UDP socket (`--udp-receive-buffer`): what absorbs a burst
+    /// while the reading loop is not scheduled, since the kernel drops what a full queue cannot
+    /// hold. SO_RCVBUFFORCE is tried first (it passes `net.core.rmem_max` with CAP_NET_ADMIN),
+    /// then SO_RCVBUF (capped by `rmem_max`); the size granted is logged and exported.
+    public var udpReceiveBufferBytes = 32 * 1024 * 1024
     /// Seed of the node's randomness (`NodeRandom`); nil draws one from the system at start.
     public var seed: UInt64?
     /// `/v1/admin/*` requires `Authorization: Bearer <token>` when set; when not, admin calls

@@ -49,6 +49,8 @@ public final class NodeMetrics: Sendable {
     public let diskFreeBytes: Gauge
     /// Datagrams the kernel dropped on this node's UDP sockets (`udpPort`), read at each scrape.
     public let udpSocketDrops: Gauge
+    /// The receive buffer the kernel granted each UDP socket, in bytes.
+    public let udpReceiveBuffer: Gauge
     /// The bound UDP port, set once the sockets are bound (nil: no UDP listener).
     public let udpPort = Mutex<Int?>(nil)
     public let diskSizeBytes: Gauge
@@ -153,6 +155,7 @@ public final class NodeMetrics: Sendable {
                                               labels: [("status", "other")])
         diskFreeBytes = registry.makeGauge(descriptor: Self.d("data_disk_free", "bytes", "Bytes available to the node on its data directory's filesystem"))
         udpSocketDrops = registry.makeGauge(descriptor: Self.d("udp_socket_drops", "", "Datagrams the kernel dropped on this node's UDP sockets because their receive queue was full, since the sockets opened (from /proc/net/udp; fire-and-forget senders are never told)"))
+        udpReceiveBuffer = registry.makeGauge(descriptor: Self.d("udp_receive_buffer", "bytes", "Receive buffer the kernel granted each UDP socket (--udp-receive-buffer; net.core.rmem_max caps it without CAP_NET_ADMIN)"))
         diskSizeBytes = registry.makeGauge(descriptor: Self.d("data_disk_size", "bytes", "Size of the data directory's filesystem"))
         requestSeconds = registry.makeDurationHistogram(
             descriptor: Self.d("http_request_duration", "seconds", "HTTP request latency, from request head to response"),

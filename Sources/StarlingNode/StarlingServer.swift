@@ -253,7 +253,7 @@ public final class StarlingServer: Sendable {
             let u = try DatagramBootstrap(group: loops[k % loops.count])
                 .channelOption(.socketOption(.so_reuseaddr), value: 1)
                 .channelOption(ChannelOptions.socket(SocketOptionLevel(SOL_SOCKET), SO_REUSEPORT), value: sockets > 1 ? 1 : 0)
-                .channelOption(.socketOption(.so_rcvbuf), value: 8 * 1024 * 1024)
+                .channelOption(.socketOption(.so_rcvbuf), value: SocketOptionValue(clamping: config.udpReceiveBufferBytes))
                 .channelOption(.maxMessagesPerRead, value: 64)
                 // recvmmsg: up to 32 datagrams per system call, each in its own slot of one
                 // buffer (a slot holds one byte over the limit, so oversize datagrams are seen).
@@ -263,12 +263,28 @@ public final class StarlingServer: Sendable {
                     channel.eventLoop.makeCompletedFuture { try channel.pipeline.syncOperations.addHandler(UDPHandler(api: api)) }
                 }
                 .bind(host: udp.host, port: port).wait()
+            grantReceiveBuffer(u)
             if k == 0 {
                 udpAddress.withLock { $0 = u.localAddress }
                 port = u.localAddress?.port ?? port
                 api.engine.metrics.udpPort.withLock { $0 = port }
             }
             channels.withLock { $0.append(u) }
+        }
+    }
+
+    /// Asks for the configured receive buffer past `rmem_max` (SO_RCVBUFFORCE, allowed with
+    /// CAP_NET_ADMIN); without the capability the SO_RCVBUF set at bind stands. Exports and logs
+    /// what the kernel granted (Linux reports twice the size asked, its bookkeeping included).
+    func grantReceiveBuffer(_ channel: Channel) {
+        let want = SocketOptionValue(clamping: config.udpReceiveBufferBytes)
+        let forced = (try? channel.setOption(ChannelOptions.socket(SocketOptionLevel(SOL_SOCKET), SO_RCVBUFFORCE), value: want).wait()) != nil
+        let granted = (try? channel.getOption(.socketOption(.so_rcvbuf)).wait()).map { Int($0) / 2 } ?? 0
+        api.engine.metrics.udpReceiveBuffer.set(Double(granted))
+        if granted < config.udpReceiveBufferBytes {
+            logger.warning("UDP receive buffer: \(granted) bytes granted of \(config.udpReceiveBufferBytes) asked (net.core.rmem_max caps it without CAP_NET_ADMIN); bursts beyond it are dropped by the kernel")
+        } else if forced {
+            logger.info("UDP receive buffer: \(granted) bytes")
         }
     }
 

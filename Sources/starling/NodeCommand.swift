@@ -38,6 +38,7 @@ struct NodeCommand: ParsableCommand {
     var segmentMB: Int?
     @Option(name: .customLong("fsync-interval-ms"), help: "fsync period for --fsync interval (default 100).") var fsyncIntervalMs: Int?
     @Option(help: "Event-loop threads (default: cores).") var threads: Int?
+    @Option(name: .customLong("udp-receive-buffer"), help: "Receive buffer of each UDP socket, in bytes (default 33554432; above net.core.rmem_max it needs CAP_NET_ADMIN, else the kernel grants rmem_max).") var udpReceiveBuffer: Int?
     @Option(name: .customLong("udp-sockets"), help: "UDP sockets sharing the --udp port with SO_REUSEPORT, spread over the event loops (default: half the threads, at least 1; 1 turns sharing off).") var udpSockets: Int?
     @Option(name: .customLong("log-level"), help: "trace|debug|info|notice|warning|error|critical (default info).") var logLevel: String?
     @Option(name: .customLong("admin-token-file"), help: "File holding the token that /v1/admin/* calls must send as 'Authorization: Bearer TOKEN' (default: admin calls only from this host, not through a proxy).") var adminTokenFile: String?
@@ -347,6 +348,10 @@ struct NodeCommand: ParsableCommand {
         if let u = try src.int(udpSockets, "udp_sockets") {
             guard (1...64).contains(u) else { throw ConfigError(description: "invalid --udp-sockets \(u): 1 to 64") }
             c.udpSockets = u
+        }
+        if let b = try src.int(udpReceiveBuffer, "udp_receive_buffer") {
+            guard (65_536...(1 << 30)).contains(b) else { throw ConfigError(description: "invalid --udp-receive-buffer \(b): 65536 to 1073741824 bytes") }
+            c.udpReceiveBufferBytes = b
         }
     }
 }

@@ -288,6 +288,18 @@ import StarlingCore
         #expect(all)
     }
 
+    /// The UDP receive buffer asked for is granted past `rmem_max` when the process may force it
+    /// (root here), else up to `rmem_max`; the gauge shows what the kernel granted.
+    @Test func udpReceiveBufferIsGrantedAndExported() throws {
+        let asked = 6 * 1024 * 1024
+        let node = try LiveNode { $0.udpReceiveBufferBytes = asked }
+        defer { node.stop() }
+        let rmemMax = Int(((try? String(contentsOfFile: "/proc/sys/net/core/rmem_max", encoding: .utf8)) ?? "0")
+            .trimmingCharacters(in: .whitespacesAndNewlines)) ?? 0
+        let expected = geteuid() == 0 ? asked : min(asked, rmemMax)
+        #expect(metricValue(node.server.engine.metrics, "starling_udp_receive_buffer_bytes") == Double(expected))
+    }
+
     /// Datagrams the kernel drops on the node's port show in `starling_udp_socket_drops`. To
     /// make the kernel drop some for certain, a socket of this test joins the port's reuse group
     /// with the smallest receive buffer and is never read: what the kernel hashes to it
