@@ -298,6 +298,6 @@ extension Record: Equatable {
     public static func == (a: Record, b: Record) -> Bool {
         if a.encoded == b.encoded { return true }
         return a.kind == b.kind && a.isError == b.isError && a.ts == b.ts && a.receivedAt == b.receivedAt
-            && Field.allCases.allSatisfy { a.string($0) == b.string($0) } && a.withJSON({ x in b.withJSON { Array(x) == Array($0) } })
+            && Field.allCases.allSatisfy { a.string($0) == b.string($0) } && a.withJSON { x in b.withJSON { x.elementsEqual($0) } }
     }
 }
