@@ -52,8 +52,11 @@ import Testing
             Record(kind: .event, ts: 1, receivedAt: 2, sessionID: "", eventID: "x", key: "k", terminalID: "t9", json: [1]),
         ]
         for r in links {
+            // Against the hashes of the spelled-out strings, not the shared helpers.
+            let ringKey = SubjectKey(of: r).ringKey
+            #expect(r.subjectFNV == StableHash.fnv1a64(ringKey))
+            #expect(r.dedupeKey == StableHash.fnv1a64(Array(ringKey.utf8) + [0xFF] + Array(r.eventID.utf8)))
             #expect(r.dedupeKey == DedupeWindow.key(r.eventID, in: SubjectKey(of: r)))
-            #expect(r.subjectFNV == SubjectKey(of: r).ringKeyFNV)
         }
     }
 

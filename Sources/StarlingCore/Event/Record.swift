@@ -258,9 +258,10 @@ extension Record {
     mutating func set(_ f: Field, _ value: String) {
         var strings = Field.allCases.map { string($0) }
         strings[f.rawValue] = value
-        self = rebuilt(strings: strings, json: json)
+        self = rebuilt(strings: strings)
     }
 
+    /// This record encoded again with some parts replaced (the field setters).
     func rebuilt(strings: [String]? = nil, json: [UInt8]? = nil) -> Record {
         let s = strings ?? Field.allCases.map { string($0) }
         return Record(kind: kind, isError: isError, ts: ts, receivedAt: receivedAt, sessionID: s[0], eventID: s[1],
@@ -268,27 +269,20 @@ extension Record {
     }
 
     /// `DedupeWindow.key(eventID, in: SubjectKey(of: self))`, hashed from the bytes (no strings).
-    public var dedupeKey: UInt64 {
-        let scope = subjectFNV
-        return withField(.eventID) { StableHash.fnv1a64(continuing: StableHash.fnv1a64(continuing: scope, byte: 0xFF), bytes: $0) }
+    public var dedupeKey: UInt64 { dedupeKey(subjectFNV: subjectFNV) }
+
+    /// The same, given this record's `subjectFNV` (a caller that needs both hashes it once).
+    @inline(__always)
+    public func dedupeKey(subjectFNV: UInt64) -> UInt64 {
+        withField(.eventID) { DedupeWindow.key(scopeFNV: subjectFNV, eventID: $0) }
     }
 
-    /// `SubjectKey(of: self).ringKeyFNV`, hashed from the bytes.
+    /// `SubjectKey(of: self).ringKeyFNV`, hashed from the bytes: the session id, else the user
+    /// id, else the terminal id.
     public var subjectFNV: UInt64 {
-        encoded.withUnsafeBytes { buf in
-            let s = Record.fieldAt(Field.sessionID.rawValue, in: buf)
-            func bytes(_ at: Int) -> UnsafeRawBufferPointer {
-                UnsafeRawBufferPointer(rebasing: buf[(at + 2)..<(at + 2 + Int(Record.u16(at, in: buf)))])
-            }
-            func prefixed(_ kind: UInt8, _ at: Int) -> UInt64 {
-                let h = StableHash.fnv1a64(continuing: StableHash.fnv1a64(continuing: StableHash.offsetBasis, byte: kind), byte: 0x3A)
-                return StableHash.fnv1a64(continuing: h, bytes: bytes(at))
-            }
-            if Record.u16(s, in: buf) != 0 { return StableHash.fnv1a64(continuing: StableHash.offsetBasis, bytes: bytes(s)) }
-            let u = Record.fieldAt(Field.userID.rawValue, in: buf)
-            if Record.u16(u, in: buf) != 0 { return prefixed(0x75, u) }     // "u:"
-            return prefixed(0x74, Record.fieldAt(Field.terminalID.rawValue, in: buf))  // "t:"
-        }
+        if !isEmpty(.sessionID) { return withField(.sessionID) { SubjectKey.ringKeyFNV(prefix: nil, id: $0) } }
+        if !isEmpty(.userID) { return withField(.userID) { SubjectKey.ringKeyFNV(prefix: SubjectKey.userPrefix, id: $0) } }
+        return withField(.terminalID) { SubjectKey.ringKeyFNV(prefix: SubjectKey.terminalPrefix, id: $0) }
     }
 }
 

@@ -42,9 +42,16 @@ public struct DedupeWindow: Sendable {
     public var start: Int64 { newest == .min ? .min : TimeMath.subtract(newest, windowMs) }
 
     public static func key(_ eventID: String, in scope: SubjectKey) -> UInt64 {
-        // 0xFF never occurs in UTF-8, so (scope, id) pairs cannot run into each other.
-        // The FNV-1a of `scope.ringKey`, 0xFF, the id, without building the ring key string.
-        StableHash.fnv1a64(continuing: StableHash.fnv1a64(continuing: scope.ringKeyFNV, byte: 0xFF), eventID)
+        var id = eventID
+        return id.withUTF8 { key(scopeFNV: scope.ringKeyFNV, eventID: UnsafeRawBufferPointer($0)) }
+    }
+
+    /// The FNV-1a of the scope's ring key, 0xFF, the id, without building the ring key string
+    /// (0xFF never occurs in UTF-8, so (scope, id) pairs cannot run into each other). The one
+    /// spelling of the key, for strings and for a record's bytes (`Record.dedupeKey`).
+    @inline(__always)
+    static func key(scopeFNV: UInt64, eventID: UnsafeRawBufferPointer) -> UInt64 {
+        StableHash.fnv1a64(continuing: StableHash.fnv1a64(continuing: scopeFNV, byte: 0xFF), bytes: eventID)
     }
 
     func entry(_ number: Int64) -> Entry? {

@@ -238,7 +238,8 @@ public struct NodeIndex: Sendable {
             eventCount += 1
             let receivedAt = r.receivedAt
             let ref = EventRef(location: location, ts: r.ts, receivedAt: receivedAt, seq: seq)
-            dedupe.insert(r.dedupeKey, ref)   // = DedupeWindow.key(eventID, in: SubjectKey(of: r)), from the bytes
+            let subject = r.subjectFNV        // hashed once: for the dedupe key and the session table
+            dedupe.insert(r.dedupeKey(subjectFNV: subject), ref)
             // Each field read once, and only when present (a record's fields are its bytes).
             let via: String? = r.isEmpty(.via) ? nil : r.via
             let uid: String? = r.isEmpty(.userID) ? nil : r.userID
@@ -247,7 +248,7 @@ public struct NodeIndex: Sendable {
             let kept = keepRef ? ref : nil
             if !r.isEmpty(.sessionID) {
                 let sid = r.sessionID
-                let first = sessions.modify(sid, hash: r.subjectFNV, default: SessionEntry()) {
+                let first = sessions.modify(sid, hash: subject, default: SessionEntry()) {
                     $0.observe(r, via: via, userID: uid, terminalID: tid, ttl: ttl, listing: kept)
                 }
                 if keepRef { listed(in: .session(sid), first: first) }

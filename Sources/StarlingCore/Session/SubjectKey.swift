@@ -38,15 +38,30 @@ public enum SubjectKey: Sendable, Hashable {
     /// FNV-1a 64 of `ringKey`'s UTF-8 bytes, computed without building the string (the ring
     /// hash and the dedupe key start from it).
     public var ringKeyFNV: UInt64 {
-        func prefixed(_ kind: UInt8, _ id: String) -> UInt64 {
-            let h = StableHash.fnv1a64(continuing: StableHash.fnv1a64(continuing: StableHash.offsetBasis, byte: kind), byte: 0x3A)
-            return StableHash.fnv1a64(continuing: h, id)
+        func hash(_ prefix: UInt8?, _ id: String) -> UInt64 {
+            var id = id
+            return id.withUTF8 { SubjectKey.ringKeyFNV(prefix: prefix, id: UnsafeRawBufferPointer($0)) }
         }
         switch self {
-        case .session(let s): return StableHash.fnv1a64(s)
-        case .user(let u): return prefixed(0x75, u)        // "u:"
-        case .terminal(let t): return prefixed(0x74, t)    // "t:"
+        case .session(let s): return hash(nil, s)
+        case .user(let u): return hash(Self.userPrefix, u)
+        case .terminal(let t): return hash(Self.terminalPrefix, t)
         }
+    }
+
+    /// The first byte of an identity's ring key: `u` (`u:<user_id>`), `t` (`t:<terminal_id>`).
+    static let userPrefix = UInt8(ascii: "u"), terminalPrefix = UInt8(ascii: "t")
+
+    /// FNV-1a 64 of a ring key from its parts: `prefix` and `:` before the id's bytes for an
+    /// identity, the id alone for a session. The one spelling of the hash, for strings
+    /// (`ringKeyFNV`) and for a record's field bytes (`Record.subjectFNV`).
+    @inline(__always)
+    static func ringKeyFNV(prefix: UInt8?, id: UnsafeRawBufferPointer) -> UInt64 {
+        var h = StableHash.offsetBasis
+        if let prefix {
+            h = StableHash.fnv1a64(continuing: StableHash.fnv1a64(continuing: h, byte: prefix), byte: UInt8(ascii: ":"))
+        }
+        return StableHash.fnv1a64(continuing: h, bytes: id)
     }
 
     /// The key hashed onto the ring: the session id itself, `u:<user_id>` or `t:<terminal_id>`.
