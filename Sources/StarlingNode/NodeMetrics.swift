@@ -81,6 +81,8 @@ public final class NodeMetrics: Sendable {
     public let peerProtocolErrors: Counter
     public let forwardedEvents: Counter
     public let forwardBatches: Counter
+    public let replicaBatches: Counter
+    public let replicaRecordsShipped: Counter
     public let replicaRecords: Counter
     public let replicationFailures: Counter
     public let catchUpRecords: Counter
@@ -187,6 +189,8 @@ public final class NodeMetrics: Sendable {
         peerProtocolErrors = registry.makeCounter(descriptor: Self.d("peer_protocol_errors", "total", "Malformed frames or bodies on the peer port"))
         forwardedEvents = registry.makeCounter(descriptor: Self.d("events_forwarded", "total", "Events forwarded to their owner node"))
         forwardBatches = registry.makeCounter(descriptor: Self.d("forward_batches", "total", "Frames of forwarded events sent to owners (events forwarded / batches = the mean frame)"))
+        replicaBatches = registry.makeCounter(descriptor: Self.d("replica_batches", "total", "Replication frames sent to followers (records shipped / batches = the mean frame)"))
+        replicaRecordsShipped = registry.makeCounter(descriptor: Self.d("replica_records_shipped", "total", "Records sent to followers in replication frames"))
         replicaRecords = registry.makeCounter(descriptor: Self.d("replica_records", "total", "Records stored as a follower (replication and catch-up)"))
         replicationFailures = registry.makeCounter(descriptor: Self.d("replication_failures", "total", "Write groups whose replication to a follower failed (answered 503)"))
         catchUpRecords = registry.makeCounter(descriptor: Self.d("catch_up_records", "total", "Records pulled from peers by catch-up"))

@@ -100,4 +100,33 @@ func twoNodes() throws -> (LiveNode, LiveNode) {
         }
         #expect(owners == ["a", "b"])
     }
+
+    /// With rf=2 every record a node stores as owner is shipped to the other node, and the
+    /// replication frames that carried them are counted: records shipped / frames is the mean
+    /// replication frame (`ops/bench/run` prints it per scaling point).
+    @Test func replicationFramesAndRecordsShippedAreCounted() throws {
+        let a = try LiveNode(id: "a") { $0.rf = 2 }
+        defer { a.stop() }
+        let b = try LiveNode(id: "b") { $0.rf = 2; $0.join = [HostPort(host: "127.0.0.1", port: a.server.peerPort!)] }
+        defer { b.stop() }
+        #expect(eventually(10) {
+            ((try? a.json("GET", "/v1/cluster").1["members"] as? [[String: Any]]) ?? [])?.filter { $0["status"] as? String == "up" }.count == 2
+        })
+        let batch = "[" + (0..<60).map { #"{"session_id":"rc-\#($0)","key":"k","value":\#($0)}"# }.joined(separator: ",") + "]"
+        #expect(try a.call("POST", "/v1/events", batch).status == 202)
+        #expect(try b.call("POST", "/v1/events", batch).status == 202)
+        func metric(_ n: LiveNode, _ name: String) throws -> Double {
+            try n.call("GET", "/metrics").text.split(separator: "\n")
+                .first { $0.hasPrefix(name + " ") }.flatMap { Double($0.split(separator: " ")[1]) } ?? -1
+        }
+        var shipped = 0.0
+        for n in [a, b] {
+            let records = try metric(n, "starling_replica_records_shipped_total")
+            let frames = try metric(n, "starling_replica_batches_total")
+            #expect(records > 0 && frames >= 1 && frames <= records, "each node owns some of the 60 sessions and ships them")
+            shipped += records
+        }
+        // Every one of the 120 events was stored by its owner and shipped once to the other node.
+        #expect(shipped == 120)
+    }
 }

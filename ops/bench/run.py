@@ -10,6 +10,7 @@ docs/scaling.png (gnuplot).
 
   ops/bench/run [--seconds 10] [--bin .build/release/starling]
                 [--only ceiling,one,three,scaling] [--scaling-nodes 1,2,4,8] [--node-cpu 0.15]
+                [--scaling-rounds 3]
 """
 import argparse, json, os, re, shutil, signal, subprocess, sys, tempfile, time, urllib.request
 
@@ -140,6 +141,8 @@ def main():
     ap.add_argument("--only", default="ceiling,one,three,scaling", help="sections to run (comma-separated)")
     ap.add_argument("--scaling-nodes", default="1,2,4,8")
     ap.add_argument("--node-cpu", type=float, default=0.15, help="CPU cores each node may use in the scaling series")
+    ap.add_argument("--scaling-rounds", type=int, default=3,
+                    help="rounds of the whole scaling series; each point reports its median round (the machine drifts)")
     a = ap.parse_args()
     only = set(a.only.split(","))
     if not os.access(a.bin, os.X_OK):
@@ -250,18 +253,27 @@ http {{ access_log {work}/access.log; server {{ listen 127.0.0.1:18099; location
         if not cgroups_available():
             scaling_note = "skipped: cgroup v1 cpu controller not writable here (needs root)"
         else:
-            for rf in (1, 2):
-                for route in ("lb", "ring"):
-                    for n in [int(x) for x in a.scaling_nodes.split(",")]:
-                        if n >= rf:
-                            series.append(scaling_point(a, work, n, rf, route))
+            # Whole rounds of the series, one after another, so drift over the run hits every
+            # point alike; each point is then its median round (its spread is reported with it).
+            rounds = {}
+            for _ in range(max(1, a.scaling_rounds)):
+                for rf in (1, 2):
+                    for route in ("lb", "ring"):
+                        for n in [int(x) for x in a.scaling_nodes.split(",")]:
+                            if n >= rf:
+                                rounds.setdefault((rf, route, n), []).append(scaling_point(a, work, n, rf, route))
+            for pts in rounds.values():
+                ranked = sorted(pts, key=lambda p: p["events_per_s"])
+                median = dict(ranked[(len(ranked) - 1) // 2])
+                median["rounds_events_per_s"] = [p["events_per_s"] for p in pts]
+                series.append(median)
             cgroup_cleanup()
     shutil.rmtree(work, ignore_errors=True)
 
     cmd = "ops/bench/run --seconds %d" % a.seconds + ("" if a.only == "ceiling,one,three,scaling" else f" --only {a.only}")
     result = {"command": cmd, "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
               "machine": f"{os.cpu_count()} cores, loopback, load tool on the same machine", "rows": rows,
-              "scaling": {"node_cpu": a.node_cpu, "points": series, "note": scaling_note}}
+              "scaling": {"node_cpu": a.node_cpu, "rounds": a.scaling_rounds, "points": series, "note": scaling_note}}
     write_report(result)
     return 0
 
@@ -309,12 +321,16 @@ def scaling_point(a, work, n, rf=1, route="lb"):
     # The mean forward frame: events forwarded to owners over the frames that carried them.
     forwarded = sum(metric(port, "starling_events_forwarded_total") or 0 for port in ports)
     frames = sum(metric(port, "starling_forward_batches_total") or 0 for port in ports)
+    # The mean replication frame: records shipped to followers over the frames that carried them.
+    shipped = sum(metric(port, "starling_replica_records_shipped_total") or 0 for port in ports)
+    replica_frames = sum(metric(port, "starling_replica_batches_total") or 0 for port in ports)
     stop(procs)
     shutil.rmtree(data, ignore_errors=True)
     cpu = [round(c1[i] - c0[i], 2) for i in range(n)]
     point = {"nodes": n, "rf": rf, "route": route, "events_per_s": round(events), "per_node_events_per_s": round(events / n),
              "cpu_s_per_node": cpu, "cpu_us_per_event": round(sum(cpu) / max(events * a.seconds, 1) * 1e6, 1),
              "mean_forward_frame": round(forwarded / frames, 1) if frames else None,
+             "mean_replica_frame": round(shipped / replica_frames, 1) if replica_frames else None,
              "non_2xx": errors, "ring_converged": converged}
     print(point, flush=True)
     return point
@@ -385,17 +401,22 @@ def write_report(result):
                   "point for rf=1, and N/2 times the 2-node point for rf=2 (every event is appended on two nodes). "
                   "CPU-µs per event is all nodes' CPU over all events: the figure that has to stay flat. "
                   "Mean forward frame: events forwarded to their owners over the frames that carried them "
-                  "(`starling_events_forwarded_total` / `starling_forward_batches_total`, all nodes; – when nothing hopped).", "",
-                  "| rf | route | nodes | events/s | per node | vs linear | CPU-µs per event (all nodes) | mean forward frame | node CPU-s (each) | errors |",
-                  "|---|---|---|---|---|---|---|---|---|---|"]
+                  "(`starling_events_forwarded_total` / `starling_forward_batches_total`, all nodes; – when nothing hopped). "
+                  "Mean replication frame: records shipped to followers over the frames that carried them "
+                  "(`starling_replica_records_shipped_total` / `starling_replica_batches_total`; – at rf=1). "
+                  f"The whole series ran {sc.get('rounds', 1)} time(s), one round after another; each point is its median round "
+                  "(the other columns are from that round), and the events/s of every round are listed.", "",
+                  "| rf | route | nodes | events/s | per node | vs linear | CPU-µs per event (all nodes) | mean forward frame | mean replication frame | node CPU-s (each) | errors | rounds (events/s) |",
+                  "|---|---|---|---|---|---|---|---|---|---|---|---|"]
         for key in sorted({(p.get("rf", 1), p.get("route", "lb")) for p in sc["points"]}):
             pts = [p for p in sc["points"] if (p.get("rf", 1), p.get("route", "lb")) == key]
             base = min(pts, key=lambda p: p["nodes"])
             for p in pts:
                 lin = p["events_per_s"] / (base["events_per_s"] * p["nodes"] / base["nodes"]) if base["events_per_s"] else 0
                 lines.append(f"| {key[0]} | {key[1]} | {p['nodes']} | {p['events_per_s']:,} | {p['per_node_events_per_s']:,} | {lin:.2f} | "
-                             f"{p.get('cpu_us_per_event', '')} | {p.get('mean_forward_frame') or '–'} | "
-                             f"{', '.join(map(str, p['cpu_s_per_node']))} | {p.get('non_2xx', '')} |")
+                             f"{p.get('cpu_us_per_event', '')} | {p.get('mean_forward_frame') or '–'} | {p.get('mean_replica_frame') or '–'} | "
+                             f"{', '.join(map(str, p['cpu_s_per_node']))} | {p.get('non_2xx', '')} | "
+                             f"{' / '.join(f'{x:,}' for x in p.get('rounds_events_per_s', [p['events_per_s']]))} |")
         if plot(sc["points"], os.path.join(ROOT, "docs/scaling.png")):
             lines += ["", "![throughput vs nodes](scaling.png)"]
     elif sc.get("note"):

@@ -84,6 +84,10 @@ public enum ClusterCount: Sendable, Equatable {
     /// One frame of forwarded events left for an owner (events forwarded / batches = the mean
     /// forward frame, which grows with load).
     case forwardBatch
+    /// One replication frame left for a follower with `records` records (records shipped /
+    /// frames = the mean replication frame: with vnodes an owner's followers are all the other
+    /// members, so it shrinks as nodes are added).
+    case replicaBatch(records: Int)
 }
 
 /// The ring as the node sees it, after a change (for the shell: metrics, connections, peers to

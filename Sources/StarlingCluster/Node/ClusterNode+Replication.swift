@@ -92,6 +92,7 @@ extension ClusterNode {
                 settle(group: group, slot: slot, error: IngestError(status: 503, code: "replica_unavailable", message: "follower \(s.follower) has no address"))
                 continue
             }
+            out.append(.count(.replicaBatch(records: s.records.count)))
             request(.replicate, body: ReplicateBatch(records: s.records).encode(), to: peer, what: .replicate(group: group, slot: slot),
                     timeoutMs: settings.replicateTimeoutMs, now: now, traces: traces)
         }

@@ -100,6 +100,9 @@ extension ClusterShell {
         case .forwardQueueFull(let n): m.rejected(.peer, reason: "forward_queue_full", count: n)
         case .forwardedEvents(let n): m.forwardedEvents.increment(by: Int64(n))
         case .forwardBatch: m.forwardBatches.increment()
+        case .replicaBatch(let n):
+            m.replicaBatches.increment()
+            m.replicaRecordsShipped.increment(by: Int64(n))
         }
     }
 
