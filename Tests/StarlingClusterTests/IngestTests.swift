@@ -34,6 +34,40 @@ import StarlingCore
         #expect(alone.owners == ["a"] && alone.indices == [Array(0..<60)])
     }
 
+    /// The shell routes events by hashes read from the events themselves; they must place each
+    /// event where its subject key's ring key places it (session, else user, else terminal), and
+    /// one owner's records built by index must be the records of that owner's events.
+    @Test func routingAnEventByItsFieldsMatchesItsSubjectKey() {
+        func parsed(_ json: String) -> IncomingEvent {
+            guard case .success(let e) = Array(json.utf8).withUnsafeBytes({ EventValidator.event(fromJSON: $0, limits: Limits()) }) else {
+                fatalError("test event is invalid: \(json)")
+            }
+            return e
+        }
+        let events = (0..<40).map { i -> IncomingEvent in
+            switch i % 4 {
+            case 0: return parsed(#"{"session_id":"sé-\#(i)","user_id":"u\#(i)","key":"k","value":1}"#)
+            case 1: return parsed(#"{"user_id":"u-\#(i)","terminal_id":"t\#(i)","key":"k","value":1}"#)
+            case 2: return parsed(#"{"terminal_id":"t-\#(i)","key":"k","value":1}"#)
+            default: return parsed(#"{"session_id":"a-much-longer-session-id-than-fifteen-bytes-\#(i)","key":"k","value":1,"event_id":"e\#(i)"}"#)
+            }
+        }
+        let keys = events.map { SubjectKey(sessionID: $0.sessionID, userID: $0.userID, terminalID: $0.terminalID) }
+        for (e, k) in zip(events, keys) {
+            #expect(RingHash.hash(subjectOf: e) == RingHash.hash(k.ringKey), "\(k.ringKey)")
+        }
+        let ring = HashRing(members: ["a", "b", "c", "d"])
+        let byFields = IngestRoute(count: events.count, ring: ring, me: "a") { RingHash.hash(subjectOf: events[$0]) }
+        #expect(byFields == IngestRoute(keys: keys, ring: ring, me: "a"))
+        #expect(byFields.owners.count > 1)
+        for indices in byFields.indices {
+            var r1 = SplitMix64(seed: 9), r2 = SplitMix64(seed: 9)
+            let byIndex = StoredEvent.records(of: events, at: indices, receivedAt: 5, node: "b", ip: "1.2.3.4", using: &r1)
+            let copied = StoredEvent.records(of: indices.map { events[$0] }, receivedAt: 5, node: "b", ip: "1.2.3.4", using: &r2)
+            #expect(byIndex == copied)
+        }
+    }
+
     @Test func ownPartIsAnsweredOnceStored() {
         var n = soloNode()
         let d = n.ingest([.own([event("s1", "e1"), event("s1", "e2")], bytes: 100)], ip: "1.2.3.4", transport: 0, ticket: 42, now: 10)

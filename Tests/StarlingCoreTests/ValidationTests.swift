@@ -224,4 +224,16 @@ func errorCode<T>(_ r: Result<T, IngestError>) -> String? {
         #expect(try !validate(#"{"session_id":"s","key":"k","value":1,"attrs":{"level":3}}"#).get().isError)
         #expect(errorCode(validate(#"{"session_id":"s","key":"k","value":1,"attrs":[1]}"#)) == "invalid_field")
     }
+
+    /// The member-name dispatch finds each known field by its slot and nothing else, including
+    /// names of the same length and names that differ only in case or by a non-ASCII letter.
+    @Test func knownFieldNamesMapToTheirSlotsOnly() {
+        for (slot, name) in EventValidator.knownFields.enumerated() {
+            #expect(EventValidator.knownSlot(name) == slot, "\(name)")
+        }
+        for other in ["", "t", "tz", "kez", "vie", "values", "attr", "Value", "user_iD", "eventid_", "Component", "session_ix",
+                      "account-id", "terminal_iD", "sessión_id", "received_at", "node", "ip", "session_id "] {
+            #expect(EventValidator.knownSlot(other) == -1, "\(other)")
+        }
+    }
 }

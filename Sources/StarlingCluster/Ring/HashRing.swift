@@ -16,6 +16,11 @@ public enum RingHash {
         finalize(key.ringKeyFNV)
     }
 
+    /// The hash of an incoming event's subject (`SubjectKey(sessionID:userID:terminalID:)`).
+    public static func hash(subjectOf e: IncomingEvent) -> UInt64 {
+        finalize(SubjectKey.ringKeyFNV(sessionID: e.sessionID, userID: e.userID, terminalID: e.terminalID))
+    }
+
     /// The hash of a record's subject (an event's one subject), read from its bytes.
     public static func hash(subjectOf r: Record) -> UInt64 {
         finalize(r.subjectFNV)

@@ -167,12 +167,25 @@ public enum StoredEvent {
     /// drawn for events without one. Events without a session id get nil (the writer resolves them).
     public static func records(of events: [IncomingEvent], receivedAt now: Int64, node: String, ip: String,
                                using rng: inout some RandomNumberGenerator) -> [Record?] {
+        records(of: events, at: events.indices, receivedAt: now, node: node, ip: ip, using: &rng)
+    }
+
+    /// The records of `events[i]` for each `i` in `indices`, in that order (one owner's share of
+    /// a request, built without copying its events out first).
+    public static func records(of events: [IncomingEvent], at indices: some Collection<Int>, receivedAt now: Int64, node: String,
+                               ip: String, using rng: inout some RandomNumberGenerator) -> [Record?] {
         let shared = SharedStamps(receivedAt: now, node: node, ip: ip)
-        return events.map { e -> Record? in
-            guard let sid = e.sessionID else { return nil }
-            return record(of: e, sessionID: sid, eventID: e.eventID ?? EventID.make(nowMs: now, using: &rng),
-                          ts: e.ts ?? now, shared: shared)
+        var out: [Record?] = []
+        out.reserveCapacity(indices.count)
+        for i in indices {
+            guard let sid = events[i].sessionID else {
+                out.append(nil)
+                continue
+            }
+            out.append(record(of: events[i], sessionID: sid, eventID: events[i].eventID ?? EventID.make(nowMs: now, using: &rng),
+                              ts: events[i].ts ?? now, shared: shared))
         }
+        return out
     }
 
     /// Both steps at once (tests, and callers off the hot path).

@@ -31,29 +31,28 @@ extension ClusterShell {
     func route(_ events: [IncomingEvent], ip: String, transport: Transport, bytes: Int, on loop: EventLoop,
                trace: TraceContext? = nil) -> EventLoopFuture<Result<Int, IngestError>> {
         let ring = self.ring
-        let route = IngestRoute(keys: events.map { SubjectKey(sessionID: $0.sessionID, userID: $0.userID, terminalID: $0.terminalID) },
-                                ring: ring, me: config.id)
+        let route = IngestRoute(count: events.count, ring: ring, me: config.id) { RingHash.hash(subjectOf: events[$0]) }
         let now = now()
         var parts: [IngestPart] = []
         parts.reserveCapacity(route.owners.count)
         for (owner, indices) in zip(route.owners, route.indices) {
-            let list = route.owners.count == 1 ? events : indices.map { events[$0] }
             if owner == config.id {
-                parts.append(.own(list, bytes: bytes))
+                parts.append(.own(route.owners.count == 1 ? events : indices.map { events[$0] }, bytes: bytes))
                 continue
             }
             // Events whose session is known travel as finished records (validated, stamped with the
             // owner's id), so the owner only appends them; identity-only events travel as JSON,
             // for the owner of their identity to resolve their session.
             var rng = engine.random.generator()
-            let stamped = StoredEvent.records(of: list, receivedAt: now, node: owner, ip: ip, using: &rng)
+            let stamped = StoredEvent.records(of: events, at: indices, receivedAt: now, node: owner, ip: ip, using: &rng)
             var records: [RecordBatch.Item] = []
+            records.reserveCapacity(indices.count)
             var loose: [ForwardedEvent] = []
-            for (e, r) in zip(list, stamped) {
+            for (i, r) in zip(indices, stamped) {
                 if let r {
-                    records.append(RecordBatch.Item(transport: transport.wireCode, clientID: e.eventID != nil, record: r.encoded))
+                    records.append(RecordBatch.Item(transport: transport.wireCode, clientID: events[i].eventID != nil, record: r.encoded))
                 } else {
-                    loose.append(ForwardedEvent(transport: transport.wireCode, ip: ip, receivedAt: now, json: e.clientJSON()))
+                    loose.append(ForwardedEvent(transport: transport.wireCode, ip: ip, receivedAt: now, json: events[i].clientJSON()))
                 }
             }
             if !records.isEmpty { parts.append(.records(owner: owner, records)) }
