@@ -57,6 +57,29 @@ import Testing
         if case .success = Record.checked(encoded: r.encoded, limits: limits) { Issue.record("received_at near Int64.max was accepted") }
     }
 
+    /// The UTF-8 check reads ASCII eight bytes at a time: a non-ASCII byte at any position of
+    /// any length (word and tail) is seen, and its verdict is the standard decoder's.
+    @Test func utf8CheckAgreesWithTheDecoderAtEveryPosition() {
+        func decoderSays(_ b: [UInt8]) -> Bool { String(validating: b, as: UTF8.self) != nil }
+        for length in 0...20 {
+            let ascii = [UInt8](repeating: UInt8(ascii: "a"), count: length)
+            #expect(ascii.withUnsafeBytes { Record.isValidUTF8($0) })
+            for at in 0..<length {
+                for bad: [UInt8] in [[0x80], [0xFF], [0xC3], [0xE2, 0x82]] where at + bad.count <= length {
+                    var b = ascii
+                    b.replaceSubrange(at..<(at + bad.count), with: bad)
+                    #expect(b.withUnsafeBytes { Record.isValidUTF8($0) } == decoderSays(b), "\(b)")
+                    #expect(!decoderSays(b))
+                }
+                for good: [UInt8] in [[0xC3, 0xA9], [0xE2, 0x82, 0xAC], [0xF0, 0x9F, 0x98, 0x80]] where at + good.count <= length {
+                    var b = ascii
+                    b.replaceSubrange(at..<(at + good.count), with: good)
+                    #expect(b.withUnsafeBytes { Record.isValidUTF8($0) }, "\(b)")
+                }
+            }
+        }
+    }
+
     /// The fold of a record whose time is near Int64.max clamps instead of trapping (it used to
     /// trap on `+` in `SessionState`, and again on every start, since recovery replays it).
     @Test func foldingExtremeTimesNeverTraps() {

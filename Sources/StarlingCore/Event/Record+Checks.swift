@@ -11,21 +11,30 @@ extension Record {
     public func problem(limits: Limits) -> String? {
         guard (0...Self.timeMax).contains(ts) else { return "ts \(ts) is outside 0...\(Self.timeMax)" }
         guard (0...Self.timeMax).contains(receivedAt) else { return "received_at \(receivedAt) is outside 0...\(Self.timeMax)" }
-        // Field by field, from the bytes, with no string or table built per record (this runs
-        // for every record from a peer). Invalid UTF-8 is refused: fields are hashed as bytes
-        // (`dedupeKey`), which must agree with the strings read from them.
-        func bad(_ f: Field, _ name: StaticString, _ max: Int) -> String? {
-            withField(f) { b in
-                if b.count > max { return "\(name) is \(b.count) bytes, the limit is \(max)" }
-                return Record.isValidUTF8(b) ? nil : "\(name) is not valid UTF-8"
+        // One pass over the seven strings, from the bytes, with no string or table built per record
+        // (this runs for every record from a peer). Invalid UTF-8 is refused: fields are hashed as
+        // bytes (`dedupeKey`), which must agree with the strings read from them. The layout was
+        // checked when the record was decoded (`check`), so every length stays in the buffer.
+        var empty: UInt8 = 0          // bit f: field f is empty
+        let fieldProblem: String? = encoded.withUnsafeBytes { buf in
+            var at = Record.fieldsStart
+            for f in Field.allCases {
+                let n = Int(Record.u16(at, in: buf))
+                let max = switch f {
+                case .sessionID: limits.sessionIDBytesMax
+                case .eventID: limits.eventIDBytesMax
+                case .key: limits.keyBytesMax
+                case .component, .via, .userID, .terminalID: limits.identityBytesMax
+                }
+                if n > max { return "\(f.name) is \(n) bytes, the limit is \(max)" }
+                if n == 0 { empty |= 1 << UInt8(f.rawValue) }
+                if !Record.isValidUTF8(UnsafeRawBufferPointer(rebasing: buf[(at + 2)..<(at + 2 + n)])) { return "\(f.name) is not valid UTF-8" }
+                at += 2 + n
             }
+            return nil
         }
-        if let p = bad(.sessionID, "session_id", limits.sessionIDBytesMax)
-            ?? bad(.eventID, "event_id", limits.eventIDBytesMax) ?? bad(.key, "key", limits.keyBytesMax)
-            ?? bad(.component, "component", limits.identityBytesMax) ?? bad(.via, "via", limits.identityBytesMax)
-            ?? bad(.userID, "user_id", limits.identityBytesMax) ?? bad(.terminalID, "terminal_id", limits.identityBytesMax) {
-            return p
-        }
+        if let fieldProblem { return fieldProblem }
+        func isEmpty(_ f: Field) -> Bool { empty & (1 << UInt8(f.rawValue)) != 0 }
         let size = encodedCount
         guard size <= limits.recordBytesMax else { return "record is \(size) bytes, the limit is \(limits.recordBytesMax)" }
         switch kind {
@@ -45,10 +54,36 @@ extension Record {
     }
 }
 
+extension Record.Field {
+    /// The field's name as events spell it (in refusals).
+    public var name: String {
+        switch self {
+        case .sessionID: "session_id"
+        case .eventID: "event_id"
+        case .key: "key"
+        case .component: "component"
+        case .via: "via"
+        case .userID: "user_id"
+        case .terminalID: "terminal_id"
+        }
+    }
+}
+
 extension Record {
     /// Whether `bytes` are well-formed UTF-8 (ASCII checked first, the common case).
     static func isValidUTF8(_ bytes: UnsafeRawBufferPointer) -> Bool {
-        if bytes.allSatisfy({ $0 < 0x80 }) { return true }
+        // ASCII eight bytes at a time, then the tail byte by byte.
+        var i = 0
+        var high: UInt64 = 0
+        while i + 8 <= bytes.count {
+            high |= bytes.loadUnaligned(fromByteOffset: i, as: UInt64.self)
+            i += 8
+        }
+        while i < bytes.count {
+            high |= UInt64(bytes[i])
+            i += 1
+        }
+        if high & 0x8080_8080_8080_8080 == 0 { return true }
         var it = bytes.makeIterator()
         var decoder = UTF8()
         while true {
