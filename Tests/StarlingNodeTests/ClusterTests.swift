@@ -4,9 +4,9 @@ import StarlingCore
 @testable import StarlingNode
 
 /// Two live nodes in one process, b joined to a, both seeing two members up.
-func twoNodes() throws -> (LiveNode, LiveNode) {
-    let a = try LiveNode(id: "a")
-    let b = try LiveNode(id: "b") { $0.join = [HostPort(host: "127.0.0.1", port: a.server.peerPort!)] }
+func twoNodes(rf: Int = 1) throws -> (LiveNode, LiveNode) {
+    let a = try LiveNode(id: "a") { $0.rf = rf }
+    let b = try LiveNode(id: "b") { $0.rf = rf; $0.join = [HostPort(host: "127.0.0.1", port: a.server.peerPort!)] }
     func upCount(_ n: LiveNode) -> Int {
         ((try? n.json("GET", "/v1/cluster").1["members"] as? [[String: Any]]) ?? [])?.filter { $0["status"] as? String == "up" }.count ?? 0
     }
@@ -87,8 +87,7 @@ func twoNodes() throws -> (LiveNode, LiveNode) {
         let batch = "[" + (0..<40).map { #"{"session_id":"fr-\#($0)","key":"k","value":\#($0),"event_id":"id-\#($0)"}"# }.joined(separator: ",") + "]"
         #expect(try b.call("POST", "/v1/events", batch).status == 202)
         #expect(try b.call("POST", "/v1/events", batch).status == 202)
-        let forwarded = try b.call("GET", "/metrics").text.split(separator: "\n")
-            .first { $0.hasPrefix("starling_events_forwarded_total ") }.flatMap { Double($0.split(separator: " ")[1]) } ?? 0
+        let forwarded = metricValue(b.server.engine.metrics, "starling_events_forwarded_total") ?? 0
         #expect(forwarded >= 20, "about half of 80 events belong to a")
         var owners = Set<String>()
         for i in 0..<40 {
@@ -105,24 +104,15 @@ func twoNodes() throws -> (LiveNode, LiveNode) {
     /// replication frames that carried them are counted: records shipped / frames is the mean
     /// replication frame (`ops/bench/run` prints it per scaling point).
     @Test func replicationFramesAndRecordsShippedAreCounted() throws {
-        let a = try LiveNode(id: "a") { $0.rf = 2 }
-        defer { a.stop() }
-        let b = try LiveNode(id: "b") { $0.rf = 2; $0.join = [HostPort(host: "127.0.0.1", port: a.server.peerPort!)] }
-        defer { b.stop() }
-        #expect(eventually(10) {
-            ((try? a.json("GET", "/v1/cluster").1["members"] as? [[String: Any]]) ?? [])?.filter { $0["status"] as? String == "up" }.count == 2
-        })
+        let (a, b) = try twoNodes(rf: 2)
+        defer { a.stop(); b.stop() }
         let batch = "[" + (0..<60).map { #"{"session_id":"rc-\#($0)","key":"k","value":\#($0)}"# }.joined(separator: ",") + "]"
         #expect(try a.call("POST", "/v1/events", batch).status == 202)
         #expect(try b.call("POST", "/v1/events", batch).status == 202)
-        func metric(_ n: LiveNode, _ name: String) throws -> Double {
-            try n.call("GET", "/metrics").text.split(separator: "\n")
-                .first { $0.hasPrefix(name + " ") }.flatMap { Double($0.split(separator: " ")[1]) } ?? -1
-        }
         var shipped = 0.0
         for n in [a, b] {
-            let records = try metric(n, "starling_replica_records_shipped_total")
-            let frames = try metric(n, "starling_replica_batches_total")
+            let records = metricValue(n.server.engine.metrics, "starling_replica_records_shipped_total") ?? -1
+            let frames = metricValue(n.server.engine.metrics, "starling_replica_batches_total") ?? -1
             #expect(records > 0 && frames >= 1 && frames <= records, "each node owns some of the 60 sessions and ships them")
             shipped += records
         }

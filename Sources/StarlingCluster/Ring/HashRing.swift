@@ -18,7 +18,7 @@ public enum RingHash {
 
     /// The hash of an incoming event's subject (`SubjectKey(sessionID:userID:terminalID:)`).
     public static func hash(subjectOf e: IncomingEvent) -> UInt64 {
-        finalize(SubjectKey.ringKeyFNV(sessionID: e.sessionID, userID: e.userID, terminalID: e.terminalID))
+        finalize(SubjectKey(sessionID: e.sessionID, userID: e.userID, terminalID: e.terminalID).ringKeyFNV)
     }
 
     /// The hash of a record's subject (an event's one subject), read from its bytes.

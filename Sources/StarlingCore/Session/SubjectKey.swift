@@ -38,25 +38,15 @@ public enum SubjectKey: Sendable, Hashable {
     /// FNV-1a 64 of `ringKey`'s UTF-8 bytes, computed without building the string (the ring
     /// hash and the dedupe key start from it).
     public var ringKeyFNV: UInt64 {
-        switch self {
-        case .session(let s): return Self.ringKeyFNV(prefix: nil, id: s)
-        case .user(let u): return Self.ringKeyFNV(prefix: Self.userPrefix, id: u)
-        case .terminal(let t): return Self.ringKeyFNV(prefix: Self.terminalPrefix, id: t)
+        func hash(_ prefix: UInt8?, _ id: String) -> UInt64 {
+            var id = id
+            return id.withUTF8 { SubjectKey.ringKeyFNV(prefix: prefix, id: UnsafeRawBufferPointer($0)) }
         }
-    }
-
-    /// `SubjectKey(sessionID:userID:terminalID:).ringKeyFNV`, without building the key (the
-    /// ingest route hashes every event of a request).
-    public static func ringKeyFNV(sessionID: String?, userID: String?, terminalID: String?) -> UInt64 {
-        if let s = sessionID, !s.isEmpty { return ringKeyFNV(prefix: nil, id: s) }
-        if let u = userID, !u.isEmpty { return ringKeyFNV(prefix: userPrefix, id: u) }
-        return ringKeyFNV(prefix: terminalPrefix, id: terminalID ?? "")
-    }
-
-    @inline(__always)
-    static func ringKeyFNV(prefix: UInt8?, id: String) -> UInt64 {
-        var id = id
-        return id.withUTF8 { ringKeyFNV(prefix: prefix, id: UnsafeRawBufferPointer($0)) }
+        switch self {
+        case .session(let s): return hash(nil, s)
+        case .user(let u): return hash(Self.userPrefix, u)
+        case .terminal(let t): return hash(Self.terminalPrefix, t)
+        }
     }
 
     /// The first byte of an identity's ring key: `u` (`u:<user_id>`), `t` (`t:<terminal_id>`).
